@@ -1,0 +1,82 @@
+# minformer: `make` builds the library and CLI into build/; `make test` runs the suite.
+CC      ?= gcc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+OPT     ?= -O3
+
+# -march=native and -fopenmp only where the compiler takes them; NO_OMP=1 turns OpenMP off.
+try-flag = $(shell echo 'int main(void){return 0;}' | $(CC) $(1) -x c - -o /dev/null 2>/dev/null && echo $(1))
+MARCH   := $(call try-flag,-march=native)
+ifneq ($(NO_OMP),1)
+OMPFLAG := $(call try-flag,-fopenmp)
+endif
+
+# Never -ffast-math: NaN checks, erf-based GELU and bitwise determinism rely on IEEE semantics.
+CFLAGS  ?= $(OPT)
+CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc $(EXTRA_CFLAGS)
+LDLIBS  := $(OMPFLAG) -lpng -lz -lm
+
+LIB_SRC  := $(sort $(wildcard src/*.c))
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*.h cli/*.h tests/*.h)
+
+.PHONY: all test asan data run install clean bench fuzz
+all: $(BUILD)/libminformer.a $(BUILD)/libminformer.so $(BUILD)/minformer
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libminformer.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libminformer.so: $(LIB_OBJ)
+	$(CC) -shared $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/minformer: $(CLI_OBJ) $(BUILD)/libminformer.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libminformer.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Helper programs (benchmarks, converters): tools/NAME.c -> build/tools/NAME.
+$(BUILD)/tools/%: tools/%.c $(BUILD)/libminformer.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Runs every test program; scripts/run_tests.sh sums their counts into one
+# closing line "N passed, M failed" and fails if any test failed.
+test: all $(TEST_BIN)
+	@BUILD=$(BUILD) sh scripts/run_tests.sh $(TEST_BIN)
+
+# The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g" NO_OMP=$(NO_OMP) \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+data:
+	sh scripts/get_data.sh $(DATA)
+
+# The main job: fetch the data if missing, then the demo.
+run: all
+	sh scripts/run_demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/minformer \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/minformer $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/minformer.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/minformer/*.h $(DESTDIR)$(PREFIX)/include/minformer/
+	install -m 644 $(BUILD)/libminformer.a $(BUILD)/libminformer.so $(DESTDIR)$(PREFIX)/lib/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*MF_VERSION "\(.*\)"/\1/p' include/minformer/core.h)|' \
+	  minformer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/minformer.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,70 @@
+/* Shared pieces of the minformer command-line tool. Exit codes: 0 success,
+ * 1 runtime error (I/O, bad data), 2 usage error. */
+#ifndef MF_CLI_H
+#define MF_CLI_H
+
+#include <getopt.h>
+#include "minformer.h"
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+/* "minformer CMD: message" and a hint to --help on stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "minformer: message" on stderr; returns EXIT_RUNTIME (or EXIT_USAGE for MF_ERR_CONFIG). */
+int cli_report(const mf_error *err);
+/* An option getopt rejected (unknown, or missing its value); returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd, char *const argv[]);
+
+/* Strict number parsing: the whole string, within [min, max]. 0 or EXIT_USAGE. */
+int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *arg, double min, double max,
+                    float *out);
+int cli_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t *out);
+
+/* Model flags shared by train, params and experiment. Unset fields are -1 / NULL. */
+typedef struct {
+    const char *preset, *qk, *vo, *pool;
+    int dim, layers, heads, mlp, patch;
+    float dropout;
+} cli_model_opts;
+
+enum {
+    OPT_PRESET = 1000, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_MLP, OPT_PATCH, OPT_QK, OPT_VO,
+    OPT_POOL, OPT_DROPOUT, OPT_CLI_LAST
+};
+#define CLI_MODEL_LONGOPTS                                                                   \
+    {"preset", required_argument, 0, OPT_PRESET}, {"dim", required_argument, 0, OPT_DIM},     \
+    {"layers", required_argument, 0, OPT_LAYERS}, {"heads", required_argument, 0, OPT_HEADS}, \
+    {"mlp", required_argument, 0, OPT_MLP}, {"patch", required_argument, 0, OPT_PATCH},       \
+    {"qk", required_argument, 0, OPT_QK}, {"vo", required_argument, 0, OPT_VO},               \
+    {"pool", required_argument, 0, OPT_POOL}, {"dropout", required_argument, 0, OPT_DROPOUT}
+#define CLI_MODEL_HELP                                                                       \
+    "Model:\n"                                                                               \
+    "  --preset NAME      unchanged (default), wqk, minimal, symmetric\n"                    \
+    "  --dim N            width (default 64)\n"                                              \
+    "  --layers L         encoder blocks (default 6)\n"                                      \
+    "  --heads H          attention heads (default 1)\n"                                     \
+    "  --mlp R            MLP ratio, hidden width R*N; 0 removes the MLP (default 4)\n"      \
+    "  --patch P          patch size (default 7 for 28x28 images, 4 for 32x32)\n"           \
+    "  --qk KIND          separate, shared, collapsed, symmetric, cholesky\n"                \
+    "  --vo KIND          separate, collapsed, none\n"                                       \
+    "  --pool KIND        cls (default) or mean\n"                                           \
+    "  --dropout P        dropout on residual branches and embeddings (default 0)\n"
+
+void cli_model_opts_init(cli_model_opts *o);
+/* Handles one model option: 1 if it was one, 0 if not, EXIT_USAGE on a bad value
+ * (negated: returns -EXIT_USAGE). */
+int cli_model_option(cli_model_opts *o, int opt, const char *arg, const char *cmd);
+/* Builds and validates the configuration: 0 or EXIT_USAGE (with the rule broken). */
+int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg,
+                     const char *cmd);
+
+/* True when stdout/stderr is a terminal (progress bars only then). */
+int cli_isatty_stderr(void);
+
+/* The commands. */
+int cmd_info(int argc, char **argv);
+int cmd_params(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+
+#endif

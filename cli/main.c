@@ -1,0 +1,50 @@
+/* minformer <command> [options]: dispatches to one function per command. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "describe a dataset: counts, classes, normalization"},
+    {"params", cmd_params, "count a model's parameters by component"},
+    {"train", cmd_train, "train a model and evaluate it after every epoch"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "minformer %s: minimal vision transformers (Bermeitinger et al., arXiv 2410.13732)\n\n"
+            "Usage: minformer <command> [options]\n\nCommands:\n",
+            MF_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'minformer <command> --help' for a command's options.\n"
+               "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("minformer %s\n", MF_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "minformer: unknown command '%s' (see 'minformer --help')\n", name);
+    return EXIT_USAGE;
+}

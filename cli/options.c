@@ -1,0 +1,121 @@
+/* Option parsing and error reporting shared by every command. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "minformer %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'minformer %s --help')\n", cmd);
+    return EXIT_USAGE;
+}
+
+int cli_report(const mf_error *err)
+{
+    fprintf(stderr, "minformer: %s\n", err->message[0] ? err->message : "unknown error");
+    return err->status == MF_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+int cli_bad_option(const char *cmd, char *const argv[])
+{
+    const char *arg = (optind > 0 && argv[optind - 1]) ? argv[optind - 1] : "?";
+    if (optopt && optopt < 256)
+        return cli_usage_error(cmd, "unknown option or missing value: -%c", optopt);
+    return cli_usage_error(cmd, "unknown option or missing value: %s", arg);
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < min || v > max || v < INT_MIN || v > INT_MAX)
+        return cli_usage_error(cmd, "--%s needs an integer in [%ld, %ld], got '%s'", opt, min, max,
+                               arg);
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *arg, double min, double max,
+                    float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v >= min && v <= max))
+        return cli_usage_error(cmd, "--%s needs a number in [%g, %g], got '%s'", opt, min, max,
+                               arg);
+    *out = (float)v;
+    return 0;
+}
+
+int cli_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (arg[0] == '-') return cli_usage_error(cmd, "--%s needs a non-negative integer", opt);
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || end == arg || *end)
+        return cli_usage_error(cmd, "--%s needs a non-negative integer, got '%s'", opt, arg);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+void cli_model_opts_init(cli_model_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->dim = o->layers = o->heads = o->mlp = o->patch = -1;
+    o->dropout = -1.0f;
+}
+
+int cli_model_option(cli_model_opts *o, int opt, const char *arg, const char *cmd)
+{
+    int rc = 0;
+    switch (opt) {
+    case OPT_PRESET: o->preset = arg; break;
+    case OPT_QK: o->qk = arg; break;
+    case OPT_VO: o->vo = arg; break;
+    case OPT_POOL: o->pool = arg; break;
+    case OPT_DIM: rc = cli_parse_int(cmd, "dim", arg, 1, 4096, &o->dim); break;
+    case OPT_LAYERS: rc = cli_parse_int(cmd, "layers", arg, 1, 256, &o->layers); break;
+    case OPT_HEADS: rc = cli_parse_int(cmd, "heads", arg, 1, 256, &o->heads); break;
+    case OPT_MLP: rc = cli_parse_int(cmd, "mlp", arg, 0, 64, &o->mlp); break;
+    case OPT_PATCH: rc = cli_parse_int(cmd, "patch", arg, 1, 64, &o->patch); break;
+    case OPT_DROPOUT: rc = cli_parse_float(cmd, "dropout", arg, 0.0, 0.99, &o->dropout); break;
+    default: return 0;
+    }
+    return rc ? -EXIT_USAGE : 1;
+}
+
+int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg, const char *cmd)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_config_default(cfg, mf_dataset_image_size(kind), mf_dataset_channels(kind), 10);
+    if (o->preset && mf_config_apply_preset(cfg, o->preset, &err))
+        return cli_usage_error(cmd, "%s", err.message);
+    if (o->qk && mf_qk_parse(o->qk, &cfg->qk, &err)) return cli_usage_error(cmd, "%s", err.message);
+    if (o->vo && mf_vo_parse(o->vo, &cfg->vo, &err)) return cli_usage_error(cmd, "%s", err.message);
+    if (o->pool && mf_pool_parse(o->pool, &cfg->pool, &err))
+        return cli_usage_error(cmd, "%s", err.message);
+    if (o->dim >= 0) cfg->dim = o->dim;
+    if (o->layers >= 0) cfg->layers = o->layers;
+    if (o->heads >= 0) cfg->heads = o->heads;
+    if (o->mlp >= 0) cfg->mlp_ratio = o->mlp;
+    if (o->patch >= 0) cfg->patch = o->patch;
+    if (o->dropout >= 0) cfg->dropout = o->dropout;
+    if (mf_config_validate(cfg, &err)) return cli_usage_error(cmd, "%s", err.message);
+    return 0;
+}
+
+int cli_isatty_stderr(void) { return isatty(STDERR_FILENO); }

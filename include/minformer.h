@@ -1,0 +1,15 @@
+/* minformer: minimal vision transformers in C11. The public API.
+ *
+ * core.h   status codes, errors, random numbers, threads
+ * data.h   MNIST / Fashion-MNIST / CIFAR-10 loaders, augmentation, batches
+ * model.h  the configurable encoder, its forward and backward passes, AdamW
+ * train.h  the training loop and evaluation */
+#ifndef MINFORMER_H
+#define MINFORMER_H
+
+#include "minformer/core.h"
+#include "minformer/data.h"
+#include "minformer/model.h"
+#include "minformer/train.h"
+
+#endif

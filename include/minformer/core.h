@@ -1,0 +1,62 @@
+/* minformer core: status codes, error reporting, seeded random numbers. */
+#ifndef MINFORMER_CORE_H
+#define MINFORMER_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MF_VERSION "0.1.0"
+
+/* Every library function that can fail returns an mf_status and fills an
+ * mf_error; the library never prints and never exits. The CLI turns an error
+ * into one line on stderr. */
+typedef enum {
+    MF_OK = 0,
+    MF_ERR_IO,          /* a file is missing, unreadable or unwritable */
+    MF_ERR_FORMAT,      /* a file's content is invalid */
+    MF_ERR_CONFIG,      /* an invalid model or training configuration */
+    MF_ERR_NOMEM,       /* an allocation failed */
+    MF_ERR_NUMERIC,     /* a non-finite loss or gradient */
+    MF_ERR_INTERRUPTED  /* a signal asked training to stop */
+} mf_status;
+
+typedef struct {
+    mf_status status;
+    char message[512];
+} mf_error;
+
+/* Records status and a printf-style message in err (which may be NULL);
+ * returns status so callers can write `return mf_fail(err, ...)`. */
+mf_status mf_fail(mf_error *err, mf_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void mf_error_clear(mf_error *err);
+
+/* xoshiro256** seeded through splitmix64. The project never uses rand(). */
+typedef struct {
+    uint64_t s[4];
+} mf_rng;
+
+void mf_rng_seed(mf_rng *rng, uint64_t seed);
+uint64_t mf_rng_next(mf_rng *rng);
+/* Uniform in [0, 1) with 24 random bits. */
+float mf_rng_uniform(mf_rng *rng);
+/* Standard normal (Box-Muller, one value per call). */
+float mf_rng_normal(mf_rng *rng);
+/* Uniform integer in [0, n), n > 0, without modulo bias. */
+uint32_t mf_rng_below(mf_rng *rng, uint32_t n);
+/* Mixes two words into one: derives independent seeds for streams such as
+ * (seed, epoch) or (step, sample) so results never depend on thread count. */
+uint64_t mf_hash2(uint64_t a, uint64_t b);
+
+/* Wall-clock seconds from a monotonic clock (never clock(), which is CPU time). */
+double mf_now_seconds(void);
+
+/* Threads used by parallel kernels; 0 or negative means all cores. */
+void mf_set_threads(int threads);
+int mf_get_threads(void);
+
+/* Allocation aligned to 64 bytes, zero-filled; NULL on failure. */
+void *mf_alloc(size_t bytes);
+void mf_free(void *p);
+
+#endif

@@ -1,0 +1,151 @@
+/* minformer model: a pre-LN vision transformer encoder whose query/key path,
+ * value/output path and MLP can each be reduced as in Bermeitinger et al.,
+ * "Reducing the Transformer Architecture to a Minimum" (arXiv 2410.13732). */
+#ifndef MINFORMER_MODEL_H
+#define MINFORMER_MODEL_H
+
+#include "core.h"
+
+typedef enum {
+    MF_QK_SEPARATE = 0, /* q = hWq^T + bq, k = hWk^T + bk, S = q_h k_h^T / sqrt(d) */
+    MF_QK_SHARED,       /* k = q: symmetric similarity with W_k = W_q, any H */
+    MF_QK_COLLAPSED,    /* H = 1: S = (hWqk^T + bqk) h^T / sqrt(N) */
+    MF_QK_SYMMETRIC,    /* H = 1: S = h W h^T / sqrt(N), W = W^T stored as lower triangle */
+    MF_QK_CHOLESKY      /* H = 1: S = h L L^T h^T / sqrt(N), L lower triangular */
+} mf_qk_kind;
+
+typedef enum {
+    MF_VO_SEPARATE = 0, /* v = hWv^T + bv, O = concat_h(A_h v_h) Wo^T + bo */
+    MF_VO_COLLAPSED,    /* H = 1: O = (A h) Wvo^T + bvo */
+    MF_VO_NONE          /* O = (1/H) sum_h A_h h: a convex combination of the inputs */
+} mf_vo_kind;
+
+typedef enum { MF_POOL_CLS = 0, MF_POOL_MEAN = 1 } mf_pool_kind;
+
+typedef struct {
+    int image_size; /* S: images are S x S */
+    int channels;   /* C */
+    int classes;
+    int patch;      /* P, divides S */
+    int dim;        /* N, width */
+    int layers;     /* L */
+    int heads;      /* H, divides N */
+    int mlp_ratio;  /* r: MLP hidden width r*N; 0 = no MLP and no LN2 */
+    mf_qk_kind qk;
+    mf_vo_kind vo;
+    mf_pool_kind pool;
+    float dropout;  /* on both residual branches and the embeddings; 0 = off */
+} mf_config;
+
+/* Defaults for a dataset's geometry: N 64, L 6, H 1, r 4, separate/separate,
+ * CLS pooling, patch 7 for 28x28 images and 4 for 32x32. */
+void mf_config_default(mf_config *cfg, int image_size, int channels, int classes);
+/* "unchanged", "wqk", "minimal", "symmetric": sets qk, vo, heads, mlp_ratio. */
+mf_status mf_config_apply_preset(mf_config *cfg, const char *preset, mf_error *err);
+mf_status mf_config_validate(const mf_config *cfg, mf_error *err);
+mf_status mf_qk_parse(const char *s, mf_qk_kind *out, mf_error *err);
+mf_status mf_vo_parse(const char *s, mf_vo_kind *out, mf_error *err);
+mf_status mf_pool_parse(const char *s, mf_pool_kind *out, mf_error *err);
+const char *mf_qk_name(mf_qk_kind k);
+const char *mf_vo_name(mf_vo_kind k);
+const char *mf_pool_name(mf_pool_kind k);
+/* Tokens per image: T = (S/P)^2 patches, plus one for the CLS token. */
+int mf_config_patches(const mf_config *cfg);
+int mf_config_tokens(const mf_config *cfg);
+
+/* Views into one parameter block (or into a gradient or AdamW moment block
+ * with the same layout). A tensor a variant does not use is NULL. */
+typedef struct {
+    float *norm1_w, *norm1_b;           /* (N), (N) */
+    float *q_w, *q_b, *k_w, *k_b;       /* (N,N), (N); k only for separate */
+    float *qk_w, *qk_b;                 /* (N,N), (N); collapsed */
+    float *qk_tril;                     /* (N(N+1)/2); symmetric, cholesky */
+    float *v_w, *v_b, *proj_w, *proj_b; /* (N,N), (N); vo separate */
+    float *vo_w, *vo_b;                 /* (N,N), (N); vo collapsed */
+    float *norm2_w, *norm2_b;           /* (N); only with an MLP */
+    float *fc1_w, *fc1_b;               /* (rN,N), (rN) */
+    float *fc2_w, *fc2_b;               /* (N,rN), (N) */
+} mf_block_params;
+
+typedef struct {
+    float *cls_token;          /* (1,1,N) */
+    float *pos_embed;          /* (1,T+1,N); (1,T,N) with mean pooling */
+    float *patch_w, *patch_b;  /* (N, C*P*P), (N) */
+    mf_block_params *blocks;   /* L */
+    float *norm_w, *norm_b;    /* (N) */
+    float *head_w, *head_b;    /* (classes,N), (classes) */
+} mf_params;
+
+/* One named tensor of the parameter block, in checkpoint order. */
+typedef struct {
+    char name[64];   /* e.g. "blocks.3.attn.qk.weight" */
+    int ndim;
+    int shape[4];
+    size_t offset;   /* in floats, from the start of the block */
+    size_t numel;
+    int decay;       /* 1 for weight matrices that take weight decay */
+} mf_tensor_info;
+
+typedef struct mf_activations mf_activations; /* private: forward state kept for backward */
+
+typedef struct {
+    mf_config cfg;
+    size_t num_params;
+    int num_tensors;
+    mf_tensor_info *tensors;
+    /* One allocation of 4 * num_params floats: parameters, gradients and the
+     * two AdamW moments, each reached through the same kind of named views. */
+    float *memory;
+    float *params, *grads, *adam_m, *adam_v;
+    mf_params p, g;
+    mf_block_params *block_views; /* 2L entries backing p.blocks and g.blocks */
+    /* Training-time switches. */
+    int training;            /* dropout active when training and cfg.dropout > 0 */
+    uint64_t dropout_seed;   /* set per step by the trainer */
+    /* Forward/backward state for up to batch_capacity images. */
+    int batch_capacity;
+    mf_activations *acts;
+} mf_model;
+
+mf_status mf_model_create(mf_model *m, const mf_config *cfg, mf_error *err);
+void mf_model_free(mf_model *m);
+/* The documented initialization (docs/model.md), drawn from seed. */
+void mf_model_init_weights(mf_model *m, uint64_t seed);
+/* Ensures activations for batches of up to B images. */
+mf_status mf_model_reserve(mf_model *m, int B, mf_error *err);
+const mf_tensor_info *mf_model_find_tensor(const mf_model *m, const char *name);
+/* Parameter count of a configuration without building it. */
+size_t mf_config_num_params(const mf_config *cfg);
+
+/* Forward pass on B images (B x C x S x S, normalized). Returns the mean
+ * cross-entropy over the batch when labels is non-NULL (0 otherwise). The
+ * logits (B x classes) stay in the model: see mf_model_logits. */
+float mf_model_forward(mf_model *m, const float *images, const int *labels, int B);
+const float *mf_model_logits(const mf_model *m);
+/* Backward of the mean cross-entropy of the last forward (which had labels);
+ * accumulates (+=) into m->grads. */
+void mf_model_backward(mf_model *m);
+void mf_model_zero_grad(mf_model *m);
+/* Mean attention weights (T1 x T1 per layer, averaged over heads) of image b
+ * of the last forward; out holds L * T1 * T1 floats. */
+void mf_model_attention_maps(const mf_model *m, int b, float *out);
+
+/* AdamW as PyTorch computes it: p *= 1 - lr*wd (decayed tensors only), then
+ * m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+ * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). step t is 1-based. */
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} mf_adamw;
+void mf_adamw_default(mf_adamw *opt); /* 0.9, 0.999, 1e-8, wd 0.05 */
+void mf_adamw_step(mf_model *m, const mf_adamw *opt, float lr, long step);
+
+/* Parameters per component, for the params report. */
+typedef struct {
+    size_t patch_embed, cls_token, pos_embed;
+    size_t attention, norms, mlp; /* summed over all blocks */
+    size_t final_norm, head;
+    size_t total;
+} mf_param_breakdown;
+void mf_config_param_breakdown(const mf_config *cfg, mf_param_breakdown *out);
+
+#endif

@@ -1,0 +1,78 @@
+/* minformer training: the epoch loop, learning-rate schedule and evaluation.
+ * Everything random is derived from (seed, epoch, step), so a run resumed
+ * from a saved mf_train_state continues exactly as if never stopped. */
+#ifndef MINFORMER_TRAIN_H
+#define MINFORMER_TRAIN_H
+
+#include <signal.h>
+#include "data.h"
+#include "model.h"
+
+typedef struct {
+    int epochs;
+    int batch;
+    float lr;            /* peak learning rate */
+    float warmup_epochs; /* linear warmup length, then cosine decay to 0 */
+    mf_adamw adamw;
+    uint64_t seed;       /* data order, augmentation and dropout; init uses it too */
+    int augment;         /* 1: the dataset's augmentation during training */
+    int eval_batch;
+} mf_train_opts;
+
+void mf_train_opts_default(mf_train_opts *o);
+
+/* What a resumed run needs besides parameters and AdamW moments. */
+typedef struct {
+    int epoch;           /* epochs completed */
+    long step;           /* optimizer steps taken (AdamW's t) */
+    int batch_in_epoch;  /* batches of epoch `epoch` already done (mid-epoch stop) */
+    double loss_sum;     /* running sums of the current epoch's batches */
+    long correct, seen;
+    double train_seconds;/* wall time spent in training steps this epoch */
+    float test_loss, test_acc; /* of the last evaluation, -1 if none */
+} mf_train_state;
+
+void mf_train_state_init(mf_train_state *st);
+
+typedef struct {
+    int epoch;           /* 1-based number of the epoch just finished */
+    float lr;            /* at the epoch's last step */
+    float train_loss, train_acc, test_loss, test_acc;
+    double seconds;      /* wall time of the epoch, evaluation included */
+    double images_per_second; /* training images per second of training-step time */
+} mf_epoch_stats;
+
+typedef struct {
+    void *ctx;
+    /* After each batch: progress display. May be NULL. */
+    void (*on_batch)(void *ctx, int epoch, int batch, int batches, float running_loss,
+                     float running_acc, double images_per_second);
+    /* After each epoch's evaluation: logging and checkpoints. A non-OK return
+     * stops training with that error. May be NULL. */
+    mf_status (*on_epoch)(void *ctx, const mf_epoch_stats *stats, const mf_train_state *st,
+                          mf_error *err);
+} mf_train_hooks;
+
+/* Trains from state st (fresh or loaded) to opts->epochs. When *stop becomes
+ * non-zero (a signal), finishes the current step and returns
+ * MF_ERR_INTERRUPTED with st describing the exact point to resume from.
+ * Returns MF_ERR_NUMERIC at the first non-finite loss or gradient, with
+ * parameters left as they were before that step. */
+mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *opts, mf_train_state *st,
+                   const mf_train_hooks *hooks, volatile sig_atomic_t *stop, mf_error *err);
+
+/* Learning rate at optimizer step t (1-based) of a run with steps_per_epoch. */
+float mf_lr_at(const mf_train_opts *opts, long t, long steps_per_epoch);
+long mf_steps_per_epoch(int train_count, int batch);
+
+typedef struct {
+    float loss, acc;
+    int count;
+    int confusion[10 * 10]; /* [true][predicted] */
+} mf_eval_result;
+
+/* Mean loss, accuracy and confusion matrix of split (no augmentation). */
+mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, const float *std,
+                      int batch, mf_eval_result *out, mf_error *err);
+
+#endif

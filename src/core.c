@@ -1,0 +1,133 @@
+/* Errors, the random number generator, clocks, threads and aligned memory. */
+#define _POSIX_C_SOURCE 200809L
+#include "minformer/core.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+mf_status mf_fail(mf_error *err, mf_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+void mf_error_clear(mf_error *err)
+{
+    if (err) {
+        err->status = MF_OK;
+        err->message[0] = '\0';
+    }
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void mf_rng_seed(mf_rng *rng, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t mf_rng_next(mf_rng *rng)
+{
+    uint64_t *s = rng->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float mf_rng_uniform(mf_rng *rng) { return (float)(mf_rng_next(rng) >> 40) * (1.0f / 16777216.0f); }
+
+float mf_rng_normal(mf_rng *rng)
+{
+    /* Box-Muller in double; u1 in (0, 1] so log never sees 0. */
+    double u1 = ((double)(mf_rng_next(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(mf_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+uint32_t mf_rng_below(mf_rng *rng, uint32_t n)
+{
+    /* Lemire's multiply-shift with rejection. */
+    uint64_t m = (mf_rng_next(rng) >> 32) * (uint64_t)n;
+    uint32_t low = (uint32_t)m;
+    if (low < n) {
+        uint32_t threshold = (uint32_t)(-n) % n;
+        while (low < threshold) {
+            m = (mf_rng_next(rng) >> 32) * (uint64_t)n;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+uint64_t mf_hash2(uint64_t a, uint64_t b)
+{
+    uint64_t x = a ^ (b * 0xd1342543de82ef95ULL + 0x2545f4914f6cdd1dULL);
+    uint64_t h = splitmix64(&x);
+    return h ^ splitmix64(&x);
+}
+
+double mf_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void mf_set_threads(int threads)
+{
+#ifdef _OPENMP
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+}
+
+int mf_get_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void *mf_alloc(size_t bytes)
+{
+    if (bytes == 0) bytes = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes) return NULL;
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+void mf_free(void *p) { free(p); }
