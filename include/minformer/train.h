@@ -40,6 +40,8 @@ typedef struct {
     float train_loss, train_acc, test_loss, test_acc;
     double seconds;      /* wall time of the epoch, evaluation included */
     double images_per_second; /* training images per second of training-step time */
+    long images;         /* training images this epoch (since resume, if resumed mid-epoch) */
+    double train_seconds;/* wall time in training steps this epoch, evaluation excluded */
 } mf_epoch_stats;
 
 typedef struct {

@@ -1,0 +1,612 @@
+/* The encoder: parameter layout, initialization, forward and backward. The
+ * attention variants live in attention_qk.c and attention_vo.c, the
+ * row-wise operations in ops.c. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "model_internal.h"
+#include "ops.h"
+
+/* ---- parameter layout ------------------------------------------------ */
+
+typedef struct {
+    mf_tensor_info *tensors; /* NULL while only counting */
+    int count;
+    size_t offset;
+} layout_builder;
+
+static void add_tensor(layout_builder *lb, const char *name, int decay, int ndim, int d0, int d1,
+                       int d2)
+{
+    int shape[3] = {d0, d1, d2};
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
+    if (lb->tensors) {
+        mf_tensor_info *t = &lb->tensors[lb->count];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->ndim = ndim;
+        for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+        t->offset = lb->offset;
+        t->numel = numel;
+        t->decay = decay;
+    }
+    lb->count++;
+    lb->offset += numel;
+}
+
+static void add_linear(layout_builder *lb, const char *prefix, int out, int in)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%.48s.weight", prefix);
+    add_tensor(lb, name, 1, 2, out, in, 0);
+    snprintf(name, sizeof name, "%.48s.bias", prefix);
+    add_tensor(lb, name, 0, 1, out, 0, 0);
+}
+
+static void add_norm(layout_builder *lb, const char *prefix, int n)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%.48s.weight", prefix);
+    add_tensor(lb, name, 0, 1, n, 0, 0);
+    snprintf(name, sizeof name, "%.48s.bias", prefix);
+    add_tensor(lb, name, 0, 1, n, 0, 0);
+}
+
+/* The tensors of a configuration in checkpoint order; the names and shapes
+ * are PyTorch's (timm-style ViT). */
+static void build_layout(const mf_config *c, layout_builder *lb)
+{
+    int N = c->dim, F = c->mlp_ratio * c->dim, cpp = c->channels * c->patch * c->patch;
+    char p[64];
+    if (c->pool == MF_POOL_CLS) add_tensor(lb, "cls_token", 0, 3, 1, 1, N);
+    add_tensor(lb, "pos_embed", 0, 3, 1, mf_config_tokens(c), N);
+    add_linear(lb, "patch_embed", N, cpp);
+    for (int l = 0; l < c->layers; l++) {
+        snprintf(p, sizeof p, "blocks.%d.norm1", l);
+        add_norm(lb, p, N);
+        switch (c->qk) {
+        case MF_QK_SEPARATE:
+            snprintf(p, sizeof p, "blocks.%d.attn.q", l);
+            add_linear(lb, p, N, N);
+            snprintf(p, sizeof p, "blocks.%d.attn.k", l);
+            add_linear(lb, p, N, N);
+            break;
+        case MF_QK_SHARED:
+            snprintf(p, sizeof p, "blocks.%d.attn.q", l);
+            add_linear(lb, p, N, N);
+            break;
+        case MF_QK_COLLAPSED:
+            snprintf(p, sizeof p, "blocks.%d.attn.qk", l);
+            add_linear(lb, p, N, N);
+            break;
+        case MF_QK_SYMMETRIC:
+        case MF_QK_CHOLESKY:
+            snprintf(p, sizeof p, "blocks.%d.attn.qk_tril", l);
+            add_tensor(lb, p, 1, 1, N * (N + 1) / 2, 0, 0);
+            break;
+        }
+        if (c->vo == MF_VO_SEPARATE) {
+            snprintf(p, sizeof p, "blocks.%d.attn.v", l);
+            add_linear(lb, p, N, N);
+            snprintf(p, sizeof p, "blocks.%d.attn.proj", l);
+            add_linear(lb, p, N, N);
+        } else if (c->vo == MF_VO_COLLAPSED) {
+            snprintf(p, sizeof p, "blocks.%d.attn.vo", l);
+            add_linear(lb, p, N, N);
+        }
+        if (F > 0) {
+            snprintf(p, sizeof p, "blocks.%d.norm2", l);
+            add_norm(lb, p, N);
+            snprintf(p, sizeof p, "blocks.%d.mlp.fc1", l);
+            add_linear(lb, p, F, N);
+            snprintf(p, sizeof p, "blocks.%d.mlp.fc2", l);
+            add_linear(lb, p, N, F);
+        }
+    }
+    add_norm(lb, "norm", N);
+    add_linear(lb, "head", c->classes, N);
+}
+
+static float *view(const mf_model *m, float *base, const char *name)
+{
+    const mf_tensor_info *t = mf_model_find_tensor(m, name);
+    return t ? base + t->offset : NULL;
+}
+
+/* Points the named views of one block (params, grads, moments) at base. */
+static void bind_views(const mf_model *m, float *base, mf_params *v, mf_block_params *blocks)
+{
+    char n[64];
+    memset(v, 0, sizeof *v);
+    v->cls_token = view(m, base, "cls_token");
+    v->pos_embed = view(m, base, "pos_embed");
+    v->patch_w = view(m, base, "patch_embed.weight");
+    v->patch_b = view(m, base, "patch_embed.bias");
+    v->norm_w = view(m, base, "norm.weight");
+    v->norm_b = view(m, base, "norm.bias");
+    v->head_w = view(m, base, "head.weight");
+    v->head_b = view(m, base, "head.bias");
+    v->blocks = blocks;
+#define BLOCK_VIEW(field, suffix)                                                                  \
+    snprintf(n, sizeof n, "blocks.%d.%s", l, suffix);                                              \
+    b->field = view(m, base, n)
+    for (int l = 0; l < m->cfg.layers; l++) {
+        mf_block_params *b = &blocks[l];
+        BLOCK_VIEW(norm1_w, "norm1.weight");
+        BLOCK_VIEW(norm1_b, "norm1.bias");
+        BLOCK_VIEW(q_w, "attn.q.weight");
+        BLOCK_VIEW(q_b, "attn.q.bias");
+        BLOCK_VIEW(k_w, "attn.k.weight");
+        BLOCK_VIEW(k_b, "attn.k.bias");
+        BLOCK_VIEW(qk_w, "attn.qk.weight");
+        BLOCK_VIEW(qk_b, "attn.qk.bias");
+        BLOCK_VIEW(qk_tril, "attn.qk_tril");
+        BLOCK_VIEW(v_w, "attn.v.weight");
+        BLOCK_VIEW(v_b, "attn.v.bias");
+        BLOCK_VIEW(proj_w, "attn.proj.weight");
+        BLOCK_VIEW(proj_b, "attn.proj.bias");
+        BLOCK_VIEW(vo_w, "attn.vo.weight");
+        BLOCK_VIEW(vo_b, "attn.vo.bias");
+        BLOCK_VIEW(norm2_w, "norm2.weight");
+        BLOCK_VIEW(norm2_b, "norm2.bias");
+        BLOCK_VIEW(fc1_w, "mlp.fc1.weight");
+        BLOCK_VIEW(fc1_b, "mlp.fc1.bias");
+        BLOCK_VIEW(fc2_w, "mlp.fc2.weight");
+        BLOCK_VIEW(fc2_b, "mlp.fc2.bias");
+    }
+#undef BLOCK_VIEW
+}
+
+const mf_tensor_info *mf_model_find_tensor(const mf_model *m, const char *name)
+{
+    for (int i = 0; i < m->num_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+mf_status mf_model_create(mf_model *m, const mf_config *cfg, mf_error *err)
+{
+    memset(m, 0, sizeof *m);
+    mf_status st = mf_config_validate(cfg, err);
+    if (st) return st;
+    m->cfg = *cfg;
+    layout_builder lb = {0};
+    build_layout(cfg, &lb);
+    m->num_tensors = lb.count;
+    m->num_params = lb.offset;
+    m->tensors = mf_alloc((size_t)lb.count * sizeof *m->tensors);
+    m->block_views = mf_alloc(2 * (size_t)cfg->layers * sizeof *m->block_views);
+    m->memory = mf_alloc(4 * m->num_params * sizeof(float));
+    if (!m->tensors || !m->block_views || !m->memory) {
+        mf_model_free(m);
+        return mf_fail(err, MF_ERR_NOMEM, "out of memory for a model of %zu parameters",
+                       (size_t)lb.offset);
+    }
+    lb.tensors = m->tensors;
+    lb.count = 0;
+    lb.offset = 0;
+    build_layout(cfg, &lb);
+    m->params = m->memory;
+    m->grads = m->params + m->num_params;
+    m->adam_m = m->grads + m->num_params;
+    m->adam_v = m->adam_m + m->num_params;
+    bind_views(m, m->params, &m->p, m->block_views);
+    bind_views(m, m->grads, &m->g, m->block_views + cfg->layers);
+    return MF_OK;
+}
+
+static void free_activations(mf_activations *a)
+{
+    if (!a) return;
+    mf_free(a->memory);
+    mf_free(a->layers);
+    mf_free(a->labels);
+    mf_free(a);
+}
+
+void mf_model_free(mf_model *m)
+{
+    if (!m) return;
+    mf_free(m->tensors);
+    mf_free(m->block_views);
+    mf_free(m->memory);
+    free_activations(m->acts);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- initialization ---------------------------------------------------- */
+
+static void fill_uniform(float *x, size_t n, float bound, mf_rng *rng)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (2.0f * mf_rng_uniform(rng) - 1.0f) * bound;
+}
+
+static void fill_normal(float *x, size_t n, float std, mf_rng *rng)
+{
+    for (size_t i = 0; i < n; i++) x[i] = std * mf_rng_normal(rng);
+}
+
+/* Weights of a Linear(in, out): uniform in +-1/sqrt(in) (PyTorch's default
+ * bound), so a unit-variance input gives outputs of variance 1/3; biases 0.
+ * Attention scores then start with a standard deviation of about 1/3 for
+ * every query/key variant: order 1, so softmax is neither flat nor saturated.
+ * Cholesky: L entries normal with std sqrt(2)/N^(3/4), which makes the mean
+ * quadratic form |L^T h|^2 / sqrt(N) about 1 for a LayerNormed h.
+ * LayerNorm: weight 1, bias 0. cls_token, pos_embed: normal, std 0.02. */
+void mf_model_init_weights(mf_model *m, uint64_t seed)
+{
+    mf_rng rng;
+    mf_rng_seed(&rng, seed);
+    const mf_config *c = &m->cfg;
+    memset(m->params, 0, m->num_params * sizeof(float));
+    for (int i = 0; i < m->num_tensors; i++) {
+        const mf_tensor_info *t = &m->tensors[i];
+        float *x = m->params + t->offset;
+        const char *name = t->name;
+        size_t len = strlen(name);
+        int is_norm = strstr(name, "norm") != NULL;
+        if (!strcmp(name, "cls_token") || !strcmp(name, "pos_embed")) {
+            fill_normal(x, t->numel, 0.02f, &rng);
+        } else if (strstr(name, "qk_tril")) {
+            int N = c->dim;
+            if (c->qk == MF_QK_CHOLESKY)
+                fill_normal(x, t->numel, sqrtf(2.0f) / powf((float)N, 0.75f), &rng);
+            else
+                fill_uniform(x, t->numel, 1.0f / sqrtf((float)N), &rng);
+        } else if (is_norm) {
+            if (len > 7 && !strcmp(name + len - 7, ".weight"))
+                for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
+        } else if (t->ndim == 2) {
+            fill_uniform(x, t->numel, 1.0f / sqrtf((float)t->shape[1]), &rng);
+        }
+        /* biases stay 0 */
+    }
+}
+
+/* ---- activations ------------------------------------------------------- */
+
+typedef struct {
+    float *base;
+    size_t used;
+} arena;
+
+static float *take(arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15; /* keep every buffer 64-byte aligned */
+    float *p = a->base ? a->base + a->used : NULL;
+    a->used += n;
+    return p;
+}
+
+/* Carves every activation buffer for B images out of one block; with
+ * a->base == NULL it only measures. */
+static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B)
+{
+    size_t T = (size_t)mf_config_tokens(c), P = (size_t)mf_config_patches(c), N = (size_t)c->dim;
+    size_t H = (size_t)c->heads, F = (size_t)c->mlp_ratio * N, K = (size_t)c->classes;
+    size_t M = (size_t)B * T, cpp = (size_t)c->channels * c->patch * c->patch;
+    int separate_qk = c->qk == MF_QK_SEPARATE, tril = c->qk == MF_QK_SYMMETRIC || c->qk == MF_QK_CHOLESKY;
+    acts->patches = take(ar, (size_t)B * P * cpp);
+    acts->tokens = take(ar, (size_t)B * P * N);
+    for (int l = 0; l <= c->layers; l++) {
+        mf_layer_acts *la = &acts->layers[l];
+        memset(la, 0, sizeof *la);
+        la->x = take(ar, M * N);
+        if (l == c->layers) break;
+        la->ln1 = take(ar, M * N);
+        la->ln1_mean = take(ar, M);
+        la->ln1_rstd = take(ar, M);
+        la->q = take(ar, M * N);
+        if (separate_qk) la->k = take(ar, M * N);
+        if (tril) la->w_full = take(ar, N * N);
+        la->att = take(ar, (size_t)B * H * T * T);
+        if (c->vo == MF_VO_SEPARATE) la->v = take(ar, M * N);
+        la->mix = take(ar, M * N);
+        if (F) {
+            la->x_mid = take(ar, M * N);
+            la->ln2 = take(ar, M * N);
+            la->ln2_mean = take(ar, M);
+            la->ln2_rstd = take(ar, M);
+            la->fc1 = take(ar, M * F);
+            la->gelu = take(ar, M * F);
+        }
+    }
+    acts->branch = take(ar, M * N);
+    acts->final_in = take(ar, (size_t)B * N);
+    acts->final_out = take(ar, M * N);
+    acts->final_mean = take(ar, M);
+    acts->final_rstd = take(ar, M);
+    acts->pooled = take(ar, (size_t)B * N);
+    acts->logits = take(ar, (size_t)B * K);
+    acts->probs = take(ar, (size_t)B * K);
+    mf_grad_scratch *g = &acts->g;
+    g->dh = take(ar, M * N);
+    g->dq = take(ar, M * N);
+    g->dk = take(ar, M * N);
+    g->dv = take(ar, M * N);
+    g->dmix = take(ar, M * N);
+    g->datt = take(ar, (size_t)B * H * T * T);
+    g->dw_full = take(ar, N * N);
+    g->dln2 = F ? take(ar, M * N) : NULL;
+    g->dfc1 = F ? take(ar, M * F) : NULL;
+    acts->dx = take(ar, M * N);
+    acts->dfinal = take(ar, M * N);
+    acts->dpooled = take(ar, (size_t)B * N);
+    acts->dlogits = take(ar, (size_t)B * K);
+}
+
+mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
+{
+    if (B <= 0) return mf_fail(err, MF_ERR_CONFIG, "batch size must be positive");
+    if (m->acts && m->acts->capacity >= B) return MF_OK;
+    free_activations(m->acts);
+    m->acts = NULL;
+    mf_activations *a = mf_alloc(sizeof *a);
+    if (!a) return mf_fail(err, MF_ERR_NOMEM, "out of memory for activations");
+    a->layers = mf_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
+    a->labels = mf_alloc((size_t)B * sizeof(int));
+    arena ar = {NULL, 0};
+    if (a->layers) carve(a, &ar, &m->cfg, B);
+    a->memory = a->layers ? mf_alloc(ar.used * sizeof(float)) : NULL;
+    if (!a->memory || !a->labels) {
+        free_activations(a);
+        return mf_fail(err, MF_ERR_NOMEM, "out of memory for activations of batch %d (%zu MiB)", B,
+                       ar.used * sizeof(float) >> 20);
+    }
+    ar.base = a->memory;
+    ar.used = 0;
+    carve(a, &ar, &m->cfg, B);
+    a->capacity = B;
+    m->acts = a;
+    m->batch_capacity = B;
+    return MF_OK;
+}
+
+void mf_model_zero_grad(mf_model *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+
+const float *mf_model_logits(const mf_model *m) { return m->acts ? m->acts->logits : NULL; }
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* Cuts images (B,C,S,S) into patches (B*P, C*p*p), row-major over the patch
+ * grid, each flattened channel-major (c, y, x). */
+static void patchify(float *patches, const float *images, const mf_config *c, int B)
+{
+    int S = c->image_size, p = c->patch, g = S / p, C = c->channels, cpp = C * p * p;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < g; gy++)
+            for (int gx = 0; gx < g; gx++) {
+                float *dst = patches + ((size_t)b * g * g + (size_t)gy * g + gx) * cpp;
+                for (int ch = 0; ch < C; ch++)
+                    for (int y = 0; y < p; y++) {
+                        const float *src = images + (((size_t)b * C + ch) * S + (size_t)gy * p + y) * S + (size_t)gx * p;
+                        memcpy(dst + ((size_t)ch * p + y) * p, src, (size_t)p * sizeof(float));
+                    }
+            }
+}
+
+static uint64_t dropout_site_seed(const mf_model *m, int site)
+{
+    return mf_hash2(m->dropout_seed, (uint64_t)site);
+}
+
+static int dropout_on(const mf_model *m) { return m->training && m->cfg.dropout > 0.0f; }
+
+/* The two attention calls of a block, chosen by the configuration. */
+static void attention_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
+                              const mf_config *c, const mf_attn_dims *d)
+{
+    switch (c->qk) {
+    case MF_QK_SEPARATE: attention_qk_separate_forward(a, p, d); break;
+    case MF_QK_SHARED: attention_qk_shared_forward(a, p, d); break;
+    case MF_QK_COLLAPSED: attention_qk_collapsed_forward(a, p, d); break;
+    case MF_QK_SYMMETRIC: attention_qk_symmetric_forward(a, p, d); break;
+    case MF_QK_CHOLESKY: attention_qk_cholesky_forward(a, p, d); break;
+    }
+    switch (c->vo) {
+    case MF_VO_SEPARATE: attention_vo_separate_forward(out, a, p, d); break;
+    case MF_VO_COLLAPSED: attention_vo_collapsed_forward(out, a, p, d); break;
+    case MF_VO_NONE: attention_vo_none_forward(out, a, p, d); break;
+    }
+}
+
+static void attention_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
+                               const mf_layer_acts *a, const mf_block_params *p,
+                               const mf_config *c, const mf_attn_dims *d)
+{
+    switch (c->vo) {
+    case MF_VO_SEPARATE: attention_vo_separate_backward(s, g, dout, a, p, d); break;
+    case MF_VO_COLLAPSED: attention_vo_collapsed_backward(s, g, dout, a, p, d); break;
+    case MF_VO_NONE: attention_vo_none_backward(s, g, dout, a, p, d); break;
+    }
+    switch (c->qk) {
+    case MF_QK_SEPARATE: attention_qk_separate_backward(s, g, a, p, d); break;
+    case MF_QK_SHARED: attention_qk_shared_backward(s, g, a, p, d); break;
+    case MF_QK_COLLAPSED: attention_qk_collapsed_backward(s, g, a, p, d); break;
+    case MF_QK_SYMMETRIC: attention_qk_symmetric_backward(s, g, a, p, d); break;
+    case MF_QK_CHOLESKY: attention_qk_cholesky_backward(s, g, a, p, d); break;
+    }
+}
+
+float mf_model_forward(mf_model *m, const float *images, const int *labels, int B)
+{
+    const mf_config *c = &m->cfg;
+    mf_activations *A = m->acts;
+    int N = c->dim, P = mf_config_patches(c), T = mf_config_tokens(c), F = c->mlp_ratio * N;
+    int K = c->classes, cls = c->pool == MF_POOL_CLS, cpp = c->channels * c->patch * c->patch;
+    size_t M = (size_t)B * T;
+    mf_attn_dims d = {B, T, N, c->heads};
+    A->batch = B;
+
+    /* Embedding: tokens = patches W^T + b, then the CLS token and positions. */
+    patchify(A->patches, images, c, B);
+    linear_forward(A->tokens, A->patches, m->p.patch_w, m->p.patch_b, B * P, cpp, N);
+    float *x = A->layers[0].x;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *row = x + ((size_t)b * T + t) * N;
+            const float *pos = m->p.pos_embed + (size_t)t * N;
+            const float *src = cls ? (t == 0 ? m->p.cls_token : A->tokens + ((size_t)b * P + t - 1) * N)
+                                   : A->tokens + ((size_t)b * P + t) * N;
+            for (int i = 0; i < N; i++) row[i] = src[i] + pos[i];
+        }
+    }
+    if (dropout_on(m)) dropout_apply(x, M * N, c->dropout, dropout_site_seed(m, 0));
+
+    for (int l = 0; l < c->layers; l++) {
+        mf_layer_acts *a = &A->layers[l];
+        const mf_block_params *p = &m->p.blocks[l];
+        float *next = A->layers[l + 1].x;
+        layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x, p->norm1_w, p->norm1_b, (int)M, N);
+        attention_forward(A->branch, a, p, c, &d);
+        if (dropout_on(m)) dropout_apply(A->branch, M * N, c->dropout, dropout_site_seed(m, 1 + 2 * l));
+        float *mid = F ? a->x_mid : next;
+        memcpy(mid, a->x, M * N * sizeof(float));
+        add_inplace(mid, A->branch, M * N);
+        if (F) {
+            layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, mid, p->norm2_w, p->norm2_b, (int)M, N);
+            linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, (int)M, N, F);
+            gelu_forward(a->gelu, a->fc1, M * F);
+            linear_forward(A->branch, a->gelu, p->fc2_w, p->fc2_b, (int)M, F, N);
+            if (dropout_on(m)) dropout_apply(A->branch, M * N, c->dropout, dropout_site_seed(m, 2 + 2 * l));
+            memcpy(next, mid, M * N * sizeof(float));
+            add_inplace(next, A->branch, M * N);
+        }
+    }
+
+    /* Final LayerNorm, pooling, head. With CLS pooling only the CLS rows are
+     * normalized; with mean pooling every token is, then averaged. */
+    const float *xf = A->layers[c->layers].x;
+    if (cls) {
+        for (int b = 0; b < B; b++)
+            memcpy(A->final_in + (size_t)b * N, xf + (size_t)b * T * N, (size_t)N * sizeof(float));
+        layernorm_forward(A->pooled, A->final_mean, A->final_rstd, A->final_in, m->p.norm_w,
+                          m->p.norm_b, B, N);
+    } else {
+        layernorm_forward(A->final_out, A->final_mean, A->final_rstd, xf, m->p.norm_w, m->p.norm_b,
+                          (int)M, N);
+        for (int b = 0; b < B; b++) {
+            float *pool = A->pooled + (size_t)b * N;
+            for (int i = 0; i < N; i++) pool[i] = 0.0f;
+            for (int t = 0; t < T; t++) {
+                const float *row = A->final_out + ((size_t)b * T + t) * N;
+                for (int i = 0; i < N; i++) pool[i] += row[i];
+            }
+            for (int i = 0; i < N; i++) pool[i] /= (float)T;
+        }
+    }
+    linear_forward(A->logits, A->pooled, m->p.head_w, m->p.head_b, B, N, K);
+    A->loss = 0.0f;
+    if (labels) {
+        memcpy(A->labels, labels, (size_t)B * sizeof(int));
+        A->loss = cross_entropy_forward(A->probs, A->logits, labels, B, K);
+    }
+    return A->loss;
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+void mf_model_backward(mf_model *m)
+{
+    const mf_config *c = &m->cfg;
+    mf_activations *A = m->acts;
+    int B = A->batch, N = c->dim, P = mf_config_patches(c), T = mf_config_tokens(c);
+    int F = c->mlp_ratio * N, K = c->classes, cls = c->pool == MF_POOL_CLS;
+    int cpp = c->channels * c->patch * c->patch;
+    size_t M = (size_t)B * T;
+    mf_attn_dims d = {B, T, N, c->heads};
+    mf_grad_scratch *s = &A->g;
+
+    cross_entropy_backward(A->dlogits, A->probs, A->labels, B, K);
+    memset(A->dpooled, 0, (size_t)B * N * sizeof(float));
+    linear_backward(A->dpooled, m->g.head_w, m->g.head_b, A->dlogits, A->pooled, m->p.head_w, B,
+                    N, K, 1);
+
+    float *dx = A->dx;
+    memset(dx, 0, M * N * sizeof(float));
+    const float *xf = A->layers[c->layers].x;
+    if (cls) {
+        /* dfinal holds the (B,N) gradient of the CLS rows' LayerNorm input. */
+        memset(A->dfinal, 0, (size_t)B * N * sizeof(float));
+        layernorm_backward(A->dfinal, m->g.norm_w, m->g.norm_b, A->dpooled, A->final_in,
+                           A->final_mean, A->final_rstd, m->p.norm_w, B, N);
+        for (int b = 0; b < B; b++)
+            memcpy(dx + (size_t)b * T * N, A->dfinal + (size_t)b * N, (size_t)N * sizeof(float));
+    } else {
+        float inv = 1.0f / (float)T;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                float *row = A->dfinal + ((size_t)b * T + t) * N;
+                const float *dp = A->dpooled + (size_t)b * N;
+                for (int i = 0; i < N; i++) row[i] = dp[i] * inv;
+            }
+        layernorm_backward(dx, m->g.norm_w, m->g.norm_b, A->dfinal, xf, A->final_mean,
+                           A->final_rstd, m->p.norm_w, (int)M, N);
+    }
+
+    for (int l = c->layers - 1; l >= 0; l--) {
+        mf_layer_acts *a = &A->layers[l];
+        const mf_block_params *p = &m->p.blocks[l];
+        mf_block_params *g = &m->g.blocks[l];
+        if (F) {
+            /* next = mid + drop(fc2(gelu(fc1(LN2(mid))))): dx flows to mid unchanged,
+             * plus the MLP branch's gradient. */
+            float *dbranch = A->branch;
+            memcpy(dbranch, dx, M * N * sizeof(float));
+            if (dropout_on(m)) dropout_apply(dbranch, M * N, c->dropout, dropout_site_seed(m, 2 + 2 * l));
+            /* dgelu = dbranch fc2_w lands in dfc1, then goes through GELU in place. */
+            linear_backward(s->dfc1, g->fc2_w, g->fc2_b, dbranch, a->gelu, p->fc2_w, (int)M, F, N, 0);
+            gelu_backward(s->dfc1, s->dfc1, a->fc1, M * F);
+            linear_backward(s->dln2, g->fc1_w, g->fc1_b, s->dfc1, a->ln2, p->fc1_w, (int)M, N, F, 0);
+            layernorm_backward(dx, g->norm2_w, g->norm2_b, s->dln2, a->x_mid, a->ln2_mean,
+                               a->ln2_rstd, p->norm2_w, (int)M, N);
+        }
+        /* mid = x + drop(attn(LN1(x))) */
+        float *dbranch = A->branch;
+        memcpy(dbranch, dx, M * N * sizeof(float));
+        if (dropout_on(m)) dropout_apply(dbranch, M * N, c->dropout, dropout_site_seed(m, 1 + 2 * l));
+        memset(s->dh, 0, M * N * sizeof(float));
+        attention_backward(s, g, dbranch, a, p, c, &d);
+        layernorm_backward(dx, g->norm1_w, g->norm1_b, s->dh, a->x, a->ln1_mean, a->ln1_rstd,
+                           p->norm1_w, (int)M, N);
+    }
+
+    if (dropout_on(m)) dropout_apply(dx, M * N, c->dropout, dropout_site_seed(m, 0));
+    /* Embedding: position and CLS gradients sum over the batch in image order. */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = dx + ((size_t)b * T + t) * N;
+            float *dpos = m->g.pos_embed + (size_t)t * N;
+            for (int i = 0; i < N; i++) dpos[i] += row[i];
+        }
+    float *dtok = A->tokens; /* reuse: (B*P, N) gradient of the patch embeddings */
+    for (int b = 0; b < B; b++) {
+        if (cls) {
+            const float *row = dx + (size_t)b * T * N;
+            for (int i = 0; i < N; i++) m->g.cls_token[i] += row[i];
+        }
+        memcpy(dtok + (size_t)b * P * N, dx + ((size_t)b * T + cls) * N, (size_t)P * N * sizeof(float));
+    }
+    linear_backward(NULL, m->g.patch_w, m->g.patch_b, dtok, A->patches, m->p.patch_w, B * P, cpp,
+                    N, 0);
+}
+
+void mf_model_attention_maps(const mf_model *m, int b, float *out)
+{
+    const mf_config *c = &m->cfg;
+    int T = mf_config_tokens(c), H = c->heads;
+    for (int l = 0; l < c->layers; l++) {
+        const float *att = m->acts->layers[l].att + (size_t)b * H * T * T;
+        float *o = out + (size_t)l * T * T;
+        for (int i = 0; i < T * T; i++) {
+            float sum = 0.0f;
+            for (int h = 0; h < H; h++) sum += att[(size_t)h * T * T + i];
+            o[i] = sum / (float)H;
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/* Private state of the model: the activations forward keeps for backward, the
+ * gradient scratch, and the per-variant attention functions. Shapes use
+ * B images, T tokens per image (T+1 with CLS), M = B*T rows, N width,
+ * H heads, F = rN MLP width. */
+#ifndef MF_MODEL_INTERNAL_H
+#define MF_MODEL_INTERNAL_H
+
+#include "minformer/model.h"
+
+typedef struct {
+    int B, T, N, H;
+} mf_attn_dims;
+
+/* What one block keeps from forward for backward. */
+typedef struct {
+    float *x;                            /* (M,N) block input, the residual stream */
+    float *ln1, *ln1_mean, *ln1_rstd;    /* (M,N), (M), (M): h = LN1(x) */
+    float *q;                            /* (M,N) queries, or u = h Wqk^T + b (collapsed), or u = h W (symmetric, cholesky) */
+    float *k;                            /* (M,N) keys; separate only */
+    float *w_full;                       /* (N,N) W built from qk_tril; symmetric, cholesky */
+    float *att;                          /* (B,H,T,T) softmax weights */
+    float *v;                            /* (M,N) values; vo separate only */
+    float *mix;                          /* (M,N) concat_h A_h v_h, or A h: before the output matrix */
+    float *x_mid;                        /* (M,N) after the attention residual; with an MLP */
+    float *ln2, *ln2_mean, *ln2_rstd;    /* (M,N), (M), (M) */
+    float *fc1, *gelu;                   /* (M,F) before and after GELU */
+} mf_layer_acts;
+
+/* Gradient scratch reused by every block in backward. */
+typedef struct {
+    float *dh;     /* (M,N) gradient of LN1's output h */
+    float *dq, *dk, *dv, *dmix; /* (M,N) */
+    float *datt;   /* (B,H,T,T) in: dL/dA from the value path; becomes dL/dS */
+    float *dw_full;/* (N,N) dL/dW for symmetric, cholesky */
+    float *dln2;   /* (M,N) */
+    float *dfc1;   /* (M,F) */
+} mf_grad_scratch;
+
+struct mf_activations {
+    int capacity;          /* images */
+    float *memory;         /* one allocation behind every pointer below */
+    float *patches;        /* (B*P, C*p*p) patch pixels, patch-major */
+    float *tokens;         /* (B*P, N) patch embeddings before cls/pos */
+    mf_layer_acts *layers; /* L, plus layers[L].x = the final residual stream */
+    float *branch;         /* (M,N) output of the current attention or MLP branch */
+    float *final_in;       /* (B,N) CLS rows (cls pooling) */
+    float *final_out;      /* (M,N) or (B,N): final LayerNorm output */
+    float *final_mean, *final_rstd; /* (M) */
+    float *pooled;         /* (B,N) */
+    float *logits, *probs; /* (B,classes) */
+    int *labels;           /* (B) */
+    int batch;             /* B of the last forward */
+    float loss;
+    mf_grad_scratch g;
+    float *dx;             /* (M,N) gradient of the residual stream */
+    float *dfinal;         /* (M,N) */
+    float *dpooled;        /* (B,N) */
+    float *dlogits;        /* (B,classes) */
+};
+
+/* The pair of functions of each query/key variant: forward fills a->q (and
+ * a->k), a->att from a->ln1; backward turns s->datt (dL/dA) into parameter
+ * gradients and adds dL/dh into s->dh. */
+void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_separate_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+                                    const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_shared_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+                                  const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_collapsed_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+                                     const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_symmetric_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+                                     const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_cholesky_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+                                    const mf_block_params *p, const mf_attn_dims *d);
+
+/* The pair of functions of each value/output variant: forward writes the
+ * branch output out (M,N) from a->att and a->ln1; backward takes dout, writes
+ * dL/dA into s->datt and adds dL/dh into s->dh. */
+void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_separate_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
+                                    const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_collapsed_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
+                                     const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_none_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
+                                const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+
+#endif
