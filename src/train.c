@@ -13,7 +13,7 @@ void mf_train_opts_default(mf_train_opts *o)
     o->epochs = 10;
     o->batch = 128;
     o->lr = 1e-3f;
-    o->warmup_epochs = 1.0f;
+    o->warmup_epochs = -1.0f; /* auto: 10% of the run, at most one epoch */
     mf_adamw_default(&o->adamw);
     o->seed = 1;
     o->augment = 1;
@@ -37,7 +37,9 @@ long mf_steps_per_epoch(int train_count, int batch)
 float mf_lr_at(const mf_train_opts *o, long t, long steps_per_epoch)
 {
     double total = (double)o->epochs * (double)steps_per_epoch;
-    double warm = (double)o->warmup_epochs * (double)steps_per_epoch;
+    double warm_epochs = o->warmup_epochs;
+    if (warm_epochs < 0) warm_epochs = 0.1 * o->epochs < 1.0 ? 0.1 * o->epochs : 1.0;
+    double warm = warm_epochs * (double)steps_per_epoch;
     if (warm > total) warm = total;
     if (t <= warm && warm > 0) return (float)(o->lr * (double)t / warm);
     double progress = total > warm ? ((double)t - warm) / (total - warm) : 1.0;

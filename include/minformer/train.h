@@ -12,7 +12,7 @@ typedef struct {
     int epochs;
     int batch;
     float lr;            /* peak learning rate */
-    float warmup_epochs; /* linear warmup length, then cosine decay to 0 */
+    float warmup_epochs; /* linear warmup length, then cosine decay to 0; < 0: 10% of the run, at most 1 epoch */
     mf_adamw adamw;
     uint64_t seed;       /* data order, augmentation and dropout; init uses it too */
     int augment;         /* 1: the dataset's augmentation during training */

@@ -1,0 +1,211 @@
+/* The three datasets: names, class names, where their files live, loading
+ * both splits, and the per-channel normalization statistics. */
+#define _POSIX_C_SOURCE 200809L
+#include "minformer/data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const mnist_classes[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                                "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                                "Bag",         "Ankle boot"};
+static const char *const cifar_classes[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                              "dog",      "frog",       "horse", "ship", "truck"};
+
+#define MISSING_HINT "run 'make data' (or scripts/get_data.sh DIR) to fetch the datasets"
+
+mf_status mf_dataset_parse(const char *name, mf_dataset_kind *kind, mf_error *err)
+{
+    if (name && !strcmp(name, "mnist")) {
+        *kind = MF_MNIST;
+    } else if (name && (!strcmp(name, "cifar10") || !strcmp(name, "cifar-10"))) {
+        *kind = MF_CIFAR10;
+    } else if (name && (!strcmp(name, "fashion-mnist") || !strcmp(name, "fashion_mnist"))) {
+        *kind = MF_FASHION_MNIST;
+    } else {
+        return mf_fail(err, MF_ERR_CONFIG,
+                       "unknown dataset '%s' (expected mnist, cifar10 or fashion-mnist)",
+                       name ? name : "");
+    }
+    return MF_OK;
+}
+
+const char *mf_dataset_name(mf_dataset_kind kind)
+{
+    switch (kind) {
+    case MF_MNIST: return "mnist";
+    case MF_CIFAR10: return "cifar10";
+    case MF_FASHION_MNIST: return "fashion-mnist";
+    }
+    return "unknown";
+}
+
+const char *mf_dataset_class_name(mf_dataset_kind kind, int label)
+{
+    if (label < 0 || label >= 10) return "?";
+    switch (kind) {
+    case MF_MNIST: return mnist_classes[label];
+    case MF_CIFAR10: return cifar_classes[label];
+    case MF_FASHION_MNIST: return fashion_classes[label];
+    }
+    return "?";
+}
+
+int mf_dataset_channels(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 3 : 1; }
+
+int mf_dataset_image_size(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 32 : 28; }
+
+mf_augment mf_dataset_augment(mf_dataset_kind kind)
+{
+    return kind == MF_CIFAR10 ? MF_AUGMENT_CROP_FLIP : MF_AUGMENT_SHIFT;
+}
+
+const char *mf_data_dir(const char *cli_dir)
+{
+    if (cli_dir && cli_dir[0]) return cli_dir;
+    const char *env = getenv("MINFORMER_DATA");
+    if (env && env[0]) return env;
+    return "./data";
+}
+
+void mf_split_free(mf_split *s)
+{
+    if (!s) return;
+    free(s->images);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+void mf_dataset_free(mf_dataset *ds)
+{
+    if (!ds) return;
+    mf_split_free(&ds->train);
+    mf_split_free(&ds->test);
+}
+
+void mf_dataset_limit(mf_dataset *ds, int limit_train, int limit_test)
+{
+    if (limit_train > 0 && limit_train < ds->train.count) ds->train.count = limit_train;
+    if (limit_test > 0 && limit_test < ds->test.count) ds->test.count = limit_test;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static mf_status join(char *out, size_t cap, const char *dir, const char *sub, const char *file,
+                      const char *suffix, mf_error *err)
+{
+    int n = snprintf(out, cap, "%s/%s/%s%s", dir, sub, file, suffix);
+    if (n < 0 || (size_t)n >= cap)
+        return mf_fail(err, MF_ERR_IO, "%s/%s/%s: path too long", dir, sub, file);
+    return MF_OK;
+}
+
+/* DIR/SUB/NAME, or DIR/SUB/NAME.gz when only that exists. */
+static mf_status idx_path(char *out, size_t cap, const char *dir, const char *sub,
+                          const char *name, mf_error *err)
+{
+    mf_status st = join(out, cap, dir, sub, name, "", err);
+    if (st || file_exists(out)) return st;
+    st = join(out, cap, dir, sub, name, ".gz", err);
+    if (st || file_exists(out)) return st;
+    join(out, cap, dir, sub, name, "", err);
+    return mf_fail(err, MF_ERR_IO, "%s: missing (nor is there a .gz); " MISSING_HINT, out);
+}
+
+static mf_status load_idx_split(mf_split *s, const char *dir, const char *sub, const char *prefix,
+                                int size, mf_error *err)
+{
+    char images[4096], labels[4096], name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    mf_status st = idx_path(images, sizeof images, dir, sub, name, err);
+    if (st) return st;
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
+    st = idx_path(labels, sizeof labels, dir, sub, name, err);
+    if (st) return st;
+    st = mf_idx_load(images, labels, 10, s, err);
+    if (!st && s->size != size) {
+        st = mf_fail(err, MF_ERR_FORMAT, "%s: images are %dx%d, expected %dx%d", images, s->size,
+                     s->size, size, size);
+        mf_split_free(s);
+    }
+    return st;
+}
+
+static mf_status load_cifar_split(mf_split *s, const char *dir, int train, mf_error *err)
+{
+    char paths[5][4096];
+    const char *ptrs[5];
+    int n = train ? 5 : 1;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        if (train)
+            snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
+        else
+            snprintf(name, sizeof name, "test_batch.bin");
+        mf_status st = join(paths[i], sizeof paths[i], dir, "cifar-10-batches-bin", name, "", err);
+        if (st) return st;
+        if (!file_exists(paths[i]))
+            return mf_fail(err, MF_ERR_IO, "%s: missing; " MISSING_HINT, paths[i]);
+        ptrs[i] = paths[i];
+    }
+    return mf_cifar_load(ptrs, n, s, err);
+}
+
+/* Population mean and std of the split's pixels scaled to [0, 1], per channel.
+ * A histogram of byte values makes the sums exact and order-independent. */
+static void split_stats(const mf_split *s, float *mean, float *std)
+{
+    size_t plane = (size_t)s->size * s->size;
+    for (int c = 0; c < s->channels; c++) {
+        uint64_t hist[256] = {0};
+        for (int i = 0; i < s->count; i++) {
+            const uint8_t *p = s->images + ((size_t)i * s->channels + c) * plane;
+            for (size_t k = 0; k < plane; k++) hist[p[k]]++;
+        }
+        double n = (double)s->count * (double)plane, sum = 0.0, sq = 0.0;
+        for (int v = 0; v < 256; v++) sum += (double)hist[v] * (v / 255.0);
+        double m = n > 0 ? sum / n : 0.0;
+        for (int v = 0; v < 256; v++) sq += (double)hist[v] * (v / 255.0 - m) * (v / 255.0 - m);
+        double sd = n > 0 ? sqrt(sq / n) : 0.0;
+        mean[c] = (float)m;
+        std[c] = sd > 1e-6 ? (float)sd : 1.0f; /* a constant image set still normalizes */
+    }
+}
+
+mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir, mf_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    if (kind != MF_MNIST && kind != MF_CIFAR10 && kind != MF_FASHION_MNIST)
+        return mf_fail(err, MF_ERR_CONFIG, "unknown dataset kind %d", (int)kind);
+    if (!dir) dir = mf_data_dir(NULL);
+    mf_dataset d = {.kind = kind,
+                    .name = mf_dataset_name(kind),
+                    .classes = 10,
+                    .channels = mf_dataset_channels(kind),
+                    .size = mf_dataset_image_size(kind)};
+    mf_status st;
+    if (kind == MF_CIFAR10) {
+        st = load_cifar_split(&d.train, dir, 1, err);
+        if (!st) st = load_cifar_split(&d.test, dir, 0, err);
+    } else {
+        const char *sub = kind == MF_MNIST ? "mnist" : "fashion-mnist";
+        st = load_idx_split(&d.train, dir, sub, "train", d.size, err);
+        if (!st) st = load_idx_split(&d.test, dir, sub, "t10k", d.size, err);
+    }
+    if (st) {
+        mf_dataset_free(&d);
+        return st;
+    }
+    for (int c = 0; c < 3; c++) d.mean[c] = 0.0f, d.std[c] = 1.0f;
+    split_stats(&d.train, d.mean, d.std);
+    *ds = d;
+    return MF_OK;
+}
