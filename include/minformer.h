@@ -3,7 +3,8 @@
  * core.h   status codes, errors, random numbers, threads
  * data.h   MNIST / Fashion-MNIST / CIFAR-10 loaders, augmentation, batches
  * model.h  the configurable encoder, its forward and backward passes, AdamW
- * train.h  the training loop and evaluation */
+ * train.h  the training loop and evaluation
+ * image.h  canvases, PNG writing, image reading, charts */
 #ifndef MINFORMER_H
 #define MINFORMER_H
 
@@ -11,5 +12,6 @@
 #include "minformer/data.h"
 #include "minformer/model.h"
 #include "minformer/train.h"
+#include "minformer/image.h"
 
 #endif

@@ -168,7 +168,7 @@ void mf_image_free(mf_image *img); /* safe on a zeroed or freed image */
 
 /* ---- Charts ------------------------------------------------------------- */
 
-/* Ten colors that stay apart for most color vision; i wraps around. */
+/* Ten distinct colors (matplotlib's tab10) for series; i wraps around. */
 #define MF_PALETTE_SIZE 10
 mf_rgb mf_palette(int i);
 
@@ -202,7 +202,8 @@ typedef struct {
     const char *title, *x_title, *y_title; /* any may be NULL */
     const mf_plot_series *series;
     int series_count;
-    /* A fixed range when min < max, else fitted to the data with a margin. */
+    /* A fixed range when min < max (both > 0 on a log axis), else fitted
+     * to the data with a 5% margin. */
     double x_min, x_max, y_min, y_max;
     int log_x, log_y;           /* base-10 axes; values <= 0 are left out */
     mf_legend_position legend;

@@ -1,0 +1,603 @@
+/* Image files: the PNG writer (atomic), and the readers `predict` uses for
+ * PNG (libpng), PGM and PPM, plus resampling to the model's input size.
+ *
+ * Readers take the whole file into memory first and parse from there with
+ * every length checked against what is left, so a short or hostile file
+ * yields an error, never a read past the end. */
+#define _POSIX_C_SOURCE 200809L
+#include "minformer/image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char not_an_image[] = "not a PNG, PGM or PPM image";
+static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+
+/* Files larger than this are refused before they fill memory; the biggest
+ * valid binary image (16384^2 RGB, 16-bit) is 1.5 GiB. */
+#define MAX_FILE_BYTES ((size_t)2 << 30)
+
+/* ---- PNG writer ---------------------------------------------------------- */
+
+typedef struct {
+    FILE *file;
+    int saved_errno; /* errno of the first failed write, for the message */
+    char message[160];
+} png_writer;
+
+static void png_write_error(png_structp png, png_const_charp msg)
+{
+    png_writer *w = png_get_error_ptr(png);
+    snprintf(w->message, sizeof w->message, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* libpng prints warnings to stderr by default; the library never prints. */
+static void png_quiet_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+static void png_write_data(png_structp png, png_bytep data, size_t length)
+{
+    png_writer *w = png_get_io_ptr(png);
+    if (fwrite(data, 1, length, w->file) != length) {
+        w->saved_errno = errno;
+        png_error(png, "write failed");
+    }
+}
+
+static void png_flush_data(png_structp png) { (void)png; }
+
+/* Everything libpng may longjmp out of lives here, and what it changes is
+ * reached through w, whose storage is the caller's, so nothing the caller
+ * reads afterwards is left indeterminate by the longjmp. */
+static int png_encode_guarded(png_structp png, png_infop info, png_writer *w,
+                              const mf_canvas *c)
+{
+    if (setjmp(png_jmpbuf(png))) return 0;
+    png_set_write_fn(png, w, png_write_data, png_flush_data);
+    png_set_IHDR(png, info, (png_uint_32)c->width, (png_uint_32)c->height, 8,
+                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < c->height; y++)
+        png_write_row(png, c->pixels + (size_t)y * (size_t)c->width * 3);
+    png_write_end(png, NULL);
+    return 1;
+}
+
+/* Makes the rename itself durable. Best effort: some file systems refuse
+ * fsync on a directory and the data is already safe in the file. */
+static void sync_parent_directory(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
+mf_status mf_png_write(const char *path, const mf_canvas *canvas, mf_error *err)
+{
+    if (!path || !*path) return mf_fail(err, MF_ERR_CONFIG, "PNG output path is empty");
+    if (!canvas || !canvas->pixels || canvas->width < 1 || canvas->height < 1)
+        return mf_fail(err, MF_ERR_CONFIG, "%s: nothing to write (empty canvas)", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return mf_fail(err, MF_ERR_IO, "%s: exists and is not a regular file", path);
+
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 5);
+    if (!tmp) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+
+    mf_status status = MF_OK;
+    png_writer w = {0};
+    png_structp png = NULL;
+    png_infop info = NULL;
+    w.file = fopen(tmp, "wb");
+    if (!w.file) {
+        status = mf_fail(err, MF_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return status;
+    }
+    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, png_write_error, png_quiet_warning);
+    if (png) info = png_create_info_struct(png);
+    if (!png || !info) {
+        status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for the PNG encoder", path);
+    } else if (!png_encode_guarded(png, info, &w, canvas)) {
+        status = w.saved_errno
+                     ? mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(w.saved_errno))
+                     : mf_fail(err, MF_ERR_IO, "%s: PNG encoding failed: %s", path, w.message);
+    }
+    png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+
+    /* fflush moves the data to the kernel and fsync to the disk: only then is
+     * it safe to let the new name replace an older, complete file. */
+    if (status == MF_OK && (fflush(w.file) != 0 || fsync(fileno(w.file)) != 0))
+        status = mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(w.file) != 0 && status == MF_OK)
+        status = mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (status == MF_OK && rename(tmp, path) != 0)
+        status = mf_fail(err, MF_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
+                         strerror(errno));
+    if (status != MF_OK)
+        remove(tmp);
+    else
+        sync_parent_directory(path);
+    free(tmp);
+    return status;
+}
+
+/* ---- Reading files ------------------------------------------------------- */
+
+void mf_image_free(mf_image *img)
+{
+    if (!img) return;
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+typedef enum { KIND_UNKNOWN, KIND_PNG, KIND_PNM } image_kind;
+
+static image_kind detect_kind(const uint8_t *data, size_t size)
+{
+    if (size >= sizeof png_signature && memcmp(data, png_signature, sizeof png_signature) == 0)
+        return KIND_PNG;
+    if (size >= 2 && data[0] == 'P' &&
+        (data[1] == '2' || data[1] == '3' || data[1] == '5' || data[1] == '6'))
+        return KIND_PNM;
+    return KIND_UNKNOWN;
+}
+
+/* Whether the first bytes could still begin a PNG or PNM once more arrive. */
+static int could_be_image(const uint8_t *data, size_t size)
+{
+    if (size >= 8) return detect_kind(data, size) != KIND_UNKNOWN;
+    if (memcmp(data, png_signature, size) == 0) return 1;
+    return detect_kind(data, size) == KIND_PNM;
+}
+
+static mf_status read_whole_file(const char *path, uint8_t **out, size_t *out_size,
+                                 mf_error *err)
+{
+    *out = NULL;
+    *out_size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, size = 0;
+    uint8_t *data = malloc(cap);
+    mf_status status = MF_OK;
+    if (!data) status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    while (status == MF_OK) {
+        if (size == cap) {
+            if (cap >= MAX_FILE_BYTES) {
+                status = mf_fail(err, MF_ERR_FORMAT, "%s: file is over %zu MiB, too large "
+                                 "for an image", path, MAX_FILE_BYTES >> 20);
+                break;
+            }
+            uint8_t *bigger = realloc(data, cap * 2);
+            if (!bigger) {
+                status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            data = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(data + size, 1, cap - size, f);
+        size += got;
+        if (got == 0) {
+            if (ferror(f))
+                status = mf_fail(err, MF_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        /* Give up on a non-image at once rather than reading all of it
+         * (say, a large file passed by mistake, or /dev/zero). */
+        if (size == got && !could_be_image(data, size < 8 ? size : 8))
+            break;
+    }
+    fclose(f);
+    if (status != MF_OK) {
+        free(data);
+        return status;
+    }
+    *out = data;
+    *out_size = size;
+    return MF_OK;
+}
+
+mf_status mf_image_read(const char *path, mf_image *img, mf_error *err)
+{
+    memset(img, 0, sizeof *img);
+    if (!path || !*path) return mf_fail(err, MF_ERR_CONFIG, "image path is empty");
+    uint8_t *data;
+    size_t size;
+    mf_status status = read_whole_file(path, &data, &size, err);
+    if (status != MF_OK) return status;
+    status = mf_image_decode(data, size, path, img, err);
+    free(data);
+    return status;
+}
+
+static mf_status alloc_image(mf_image *img, int width, int height, int channels,
+                             const char *name, mf_error *err)
+{
+    img->pixels = malloc((size_t)width * (size_t)height * (size_t)channels);
+    if (!img->pixels)
+        return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a %dx%d image", name, width,
+                       height);
+    img->width = width;
+    img->height = height;
+    img->channels = channels;
+    return MF_OK;
+}
+
+/* ---- PNG reader ------------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *data;
+    size_t size, pos;
+    char message[160]; /* libpng's error */
+    char warning[160]; /* its last warning, which often says why the error came */
+    int out_of_memory;
+    uint8_t *rows;     /* one decoded row, or the whole image when interlaced */
+    mf_image *img;
+} png_reader;
+
+static void png_read_error(png_structp png, png_const_charp msg)
+{
+    png_reader *r = png_get_error_ptr(png);
+    snprintf(r->message, sizeof r->message, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_read_warning(png_structp png, png_const_charp msg)
+{
+    png_reader *r = png_get_error_ptr(png);
+    snprintf(r->warning, sizeof r->warning, "%s", msg);
+}
+
+static void png_read_data(png_structp png, png_bytep out, size_t length)
+{
+    png_reader *r = png_get_io_ptr(png);
+    if (length > r->size - r->pos) png_error(png, "file is truncated");
+    memcpy(out, r->data + r->pos, length);
+    r->pos += length;
+}
+
+/* One row after libpng's transforms (8-bit grey, grey+alpha, RGB or RGBA)
+ * into the planar output, alpha composited over black. */
+static void png_store_row(mf_image *img, int y, const uint8_t *row, int samples)
+{
+    size_t plane = (size_t)img->width * (size_t)img->height;
+    uint8_t *dst = img->pixels + (size_t)y * (size_t)img->width;
+    int has_alpha = samples == img->channels + 1;
+    for (int x = 0; x < img->width; x++, row += samples) {
+        unsigned alpha = has_alpha ? row[img->channels] : 255;
+        for (int c = 0; c < img->channels; c++)
+            dst[c * plane + (size_t)x] = (uint8_t)((row[c] * alpha + 127) / 255);
+    }
+}
+
+/* See png_encode_guarded on why the state lives behind r. */
+static int png_decode_guarded(png_structp png, png_infop info, png_reader *r)
+{
+    if (setjmp(png_jmpbuf(png))) return 0;
+    png_set_read_fn(png, r, png_read_data);
+    png_set_user_limits(png, MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE);
+    /* Caps what one ancillary chunk (text, ICC profile) may inflate to. */
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
+    png_read_info(png, info);
+
+    png_uint_32 width, height;
+    int depth, color, interlace;
+    png_get_IHDR(png, info, &width, &height, &depth, &color, &interlace, NULL, NULL);
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    if (depth == 16) png_set_scale_16(png); /* rounds, where strip_16 truncates */
+    int passes = png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+
+    int channels = (color & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+    int samples = png_get_channels(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if ((samples != channels && samples != channels + 1) || png_get_bit_depth(png, info) != 8 ||
+        rowbytes != (size_t)width * (size_t)samples)
+        png_error(png, "unexpected pixel layout after conversion");
+
+    int interlaced = passes > 1;
+    r->rows = malloc(interlaced ? rowbytes * height : rowbytes);
+    r->img->pixels = malloc((size_t)width * height * (size_t)channels);
+    if (!r->rows || !r->img->pixels) {
+        r->out_of_memory = 1;
+        return 0;
+    }
+    r->img->width = (int)width;
+    r->img->height = (int)height;
+    r->img->channels = channels;
+    /* Interlaced rows fill in over several passes, so they need the whole
+     * image at once; otherwise one row at a time keeps memory small. */
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < height; y++) {
+            uint8_t *row = interlaced ? r->rows + (size_t)y * rowbytes : r->rows;
+            png_read_row(png, row, NULL);
+            if (!interlaced) png_store_row(r->img, (int)y, row, samples);
+        }
+    if (interlaced)
+        for (png_uint_32 y = 0; y < height; y++)
+            png_store_row(r->img, (int)y, r->rows + (size_t)y * rowbytes, samples);
+    return 1;
+}
+
+static uint32_t read_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static mf_status decode_png(const uint8_t *data, size_t size, const char *name, mf_image *img,
+                            mf_error *err)
+{
+    /* Checked here too so the message says what is wrong in plain words;
+     * libpng would only report "Invalid IHDR data". */
+    if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        uint32_t w = read_be32(data + 16), h = read_be32(data + 20);
+        if (w == 0 || h == 0)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: PNG has zero size (%" PRIu32 "x%" PRIu32 ")",
+                           name, w, h);
+        if (w > MF_IMAGE_MAX_SIDE || h > MF_IMAGE_MAX_SIDE)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: PNG size %" PRIu32 "x%" PRIu32
+                           " is over the limit of %dx%d", name, w, h, MF_IMAGE_MAX_SIDE,
+                           MF_IMAGE_MAX_SIDE);
+    }
+    png_reader r = {.data = data, .size = size, .img = img};
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_read_error, png_read_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    mf_status status = MF_OK;
+    if (!png || !info) {
+        status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for the PNG decoder", name);
+    } else if (!png_decode_guarded(png, info, &r)) {
+        if (r.out_of_memory)
+            status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for the PNG pixels", name);
+        else if (r.warning[0])
+            status = mf_fail(err, MF_ERR_FORMAT, "%s: bad PNG: %s (%s)", name, r.message, r.warning);
+        else
+            status = mf_fail(err, MF_ERR_FORMAT, "%s: bad PNG: %s", name, r.message);
+    }
+    png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+    free(r.rows);
+    if (status != MF_OK) mf_image_free(img);
+    return status;
+}
+
+/* ---- PGM / PPM reader -------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *p, *end;
+    const char *name;
+} pnm_cursor;
+
+static int is_space(int ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+static int is_digit(int ch) { return ch >= '0' && ch <= '9'; }
+
+/* Whitespace and '#' comments, which run to the end of the line. */
+static void skip_space(pnm_cursor *c)
+{
+    while (c->p < c->end) {
+        if (is_space(*c->p)) {
+            c->p++;
+        } else if (*c->p == '#') {
+            while (c->p < c->end && *c->p != '\n' && *c->p != '\r') c->p++;
+        } else {
+            break;
+        }
+    }
+}
+
+/* Reads a decimal number, saturating at limit + 1 so an absurd value is
+ * reported rather than overflowing. Returns 0 when there is none: *missing
+ * says whether the data ended (truncation) or held something else. */
+static int read_number(pnm_cursor *c, uint32_t limit, uint32_t *value, int *missing)
+{
+    skip_space(c);
+    *missing = c->p == c->end;
+    if (*missing || !is_digit(*c->p)) return 0;
+    uint64_t v = 0;
+    while (c->p < c->end && is_digit(*c->p)) {
+        v = v * 10 + (uint64_t)(*c->p++ - '0');
+        if (v > limit) v = (uint64_t)limit + 1;
+    }
+    /* "28x" is not the number 28. */
+    if (c->p < c->end && !is_space(*c->p) && *c->p != '#') return 0;
+    *value = (uint32_t)v;
+    return 1;
+}
+
+static mf_status header_number(pnm_cursor *c, const char *what, uint32_t limit,
+                               uint32_t *value, mf_error *err)
+{
+    int missing;
+    if (read_number(c, limit, value, &missing)) return MF_OK;
+    if (missing)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: header is truncated before the %s", c->name,
+                       what);
+    return mf_fail(err, MF_ERR_FORMAT, "%s: bad header: the %s is not a number", c->name, what);
+}
+
+static uint8_t scale_sample(uint32_t v, uint32_t maxval)
+{
+    return (uint8_t)((v * 255u + maxval / 2) / maxval);
+}
+
+static mf_status decode_pnm(const uint8_t *data, size_t size, const char *name, mf_image *img,
+                            mf_error *err)
+{
+    int ascii = data[1] == '2' || data[1] == '3';
+    int channels = data[1] == '3' || data[1] == '6' ? 3 : 1;
+    const char *kind = channels == 3 ? "PPM" : "PGM";
+    pnm_cursor c = {data + 2, data + size, name};
+    if (c.p < c.end && !is_space(*c.p) && *c.p != '#')
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s", name, not_an_image);
+
+    uint32_t width, height, maxval;
+    mf_status status;
+    if ((status = header_number(&c, "width", MF_IMAGE_MAX_SIDE, &width, err)) ||
+        (status = header_number(&c, "height", MF_IMAGE_MAX_SIDE, &height, err)) ||
+        (status = header_number(&c, "maxval", 65535, &maxval, err)))
+        return status;
+    if (width == 0 || height == 0)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s has zero size (%" PRIu32 "x%" PRIu32 ")",
+                       name, kind, width, height);
+    if (width > MF_IMAGE_MAX_SIDE || height > MF_IMAGE_MAX_SIDE)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s size is over the limit of %dx%d", name, kind,
+                       MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE);
+    if (maxval == 0 || maxval > 65535)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s maxval must be 1..65535", name, kind);
+
+    size_t samples = (size_t)width * height * (size_t)channels;
+    size_t plane = (size_t)width * height;
+    if (ascii) {
+        /* Each sample takes a digit and all but the last a separator: a
+         * cheap bound that rejects a short file before allocating. */
+        if ((size_t)(c.end - c.p) < 2 * samples - 1)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: %s pixel data is truncated (%zu bytes left "
+                           "for %zu samples)", name, kind, (size_t)(c.end - c.p), samples);
+    } else {
+        /* Exactly one whitespace byte separates maxval from the pixels
+         * (read_number left it unread); the pixels may begin with any byte. */
+        if (c.p == c.end)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: %s pixel data is missing", name, kind);
+        if (!is_space(*c.p))
+            return mf_fail(err, MF_ERR_FORMAT, "%s: bad header: maxval must be followed by "
+                           "one whitespace byte", name);
+        c.p++;
+        size_t bytes = samples * (maxval > 255 ? 2 : 1), left = (size_t)(c.end - c.p);
+        if (left < bytes)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: %s pixel data is truncated (%zu of %zu "
+                           "bytes)", name, kind, left, bytes);
+    }
+    if ((status = alloc_image(img, (int)width, (int)height, channels, name, err))) return status;
+
+    /* The file interleaves channels; the output is planar. */
+    for (size_t i = 0; i < samples; i++) {
+        uint32_t v;
+        if (ascii) {
+            int missing;
+            if (!read_number(&c, 65535, &v, &missing)) {
+                mf_image_free(img);
+                if (missing)
+                    return mf_fail(err, MF_ERR_FORMAT, "%s: %s pixel data is truncated (%zu of "
+                                   "%zu samples)", name, kind, i, samples);
+                return mf_fail(err, MF_ERR_FORMAT, "%s: bad %s pixel data: sample %zu is not a "
+                               "number", name, kind, i);
+            }
+        } else if (maxval > 255) {
+            v = (uint32_t)c.p[0] << 8 | c.p[1]; /* big-endian */
+            c.p += 2;
+        } else {
+            v = *c.p++;
+        }
+        if (v > maxval) {
+            mf_image_free(img);
+            return mf_fail(err, MF_ERR_FORMAT, "%s: bad %s pixel data: sample %zu is %" PRIu32
+                           ", over maxval %" PRIu32, name, kind, i, v, maxval);
+        }
+        size_t pixel = i / (size_t)channels, channel = i % (size_t)channels;
+        img->pixels[channel * plane + pixel] = scale_sample(v, maxval);
+    }
+    return MF_OK;
+}
+
+mf_status mf_image_decode(const uint8_t *data, size_t size, const char *name, mf_image *img,
+                          mf_error *err)
+{
+    memset(img, 0, sizeof *img);
+    if (!name) name = "image";
+    if (!data || size == 0)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: empty file, %s", name, not_an_image);
+    switch (detect_kind(data, size)) {
+    case KIND_PNG:
+        return decode_png(data, size, name, img, err);
+    case KIND_PNM:
+        return decode_pnm(data, size, name, img, err);
+    default:
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s", name, not_an_image);
+    }
+}
+
+/* ---- Resampling ----------------------------------------------------------- */
+
+mf_status mf_image_convert(const mf_image *src, int channels, int width, int height,
+                           mf_image *dst, mf_error *err)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src || !src->pixels || src->width < 1 || src->height < 1 ||
+        (src->channels != 1 && src->channels != 3))
+        return mf_fail(err, MF_ERR_CONFIG, "image to convert is empty or malformed");
+    if ((channels != 1 && channels != 3) || width < 1 || height < 1 ||
+        width > MF_IMAGE_MAX_SIDE || height > MF_IMAGE_MAX_SIDE)
+        return mf_fail(err, MF_ERR_CONFIG, "cannot convert an image to %dx%d with %d channels",
+                       width, height, channels);
+    mf_status status = alloc_image(dst, width, height, channels, "converted image", err);
+    if (status) return status;
+
+    size_t src_plane = (size_t)src->width * (size_t)src->height;
+    size_t dst_plane = (size_t)width * (size_t)height;
+    for (int oy = 0; oy < height; oy++) {
+        /* Source rows [y0, y1) fall under this output row; at least one, so
+         * enlarging repeats pixels (nearest neighbour). */
+        int y0 = (int)((long long)oy * src->height / height);
+        int y1 = (int)((long long)(oy + 1) * src->height / height);
+        if (y1 <= y0) y1 = y0 + 1;
+        for (int ox = 0; ox < width; ox++) {
+            int x0 = (int)((long long)ox * src->width / width);
+            int x1 = (int)((long long)(ox + 1) * src->width / width);
+            if (x1 <= x0) x1 = x0 + 1;
+            uint64_t sum[3] = {0, 0, 0};
+            for (int c = 0; c < src->channels; c++)
+                for (int y = y0; y < y1; y++) {
+                    const uint8_t *row = src->pixels + c * src_plane + (size_t)y * src->width;
+                    for (int x = x0; x < x1; x++) sum[c] += row[x];
+                }
+            uint64_t area = (uint64_t)(y1 - y0) * (uint64_t)(x1 - x0);
+            uint8_t mean[3];
+            for (int c = 0; c < src->channels; c++)
+                mean[c] = (uint8_t)((sum[c] + area / 2) / area);
+            size_t at = (size_t)oy * (size_t)width + (size_t)ox;
+            if (channels == 1 && src->channels == 3)
+                dst->pixels[at] =
+                    (uint8_t)((299u * mean[0] + 587u * mean[1] + 114u * mean[2] + 500u) / 1000u);
+            else
+                for (int c = 0; c < channels; c++)
+                    dst->pixels[c * dst_plane + at] = mean[src->channels == 3 ? c : 0];
+        }
+    }
+    return MF_OK;
+}
