@@ -62,9 +62,19 @@ int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *c
 /* True when stdout/stderr is a terminal (progress bars only then). */
 int cli_isatty_stderr(void);
 
+/* Loads the test split a checkpointed model is evaluated on: --dataset if
+ * given (its images must have the model's shape), else the checkpoint's
+ * dataset; keeps the first limit_test images (0 = all). 0 or an exit code. */
+int cli_load_eval_split(const char *cmd, const char *dataset, const char *data_dir,
+                        mf_dataset_kind trained_on, const mf_config *cfg, int limit_test,
+                        mf_dataset *ds);
+
 /* The commands. */
 int cmd_info(int argc, char **argv);
 int cmd_params(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_collapse(int argc, char **argv);
 
 #endif

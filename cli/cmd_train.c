@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "minformer/checkpoint.h"
 
 static const char *help =
     "Usage: minformer train --dataset mnist|cifar10|fashion-mnist [options]\n\n"
@@ -27,6 +28,16 @@ static const char *help =
     "                     (default: 10% of the run, at most 1 epoch)\n"
     "  --seed S           seed for initialization, data order, augmentation (default 1)\n"
     "  --threads T        threads (default: all cores); results do not depend on it\n\n"
+    "Checkpoints:\n"
+    "  --save PATH        save a safetensors checkpoint (with optimizer state) after\n"
+    "                     every epoch and at the end; atomic: a crash leaves the old\n"
+    "                     file or the new one, never a torn one\n"
+    "  --save-every K     save every K epochs instead (and at the end)\n"
+    "  --resume PATH      continue the run saved in PATH exactly; model, data and\n"
+    "                     training options come from the checkpoint (--epochs may\n"
+    "                     extend the run); saves back to PATH unless --save is given\n"
+    "SIGINT or SIGTERM finishes the current step, saves, prints how to resume and\n"
+    "exits with 130 or 143.\n\n"
     "Output:\n"
     "  --log FILE         append one JSON object per epoch to FILE\n"
     "  --json             end with one JSON object summarizing the run\n";
@@ -34,13 +45,17 @@ static const char *help =
 enum {
     OPT_DATASET = OPT_CLI_LAST + 1, OPT_DATA, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
     OPT_NO_AUGMENT, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_WD, OPT_WARMUP, OPT_SEED, OPT_THREADS,
-    OPT_LOG, OPT_JSON
+    OPT_LOG, OPT_JSON, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME
 };
 
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
 typedef struct {
+    mf_model *model;
+    mf_checkpoint_info *info; /* what the checkpoint stores besides tensors */
+    const char *save_path;
+    int save_every;
     FILE *log;
     const char *log_path;
     int tty, epochs, batch;
@@ -66,7 +81,6 @@ static void show_progress(void *vctx, int epoch, int batch, int batches, float l
 static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_state *st, mf_error *err)
 {
     run_ctx *ctx = vctx;
-    (void)st;
     if (ctx->tty) fprintf(stderr, "\r\033[K");
     printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  "
            "%.0f img/s\n",
@@ -85,6 +99,11 @@ static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_st
     }
     ctx->train_images += (double)s->images;
     ctx->train_seconds += s->train_seconds;
+    if (ctx->save_path && (s->epoch % ctx->save_every == 0 || s->epoch == ctx->epochs)) {
+        ctx->info->state = *st;
+        mf_status rc = mf_checkpoint_save(ctx->save_path, ctx->model, ctx->info, 1, err);
+        if (rc) return rc;
+    }
     return MF_OK;
 }
 
@@ -107,6 +126,9 @@ int cmd_train(int argc, char **argv)
         {"threads", required_argument, 0, OPT_THREADS},
         {"log", required_argument, 0, OPT_LOG},
         {"json", no_argument, 0, OPT_JSON},
+        {"save", required_argument, 0, OPT_SAVE},
+        {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"resume", required_argument, 0, OPT_RESUME},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "train";
@@ -114,14 +136,25 @@ int cmd_train(int argc, char **argv)
     cli_model_opts_init(&mo);
     mf_train_opts to;
     mf_train_opts_default(&to);
-    const char *dataset = NULL, *data_dir = NULL, *log_path = NULL;
-    int limit_train = 0, limit_test = 0, threads = 0, json = 0, opt, rc = 0;
+    const char *dataset = NULL, *data_dir = NULL, *log_path = NULL, *save_path = NULL,
+               *resume_path = NULL;
+    int limit_train = 0, limit_test = 0, threads = 0, json = 0, opt, rc = 0, save_every = 1;
+    int epochs_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int r = cli_model_option(&mo, opt, optarg, cmd);
         if (r < 0) return -r;
-        if (r) continue;
+        if (r) {
+            run_options++;
+            continue;
+        }
+        switch (opt) {
+        case OPT_LIMIT_TRAIN: case OPT_LIMIT_TEST: case OPT_AUGMENT: case OPT_NO_AUGMENT:
+        case OPT_BATCH: case OPT_LR: case OPT_WD: case OPT_WARMUP: case OPT_SEED:
+            run_options++;
+            break;
+        }
         switch (opt) {
         case OPT_DATASET: dataset = optarg; break;
         case OPT_DATA: data_dir = optarg; break;
@@ -129,7 +162,13 @@ int cmd_train(int argc, char **argv)
         case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit_test); break;
         case OPT_AUGMENT: to.augment = 1; break;
         case OPT_NO_AUGMENT: to.augment = 0; break;
-        case OPT_EPOCHS: rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &to.epochs); break;
+        case OPT_EPOCHS:
+            epochs_given = 1;
+            rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &to.epochs);
+            break;
+        case OPT_SAVE: save_path = optarg; break;
+        case OPT_SAVE_EVERY: rc = cli_parse_int(cmd, "save-every", optarg, 1, 100000, &save_every); break;
+        case OPT_RESUME: resume_path = optarg; break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &to.batch); break;
         case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 0.0, 1e38, &to.lr); break;
         case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &to.adamw.weight_decay); break;
@@ -144,38 +183,89 @@ int cmd_train(int argc, char **argv)
         if (rc) return rc;
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!dataset) return cli_usage_error(cmd, "--dataset is required");
+    if (resume_path && run_options)
+        return cli_usage_error(cmd, "with --resume the model, data and training options come from "
+                                    "the checkpoint; give only --data, --epochs, --threads, --save, "
+                                    "--save-every, --log or --json");
+    if (!dataset && !resume_path) return cli_usage_error(cmd, "--dataset is required");
     mf_error err;
     mf_error_clear(&err);
-    mf_dataset_kind kind;
-    if (mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
-    mf_config cfg;
-    if ((rc = cli_model_config(&mo, kind, &cfg, cmd))) return rc;
+    mf_dataset_kind kind = MF_MNIST;
+    if (dataset && mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
     mf_set_threads(threads);
 
-    mf_dataset ds;
-    if (mf_dataset_load(&ds, kind, mf_data_dir(data_dir), &err)) return cli_report(&err);
-    mf_dataset_limit(&ds, limit_train, limit_test);
-    if (ds.train.count < to.batch) {
-        mf_dataset_free(&ds);
-        return cli_usage_error(cmd, "--batch %d is larger than the %d training images", to.batch,
-                               ds.train.count);
-    }
-
+    run_ctx ctx = {0};
+    /* A fresh run builds its model from the flags; a resumed one from the file. */
     mf_model model;
-    if (mf_model_create(&model, &cfg, &err)) {
-        mf_dataset_free(&ds);
-        return cli_report(&err);
-    }
-    mf_model_init_weights(&model, to.seed);
+    memset(&model, 0, sizeof model);
+    mf_checkpoint_info info;
+    mf_checkpoint_info_init(&info);
     mf_train_state st;
     mf_train_state_init(&st);
+    if (resume_path) {
+        if (mf_checkpoint_load(resume_path, &model, &info, &err)) return cli_report(&err);
+        if (!info.has_optimizer || !info.has_train_state) {
+            mf_model_free(&model);
+            mf_fail(&err, MF_ERR_FORMAT, "%s: holds no optimizer state or training state to resume from",
+                    resume_path);
+            return cli_report(&err);
+        }
+        if (dataset && kind != info.dataset) {
+            mf_model_free(&model);
+            return cli_usage_error(cmd, "--dataset %s differs from the checkpoint's %s", dataset,
+                                   mf_dataset_name(info.dataset));
+        }
+        kind = info.dataset;
+        int epochs = epochs_given ? to.epochs : info.opts.epochs;
+        to = info.opts;
+        to.epochs = epochs;
+        st = info.state;
+        limit_train = info.limit_train;
+        limit_test = info.limit_test;
+        if (!save_path) save_path = resume_path;
+    } else {
+        mf_config cfg;
+        if ((rc = cli_model_config(&mo, kind, &cfg, cmd))) return rc;
+        if (mf_model_create(&model, &cfg, &err)) return cli_report(&err);
+        mf_model_init_weights(&model, to.seed);
+    }
+    const mf_config cfg = model.cfg;
 
-    run_ctx ctx = {0};
+    mf_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    if (mf_dataset_load(&ds, kind, mf_data_dir(data_dir), &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    mf_dataset_limit(&ds, limit_train, limit_test);
+    if (ds.train.count < to.batch) {
+        rc = cli_usage_error(cmd, "--batch %d is larger than the %d training images", to.batch,
+                             ds.train.count);
+        goto out;
+    }
+    info.dataset = kind;
+    memcpy(info.mean, ds.mean, sizeof info.mean);
+    memcpy(info.std, ds.std, sizeof info.std);
+    info.opts = to;
+    info.limit_train = limit_train;
+    info.limit_test = limit_test;
+    if (resume_path) {
+        if (st.epoch >= to.epochs) {
+            printf("%s already finished its %d epochs; nothing to do (give --epochs to extend it)\n",
+                   resume_path, to.epochs);
+            goto out;
+        }
+        printf("resuming %s at epoch %d, step %ld\n", resume_path, st.epoch + 1, st.step);
+    }
+
     ctx.tty = cli_isatty_stderr();
     ctx.epochs = to.epochs;
     ctx.batch = to.batch;
     ctx.log_path = log_path;
+    ctx.model = &model;
+    ctx.info = &info;
+    ctx.save_path = save_path;
+    ctx.save_every = save_every;
     if (log_path && !(ctx.log = fopen(log_path, "a"))) {
         mf_fail(&err, MF_ERR_IO, "%s: cannot open the log for appending", log_path);
         rc = cli_report(&err);
@@ -196,7 +286,15 @@ int cmd_train(int argc, char **argv)
     double total = mf_now_seconds() - t0;
     if (ctx.tty) fprintf(stderr, "\r\033[K");
     if (s == MF_ERR_INTERRUPTED) {
+        /* Stopped at a step boundary: save exactly there. */
+        const char *path = save_path ? save_path : "minformer-interrupted.safetensors";
         fprintf(stderr, "minformer: %s\n", err.message);
+        info.state = st;
+        if (mf_checkpoint_save(path, &model, &info, 1, &err)) {
+            rc = cli_report(&err);
+            goto out;
+        }
+        fprintf(stderr, "minformer: saved %s; resume with: minformer train --resume %s\n", path, path);
         rc = stop_signal == SIGINT ? 130 : 143;
         goto out;
     }

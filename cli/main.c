@@ -14,6 +14,9 @@ static const command commands[] = {
     {"info", cmd_info, "describe a dataset: counts, classes, normalization"},
     {"params", cmd_params, "count a model's parameters by component"},
     {"train", cmd_train, "train a model and evaluate it after every epoch"},
+    {"eval", cmd_eval, "evaluate a checkpoint: loss, accuracy, per-class accuracy, confusion"},
+    {"predict", cmd_predict, "classify PNG, PGM or PPM images with a checkpoint"},
+    {"collapse", cmd_collapse, "rewrite a trained model with collapsed W_qk and W_vo, exactly"},
 };
 
 static void usage(FILE *f)

@@ -119,3 +119,21 @@ int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *c
 }
 
 int cli_isatty_stderr(void) { return isatty(STDERR_FILENO); }
+
+int cli_load_eval_split(const char *cmd, const char *dataset, const char *data_dir,
+                        mf_dataset_kind trained_on, const mf_config *cfg, int limit_test,
+                        mf_dataset *ds)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_dataset_kind kind = trained_on;
+    if (dataset && mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
+    if (mf_dataset_channels(kind) != cfg->channels || mf_dataset_image_size(kind) != cfg->image_size)
+        return cli_usage_error(cmd, "the model takes %dx%dx%d images; %s has %dx%dx%d", cfg->channels,
+                               cfg->image_size, cfg->image_size, mf_dataset_name(kind),
+                               mf_dataset_channels(kind), mf_dataset_image_size(kind),
+                               mf_dataset_image_size(kind));
+    if (mf_dataset_load(ds, kind, mf_data_dir(data_dir), &err)) return cli_report(&err);
+    mf_dataset_limit(ds, 0, limit_test);
+    return 0;
+}

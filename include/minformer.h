@@ -4,7 +4,8 @@
  * data.h   MNIST / Fashion-MNIST / CIFAR-10 loaders, augmentation, batches
  * model.h  the configurable encoder, its forward and backward passes, AdamW
  * train.h  the training loop and evaluation
- * image.h  canvases, PNG writing, image reading, charts */
+ * image.h  canvases, PNG writing, image reading, charts
+ * checkpoint.h  safetensors checkpoints: save, load, validate, resume */
 #ifndef MINFORMER_H
 #define MINFORMER_H
 
@@ -12,6 +13,7 @@
 #include "minformer/data.h"
 #include "minformer/model.h"
 #include "minformer/train.h"
+#include "minformer/checkpoint.h"
 #include "minformer/image.h"
 
 #endif

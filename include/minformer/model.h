@@ -139,6 +139,15 @@ typedef struct {
 void mf_adamw_default(mf_adamw *opt); /* 0.9, 0.999, 1e-8, wd 0.05 */
 void mf_adamw_step(mf_model *m, const mf_adamw *opt, float lr, long step);
 
+/* Rewrites a trained single-head model into collapsed form where the algebra
+ * is exact: separate query/key becomes W_qk = W_k^T W_q, b_qk = W_k^T b_q (the
+ * other bias terms are constant along each softmax row); separate
+ * value/output becomes W_vo = W_o W_v, b_vo = W_o b_v + b_o (attention rows
+ * sum to 1). Creates *out. MF_ERR_CONFIG when in has several heads (each
+ * head's collapsed N x N matrix would cost more than the 2N^2/H it replaces)
+ * or nothing to collapse. */
+mf_status mf_model_collapse(const mf_model *in, mf_model *out, mf_error *err);
+
 /* Parameters per component, for the params report. */
 typedef struct {
     size_t patch_embed, cls_token, pos_embed;

@@ -1,0 +1,147 @@
+/* minformer collapse: rewrites a trained single-head model with W_qk = W_k^T W_q
+ * and W_vo = W_o W_v, then shows on the test set that nothing changed. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "minformer/checkpoint.h"
+
+static const char *help =
+    "Usage: minformer collapse --checkpoint IN --out OUT [--data DIR] [--json]\n\n"
+    "Rewrites a trained single-head model into collapsed form where the algebra is\n"
+    "exact: separate query/key matrices become W_qk = W_k^T W_q, b_qk = W_k^T b_q;\n"
+    "separate value/output matrices become W_vo = W_o W_v, b_vo = W_o b_v + b_o.\n"
+    "Reports the parameter saving, compares both models' logits on the test set\n"
+    "(max absolute difference) and checks that every prediction is the same.\n\n"
+    "  --checkpoint IN    a checkpoint written by minformer train\n"
+    "  --out OUT          where to write the collapsed model\n"
+    "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
+    "  --limit-test N     compare on the first N test images only\n"
+    "  --threads T        threads (default: all cores)\n"
+    "  --json             end with one JSON object\n";
+
+enum { OPT_CKPT = 1, OPT_OUT, OPT_DATA, OPT_LIMIT, OPT_THREADS, OPT_JSON };
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+int cmd_collapse(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
+                                             {"out", required_argument, 0, OPT_OUT},
+                                             {"data", required_argument, 0, OPT_DATA},
+                                             {"limit-test", required_argument, 0, OPT_LIMIT},
+                                             {"threads", required_argument, 0, OPT_THREADS},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *cmd = "collapse", *in_path = NULL, *out_path = NULL, *data_dir = NULL;
+    int limit = 0, threads = 0, json = 0, opt, rc = 0;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CKPT: in_path = optarg; break;
+        case OPT_OUT: out_path = optarg; break;
+        case OPT_DATA: data_dir = optarg; break;
+        case OPT_LIMIT: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit); break;
+        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
+        case OPT_JSON: json = 1; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_bad_option(cmd, argv);
+        }
+        if (rc) return rc;
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!in_path || !out_path) return cli_usage_error(cmd, "--checkpoint and --out are required");
+    mf_set_threads(threads);
+    mf_error err;
+    mf_error_clear(&err);
+    mf_model in, out;
+    memset(&out, 0, sizeof out);
+    mf_checkpoint_info info;
+    if (mf_checkpoint_load(in_path, &in, &info, &err)) return cli_report(&err);
+    mf_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    float *x = NULL, *logits = NULL;
+    int *y = NULL, *idx = NULL;
+    if (mf_model_collapse(&in, &out, &err)) {
+        rc = cli_usage_error(cmd, "%s", err.message);
+        goto done;
+    }
+    size_t before = in.num_params, after = out.num_params;
+    printf("collapsed %s: qk %s -> %s, vo %s -> %s; %zu -> %zu parameters (%zu fewer, %.1f%%)\n",
+           in_path, mf_qk_name(in.cfg.qk), mf_qk_name(out.cfg.qk), mf_vo_name(in.cfg.vo),
+           mf_vo_name(out.cfg.vo), before, after, before - after,
+           100.0 * (double)(before - after) / (double)before);
+
+    if ((rc = cli_load_eval_split(cmd, NULL, data_dir, info.dataset, &in.cfg, limit, &ds))) goto done;
+    const mf_config *c = &in.cfg;
+    int B = 500, K = c->classes;
+    size_t img = (size_t)c->channels * c->image_size * c->image_size;
+    x = mf_alloc((size_t)B * img * sizeof(float));
+    logits = mf_alloc((size_t)B * K * sizeof(float));
+    y = mf_alloc((size_t)B * sizeof(int));
+    idx = mf_alloc((size_t)B * sizeof(int));
+    if (!x || !logits || !y || !idx || mf_model_reserve(&in, B, &err) || mf_model_reserve(&out, B, &err)) {
+        if (!err.message[0]) mf_fail(&err, MF_ERR_NOMEM, "out of memory");
+        rc = cli_report(&err);
+        goto done;
+    }
+    double max_diff = 0.0;
+    long same = 0, correct_in = 0, correct_out = 0;
+    for (int start = 0; start < ds.test.count; start += B) {
+        int n = ds.test.count - start < B ? ds.test.count - start : B;
+        for (int i = 0; i < n; i++) idx[i] = start + i;
+        mf_batch_fill(&ds.test, idx, n, info.mean, info.std, MF_AUGMENT_NONE, 0, x, y);
+        mf_model_forward(&in, x, NULL, n);
+        memcpy(logits, mf_model_logits(&in), (size_t)n * K * sizeof(float));
+        mf_model_forward(&out, x, NULL, n);
+        const float *z = mf_model_logits(&out);
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k < K; k++) {
+                double d = fabs((double)logits[(size_t)i * K + k] - z[(size_t)i * K + k]);
+                if (d > max_diff || isnan(d)) max_diff = d;
+            }
+            int pa = argmax(logits + (size_t)i * K, K), pb = argmax(z + (size_t)i * K, K);
+            same += pa == pb;
+            correct_in += pa == y[i];
+            correct_out += pb == y[i];
+        }
+    }
+    int count = ds.test.count;
+    printf("on %d %s test images: max |logit difference| %.3g; identical predictions %ld/%d; "
+           "accuracy %.2f%% -> %.2f%%\n",
+           count, ds.name, max_diff, same, count, 100.0 * correct_in / count, 100.0 * correct_out / count);
+    mf_checkpoint_info oinfo = info;
+    if (mf_checkpoint_save(out_path, &out, &oinfo, 0, &err)) {
+        rc = cli_report(&err);
+        goto done;
+    }
+    printf("wrote %s\n", out_path);
+    if (json)
+        printf("{\"params_before\":%zu,\"params_after\":%zu,\"params_saved\":%zu,\"images\":%d,"
+               "\"max_abs_logit_diff\":%.6g,\"identical_predictions\":%ld,\"test_acc_before\":%.6f,"
+               "\"test_acc_after\":%.6f}\n",
+               before, after, before - after, count, max_diff, same, (double)correct_in / count,
+               (double)correct_out / count);
+    if (same != count) {
+        fprintf(stderr, "minformer: %ld of %d predictions changed\n", count - same, count);
+        rc = EXIT_RUNTIME;
+    }
+done:
+    mf_free(x);
+    mf_free(logits);
+    mf_free(y);
+    mf_free(idx);
+    mf_dataset_free(&ds);
+    mf_model_free(&in);
+    mf_model_free(&out);
+    return rc;
+}

@@ -1,0 +1,108 @@
+/* minformer predict: classifies image files with a checkpoint and prints the
+ * three most probable classes of each. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "minformer/checkpoint.h"
+
+static const char *help =
+    "Usage: minformer predict --checkpoint PATH [--json] FILE...\n\n"
+    "Classifies PNG, PGM (P2/P5) or PPM (P3/P6) images of the model's size and channels\n"
+    "(28x28 grey for MNIST and Fashion-MNIST, 32x32 RGB for CIFAR-10) and prints the\n"
+    "three most probable classes with their probabilities.\n\n"
+    "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
+    "  --json             one JSON object per file instead of text\n";
+
+enum { OPT_CKPT = 1, OPT_JSON };
+
+int cmd_predict(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *cmd = "predict", *ckpt = NULL;
+    int json = 0, opt, rc = 0;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CKPT: ckpt = optarg; break;
+        case OPT_JSON: json = 1; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_bad_option(cmd, argv);
+        }
+    }
+    if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
+    if (optind >= argc) return cli_usage_error(cmd, "give at least one image file");
+    mf_error err;
+    mf_model m;
+    mf_checkpoint_info info;
+    if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
+    const mf_config *c = &m.cfg;
+    int S = c->image_size, C = c->channels, K = c->classes;
+    size_t npix = (size_t)S * S;
+    float *x = mf_alloc((size_t)C * npix * sizeof(float));
+    if (!x || mf_model_reserve(&m, 1, &err)) {
+        if (!x) mf_fail(&err, MF_ERR_NOMEM, "out of memory");
+        rc = cli_report(&err);
+        goto out;
+    }
+    for (int f = optind; f < argc; f++) {
+        const char *path = argv[f];
+        mf_image img;
+        if (mf_image_read(path, &img, &err)) {
+            rc = cli_report(&err);
+            continue;
+        }
+        if (img.width != S || img.height != S || img.channels != C) {
+            fprintf(stderr, "minformer: %s: a %dx%d %s image; the model takes %dx%d %s images\n", path,
+                    img.width, img.height, img.channels == 1 ? "grey" : "RGB", S, S,
+                    C == 1 ? "grey" : "RGB");
+            mf_image_free(&img);
+            rc = EXIT_RUNTIME;
+            continue;
+        }
+        for (int ch = 0; ch < C; ch++)
+            for (size_t i = 0; i < npix; i++)
+                x[ch * npix + i] = ((float)img.pixels[ch * npix + i] / 255.0f - info.mean[ch]) / info.std[ch];
+        mf_image_free(&img);
+        mf_model_forward(&m, x, NULL, 1);
+        const float *z = mf_model_logits(&m);
+        float mx = z[0], prob[10];
+        for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) sum += exp((double)(z[k] - mx));
+        for (int k = 0; k < K; k++) prob[k] = (float)(exp((double)(z[k] - mx)) / sum);
+        int top[3] = {-1, -1, -1};
+        for (int r = 0; r < 3 && r < K; r++)
+            for (int k = 0; k < K; k++) {
+                if (k == top[0] || k == top[1]) continue;
+                if (top[r] < 0 || prob[k] > prob[top[r]]) top[r] = k;
+            }
+        if (json) {
+            printf("{\"file\":\"");
+            for (const char *p = path; *p; p++) {
+                if (*p == '"' || *p == '\\') putchar('\\');
+                if ((unsigned char)*p >= 0x20) putchar(*p);
+            }
+            printf("\",\"top\":[");
+            for (int r = 0; r < 3 && r < K; r++)
+                printf("%s{\"class\":\"%s\",\"label\":%d,\"probability\":%.6f}", r ? "," : "",
+                       mf_dataset_class_name(info.dataset, top[r]), top[r], prob[top[r]]);
+            printf("]}\n");
+        } else {
+            printf("%s:", path);
+            for (int r = 0; r < 3 && r < K; r++)
+                printf("%s %s %.1f%%", r ? "," : "", mf_dataset_class_name(info.dataset, top[r]),
+                       100.0 * prob[top[r]]);
+            printf("\n");
+        }
+    }
+out:
+    mf_free(x);
+    mf_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,92 @@
+/* minformer checkpoints: safetensors files with the model's parameters,
+ * optionally its AdamW moments, and in the metadata everything needed to
+ * rebuild the model and resume training exactly. docs/checkpoint.md
+ * describes the format. */
+#ifndef MINFORMER_CHECKPOINT_H
+#define MINFORMER_CHECKPOINT_H
+
+#include "data.h"
+#include "model.h"
+#include "train.h"
+
+#define MF_CHECKPOINT_VERSION 1                  /* metadata "version" */
+#define MF_CHECKPOINT_MAX_HEADER (100u << 20)    /* bytes of JSON header */
+#define MF_CHECKPOINT_MAX_NDIM 8
+/* Names of the AdamW moment tensors: prefix + the parameter's name. */
+#define MF_CHECKPOINT_ADAM_M_PREFIX "optimizer.adam_m."
+#define MF_CHECKPOINT_ADAM_V_PREFIX "optimizer.adam_v."
+
+/* Everything a checkpoint holds besides the model's configuration (which is
+ * m->cfg) and its tensors. */
+typedef struct {
+    mf_dataset_kind dataset;
+    float mean[3], std[3];   /* normalization of the first `channels` channels */
+    mf_train_opts opts;      /* of the run that wrote the checkpoint */
+    mf_train_state state;    /* where that run stands */
+    int limit_train, limit_test; /* the run's dataset limits, 0 = whole split */
+    /* Set by mf_checkpoint_load (ignored by save): */
+    int has_optimizer;       /* the file held AdamW moments; else they are zero */
+    int has_train_state;     /* the file held the resume keys; else opts and state
+                                are defaults except seed, state.epoch, state.test_acc */
+} mf_checkpoint_info;
+
+/* Defaults: mnist, mean 0 / std 1, default options, a fresh state, no limits. */
+void mf_checkpoint_info_init(mf_checkpoint_info *info);
+
+/* Writes m's parameters (and its AdamW moments when with_optimizer) and info
+ * to path atomically: a temporary file in the same directory, fsync'd, then
+ * renamed over path and the directory fsync'd. On any failure path is left as
+ * it was and the temporary file is removed. MF_ERR_IO names the path;
+ * MF_ERR_CONFIG when info holds values a load would reject. */
+mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_checkpoint_info *info,
+                             int with_optimizer, mf_error *err);
+
+/* Rebuilds the model from the file alone: creates *m (which needs no prior
+ * state; on failure it is left zeroed, safe to mf_model_free) and fills
+ * *info (may be NULL). Every structural and semantic check of
+ * docs/checkpoint.md runs before it returns; a bad file gives MF_ERR_FORMAT
+ * with the message "PATH: problem". */
+mf_status mf_checkpoint_load(const char *path, mf_model *m, mf_checkpoint_info *info,
+                             mf_error *err);
+
+/* ---- the safetensors layer, for tools ---------------------------------- */
+
+typedef struct {
+    const char *name;
+    const char *dtype;       /* "F32", "F16", "BF16", "F64", "I8" ... "U64", "BOOL" */
+    int ndim;
+    uint64_t shape[MF_CHECKPOINT_MAX_NDIM];
+    uint64_t begin, end;     /* byte range in the data section */
+} mf_checkpoint_tensor;
+
+typedef struct {
+    const char *key, *value;
+} mf_checkpoint_entry;
+
+typedef struct {
+    uint64_t file_size;
+    uint64_t header_size;    /* bytes of JSON after the 8-byte length */
+    uint64_t data_start;     /* 8 + header_size */
+    uint64_t data_size;      /* file_size - data_start */
+    int num_tensors;
+    mf_checkpoint_tensor *tensors; /* in data order (by begin) */
+    int num_metadata;
+    mf_checkpoint_entry *metadata; /* "__metadata__", in file order */
+    void *internal;          /* the open file, the header text */
+} mf_checkpoint_header;
+
+/* Reads and validates a safetensors header: its length against the file size
+ * and MF_CHECKPOINT_MAX_HEADER, strict JSON, known dtypes, shapes consistent
+ * with data_offsets, offsets in range, neither overlapping nor leaving holes,
+ * string-valued metadata. No minformer-specific checks. Keeps the file open
+ * for mf_checkpoint_read_f32 until mf_checkpoint_header_free. */
+mf_status mf_checkpoint_read_header(const char *path, mf_checkpoint_header *h, mf_error *err);
+void mf_checkpoint_header_free(mf_checkpoint_header *h);
+/* NULL when absent. */
+const char *mf_checkpoint_metadata(const mf_checkpoint_header *h, const char *key);
+const mf_checkpoint_tensor *mf_checkpoint_find(const mf_checkpoint_header *h, const char *name);
+/* The data of an F32 tensor (numel floats, converted from little-endian). */
+mf_status mf_checkpoint_read_f32(const mf_checkpoint_header *h, const mf_checkpoint_tensor *t,
+                                 float *out, mf_error *err);
+
+#endif
