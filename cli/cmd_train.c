@@ -243,6 +243,16 @@ int cmd_train(int argc, char **argv)
                              ds.train.count);
         goto out;
     }
+    if (resume_path && info.data_fingerprint && info.data_fingerprint != ds.fingerprint) {
+        mf_fail(&err, MF_ERR_FORMAT,
+                "%s: the %s data differs from the data this run was trained on (fingerprint "
+                "%016llx, checkpoint %016llx); resuming would not continue the same run",
+                mf_data_dir(data_dir), ds.name, (unsigned long long)ds.fingerprint,
+                (unsigned long long)info.data_fingerprint);
+        rc = cli_report(&err);
+        goto out;
+    }
+    info.data_fingerprint = ds.fingerprint;
     info.dataset = kind;
     memcpy(info.mean, ds.mean, sizeof info.mean);
     memcpy(info.std, ds.std, sizeof info.std);

@@ -624,6 +624,16 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
         (st = meta_float(r, "test_acc", -1, 100, 0, &info->state.test_acc)))
         return st;
 
+    /* Optional: the fingerprint of the data the run trained on. */
+    const char *fp = meta_find(r, "data_fingerprint");
+    if (fp) {
+        char *end;
+        unsigned long long v = strtoull(fp, &end, 16);
+        if (strlen(fp) != 16 || *end || !v)
+            return meta_invalid(r, "data_fingerprint", fp, "not 16 hexadecimal digits");
+        info->data_fingerprint = (uint64_t)v;
+    }
+
     int present = 0, nkeys = (int)(sizeof resume_keys / sizeof resume_keys[0]);
     for (int i = 0; i < nkeys; i++) present += meta_find(r, resume_keys[i]) != NULL;
     info->has_train_state = present > 0;
@@ -734,6 +744,8 @@ static void write_metadata(mf_json_writer *w, const mf_model *m, const mf_checkp
     put_fmt(&mw, "epoch", "%d", t->epoch);
     put_fmt(&mw, "seed", "%llu", (unsigned long long)o->seed);
     put_fmt(&mw, "test_acc", "%.9g", (double)t->test_acc);
+    if (info->data_fingerprint)
+        put_fmt(&mw, "data_fingerprint", "%016llx", (unsigned long long)info->data_fingerprint);
     /* The resume keys (resume_keys above). */
     put_fmt(&mw, "epochs", "%d", o->epochs);
     put_fmt(&mw, "batch", "%d", o->batch);

@@ -94,6 +94,23 @@ uint64_t mf_hash2(uint64_t a, uint64_t b)
     return h ^ splitmix64(&x);
 }
 
+uint64_t mf_hash_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t acc = h ^ (0x9e3779b97f4a7c15ULL * (n + 1));
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        acc = (acc ^ w) * 0xff51afd7ed558ccdULL;
+        acc ^= acc >> 29;
+    }
+    uint64_t tail = 0;
+    for (size_t k = 0; i + k < n; k++) tail |= (uint64_t)p[i + k] << (8 * k);
+    acc = (acc ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    return acc ^ (acc >> 32);
+}
+
 double mf_now_seconds(void)
 {
     struct timespec ts;

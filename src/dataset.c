@@ -206,6 +206,14 @@ mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir,
     }
     for (int c = 0; c < 3; c++) d.mean[c] = 0.0f, d.std[c] = 1.0f;
     split_stats(&d.train, d.mean, d.std);
+    const mf_split *splits[2] = {&d.train, &d.test};
+    uint64_t h = 0;
+    for (int i = 0; i < 2; i++) {
+        size_t img = (size_t)splits[i]->channels * splits[i]->size * splits[i]->size;
+        h = mf_hash_bytes(h, splits[i]->images, (size_t)splits[i]->count * img);
+        h = mf_hash_bytes(h, splits[i]->labels, (size_t)splits[i]->count);
+    }
+    d.fingerprint = h;
     *ds = d;
     return MF_OK;
 }

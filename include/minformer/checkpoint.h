@@ -24,6 +24,7 @@ typedef struct {
     mf_train_opts opts;      /* of the run that wrote the checkpoint */
     mf_train_state state;    /* where that run stands */
     int limit_train, limit_test; /* the run's dataset limits, 0 = whole split */
+    uint64_t data_fingerprint; /* mf_dataset.fingerprint of the training data; 0 = unknown */
     /* Set by mf_checkpoint_load (ignored by save): */
     int has_optimizer;       /* the file held AdamW moments; else they are zero */
     int has_train_state;     /* the file held the resume keys; else opts and state

@@ -48,6 +48,10 @@ uint32_t mf_rng_below(mf_rng *rng, uint32_t n);
  * (seed, epoch) or (step, sample) so results never depend on thread count. */
 uint64_t mf_hash2(uint64_t a, uint64_t b);
 
+/* A 64-bit hash of n bytes continuing from h (start with 0): a cheap
+ * fingerprint to notice that data files changed, not a cryptographic hash. */
+uint64_t mf_hash_bytes(uint64_t h, const void *data, size_t n);
+
 /* Wall-clock seconds from a monotonic clock (never clock(), which is CPU time). */
 double mf_now_seconds(void);
 

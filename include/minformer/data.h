@@ -26,6 +26,9 @@ typedef struct {
     /* Per-channel mean and std of the training split's pixels scaled to
      * [0, 1], computed from the data at load time (before any limit). */
     float mean[3], std[3];
+    /* mf_hash_bytes over both splits' images and labels as loaded (before any
+     * limit): a resumed run checks that its data did not change. */
+    uint64_t fingerprint;
 } mf_dataset;
 
 /* "mnist", "cifar10" (also "cifar-10"), "fashion-mnist" (also "fashion_mnist"). */
