@@ -1,8 +1,10 @@
 /* minformer collapse: rewrites a trained single-head model with W_qk = W_k^T W_q
  * and W_vo = W_o W_v, then shows on the test set that nothing changed. */
+#define _POSIX_C_SOURCE 200809L /* lstat */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "minformer/checkpoint.h"
@@ -21,7 +23,8 @@ static const char *help =
     "  --threads T        threads (default: all cores)\n"
     "  --json             end with one JSON object\n";
 
-enum { OPT_CKPT = 1, OPT_OUT, OPT_DATA, OPT_LIMIT, OPT_THREADS, OPT_JSON };
+/* Long-only values above 255, so a missing value is reported by its long name. */
+enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_OUT, OPT_DATA, OPT_LIMIT, OPT_THREADS, OPT_JSON };
 
 static int argmax(const float *x, int n)
 {
@@ -60,6 +63,12 @@ int cmd_collapse(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!in_path || !out_path) return cli_usage_error(cmd, "--checkpoint and --out are required");
+    /* The save renames a new file over OUT: never over a device or FIFO. */
+    struct stat sb;
+    if (!lstat(out_path, &sb) && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
+        fprintf(stderr, "minformer: %s: not a regular file; collapse will not replace it\n", out_path);
+        return EXIT_RUNTIME;
+    }
     mf_set_threads(threads);
     mf_error err;
     mf_error_clear(&err);

@@ -18,7 +18,10 @@ static const char *help =
     "  --threads T        threads (default: all cores)\n"
     "  --json             end with one JSON object (test_loss, test_acc, per_class_acc, confusion)\n";
 
-enum { OPT_CKPT = 1, OPT_DATASET, OPT_DATA, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_JSON };
+/* Long-only values above 255, so a missing value is reported by its long name. */
+enum {
+    OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_DATA, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_JSON
+};
 
 int cmd_eval(int argc, char **argv)
 {

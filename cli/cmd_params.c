@@ -18,9 +18,10 @@ static int train_count(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 50000
 
 int cmd_params(int argc, char **argv)
 {
+    enum { OPT_DATASET = OPT_CLI_LAST + 1, OPT_JSON };
     static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
-                                             {"dataset", required_argument, 0, 'd'},
-                                             {"json", no_argument, 0, 'j'},
+                                             {"dataset", required_argument, 0, OPT_DATASET},
+                                             {"json", no_argument, 0, OPT_JSON},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     cli_model_opts mo;
@@ -34,8 +35,8 @@ int cmd_params(int argc, char **argv)
         if (r < 0) return -r;
         if (r) continue;
         switch (opt) {
-        case 'd': dataset = optarg; break;
-        case 'j': json = 1; break;
+        case OPT_DATASET: dataset = optarg; break;
+        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option("params", argv);
         }

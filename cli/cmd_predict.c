@@ -15,7 +15,8 @@ static const char *help =
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
     "  --json             one JSON object per file instead of text\n";
 
-enum { OPT_CKPT = 1, OPT_JSON };
+/* Long-only values above 255, so a missing value is reported by its long name. */
+enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_JSON };
 
 int cmd_predict(int argc, char **argv)
 {

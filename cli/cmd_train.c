@@ -1,9 +1,13 @@
 /* minformer train: trains a model, evaluating on the test split after every
  * epoch, with a live progress bar on a terminal and JSON lines on request. */
+#define _POSIX_C_SOURCE 200809L /* sigaction, stat, access: also without -fopenmp */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "minformer/checkpoint.h"
@@ -107,6 +111,30 @@ static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_st
     return MF_OK;
 }
 
+/* What a save would trip over, checked before training rather than after the
+ * first epoch: path is a directory, or its directory is missing or not
+ * writable. A device or FIFO is refused too: the save's rename would replace
+ * it (--save /dev/null run as root would remove /dev/null). */
+static mf_status check_save_path(const char *path, mf_error *err)
+{
+    struct stat sb;
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode))
+        return mf_fail(err, MF_ERR_IO, "%s: cannot save a checkpoint there: it is a directory", path);
+    if (!lstat(path, &sb) && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
+        return mf_fail(err, MF_ERR_IO,
+                       "%s: cannot save a checkpoint there: not a regular file (saving would "
+                       "replace it)", path);
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int len = !slash ? 0 : slash == path ? 1 : (int)(slash - path);
+    snprintf(dir, sizeof dir, "%.*s", len ? len : 1, len ? path : ".");
+    errno = 0;
+    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK))
+        return mf_fail(err, MF_ERR_IO, "%s: cannot save a checkpoint there: %s: %s", path, dir,
+                       errno ? strerror(errno) : "not a directory");
+    return MF_OK;
+}
+
 int cmd_train(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -170,7 +198,7 @@ int cmd_train(int argc, char **argv)
         case OPT_SAVE_EVERY: rc = cli_parse_int(cmd, "save-every", optarg, 1, 100000, &save_every); break;
         case OPT_RESUME: resume_path = optarg; break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &to.batch); break;
-        case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 0.0, 1e38, &to.lr); break;
+        case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 0.0, 1e30, &to.lr); break;
         case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &to.adamw.weight_decay); break;
         case OPT_WARMUP: rc = cli_parse_float(cmd, "warmup", optarg, 0.0, 1e6, &to.warmup_epochs); break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &to.seed); break;
@@ -233,6 +261,10 @@ int cmd_train(int argc, char **argv)
 
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
+    if (save_path && check_save_path(save_path, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
     if (mf_dataset_load(&ds, kind, mf_data_dir(data_dir), &err)) {
         rc = cli_report(&err);
         goto out;
@@ -304,7 +336,9 @@ int cmd_train(int argc, char **argv)
             rc = cli_report(&err);
             goto out;
         }
-        fprintf(stderr, "minformer: saved %s; resume with: minformer train --resume %s\n", path, path);
+        /* The data directory is not in the checkpoint: a resume needs it again. */
+        fprintf(stderr, "minformer: saved %s; resume with: minformer train --resume %s%s%s\n", path,
+                path, data_dir ? " --data " : "", data_dir ? data_dir : "");
         rc = stop_signal == SIGINT ? 130 : 143;
         goto out;
     }

@@ -878,6 +878,14 @@ mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_check
         return st;
     }
 
+    /* The rename would replace whatever is there: a device node (as root) or a
+     * directory entry that is not a checkpoint must stay. */
+    struct stat existing;
+    if (lstat(path, &existing) == 0 && !S_ISREG(existing.st_mode) && !S_ISLNK(existing.st_mode)) {
+        mf_json_writer_free(&w);
+        return mf_fail(err, MF_ERR_IO, "%s: exists and is not a regular file (nothing replaced)", path);
+    }
+
     size_t tmp_size = strlen(path) + 64;
     char *tmp = malloc(tmp_size);
     char *dir = directory_of(path);

@@ -157,9 +157,9 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
             m->training = 0;
             if (!isfinite(loss)) {
                 status = mf_fail(err, MF_ERR_NUMERIC,
-                                 "non-finite loss (%g) at epoch %d, step %ld; parameters are those "
+                                 "non-finite loss (%s) at epoch %d, step %ld; parameters are those "
                                  "before this step",
-                                 (double)loss, st->epoch + 1, t);
+                                 isnan(loss) ? "NaN" : "infinite", st->epoch + 1, t);
                 goto done;
             }
             mf_model_backward(m);
