@@ -26,7 +26,7 @@ static const char *help =
     "Training:\n"
     "  --epochs E         epochs (default 10)\n"
     "  --batch B          batch size (default 128)\n"
-    "  --lr X             peak learning rate (default 1e-3)\n"
+    "  --lr X             peak learning rate (default 2e-2 with --vo none, else 4e-3)\n"
     "  --wd X             AdamW weight decay on weight matrices (default 0.05)\n"
     "  --warmup E         linear warmup in epochs, then cosine decay to 0\n"
     "                     (default: 10% of the run, at most 1 epoch)\n"
@@ -167,7 +167,7 @@ int cmd_train(int argc, char **argv)
     const char *dataset = NULL, *data_dir = NULL, *log_path = NULL, *save_path = NULL,
                *resume_path = NULL;
     int limit_train = 0, limit_test = 0, threads = 0, json = 0, opt, rc = 0, save_every = 1;
-    int epochs_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
+    int epochs_given = 0, lr_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -198,7 +198,10 @@ int cmd_train(int argc, char **argv)
         case OPT_SAVE_EVERY: rc = cli_parse_int(cmd, "save-every", optarg, 1, 100000, &save_every); break;
         case OPT_RESUME: resume_path = optarg; break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &to.batch); break;
-        case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 0.0, 1e30, &to.lr); break;
+        case OPT_LR:
+            lr_given = 1;
+            rc = cli_parse_float(cmd, "lr", optarg, 0.0, 1e30, &to.lr);
+            break;
         case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &to.adamw.weight_decay); break;
         case OPT_WARMUP: rc = cli_parse_float(cmd, "warmup", optarg, 0.0, 1e6, &to.warmup_epochs); break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &to.seed); break;
@@ -255,6 +258,7 @@ int cmd_train(int argc, char **argv)
         mf_config cfg;
         if ((rc = cli_model_config(&mo, kind, &cfg, cmd))) return rc;
         if (mf_model_create(&model, &cfg, &err)) return cli_report(&err);
+        if (!lr_given) to.lr = mf_default_lr(&cfg);
         mf_model_init_weights(&model, to.seed);
     }
     const mf_config cfg = model.cfg;

@@ -12,13 +12,15 @@ void mf_train_opts_default(mf_train_opts *o)
     memset(o, 0, sizeof *o);
     o->epochs = 10;
     o->batch = 128;
-    o->lr = 1e-3f;
+    o->lr = 4e-3f; /* the CLI picks mf_default_lr(cfg) */
     o->warmup_epochs = -1.0f; /* auto: 10% of the run, at most one epoch */
     mf_adamw_default(&o->adamw);
     o->seed = 1;
     o->augment = 1;
     o->eval_batch = 500;
 }
+
+float mf_default_lr(const mf_config *cfg) { return cfg->vo == MF_VO_NONE ? 2e-2f : 4e-3f; }
 
 void mf_train_state_init(mf_train_state *st)
 {

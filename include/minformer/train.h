@@ -20,6 +20,9 @@ typedef struct {
 } mf_train_opts;
 
 void mf_train_opts_default(mf_train_opts *o);
+/* The default peak learning rate for a model: 2e-2 without value/output
+ * matrices (--vo none), 4e-3 otherwise; measured on MNIST (docs/model.md). */
+float mf_default_lr(const mf_config *cfg);
 
 /* What a resumed run needs besides parameters and AdamW moments. */
 typedef struct {
