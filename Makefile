@@ -23,6 +23,8 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*.h cli/*.h tests/*.h)
+# Sources some tests include directly (the fuzz targets' bodies, replayed by a test).
+TEST_DEPS := $(wildcard fuzz/*.c fuzz/*.h)
 
 .PHONY: all test asan data run install clean bench fuzz
 all: $(BUILD)/libminformer.a $(BUILD)/libminformer.so $(BUILD)/minformer
@@ -41,7 +43,7 @@ $(BUILD)/libminformer.so: $(LIB_OBJ)
 $(BUILD)/minformer: $(CLI_OBJ) $(BUILD)/libminformer.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libminformer.a $(HEADERS)
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libminformer.a $(HEADERS) $(TEST_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
 
@@ -80,3 +82,7 @@ install: all
 
 clean:
 	rm -rf build
+
+# Builds the libFuzzer targets (clang) and runs each for FUZZ_SECONDS (default 60).
+fuzz:
+	sh scripts/fuzz.sh

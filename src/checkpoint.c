@@ -629,7 +629,7 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
     if (fp) {
         char *end;
         unsigned long long v = strtoull(fp, &end, 16);
-        if (strlen(fp) != 16 || *end || !v)
+        if (strlen(fp) != 16 || strspn(fp, "0123456789abcdef") != 16 || *end || !v)
             return meta_invalid(r, "data_fingerprint", fp, "not 16 hexadecimal digits");
         info->data_fingerprint = (uint64_t)v;
     }

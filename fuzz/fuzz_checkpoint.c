@@ -1,0 +1,15 @@
+/* libFuzzer target for the safetensors checkpoint reader
+ * (mf_checkpoint_read_header, mf_checkpoint_load).
+ * The work is fuzz_one_checkpoint in targets.c, which tests/test_fuzz_regressions.c
+ * replays; scripts/fuzz.sh builds and runs this. */
+#include <stdlib.h>
+
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (fuzz_one_checkpoint(data, size)) abort(); /* a broken guarantee is a finding too */
+    return 0;
+}
