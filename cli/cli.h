@@ -76,5 +76,8 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_collapse(int argc, char **argv);
+int cmd_experiment(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_attention(int argc, char **argv);
 
 #endif

@@ -17,6 +17,9 @@ static const command commands[] = {
     {"eval", cmd_eval, "evaluate a checkpoint: loss, accuracy, per-class accuracy, confusion"},
     {"predict", cmd_predict, "classify PNG, PGM or PPM images with a checkpoint"},
     {"collapse", cmd_collapse, "rewrite a trained model with collapsed W_qk and W_vo, exactly"},
+    {"experiment", cmd_experiment, "run a named grid of the paper's experiments, resumably"},
+    {"plot", cmd_plot, "draw loss curves from training logs as a PNG"},
+    {"attention", cmd_attention, "draw a test image's attention maps and rollout as a PNG"},
 };
 
 static void usage(FILE *f)

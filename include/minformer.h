@@ -5,7 +5,9 @@
  * model.h  the configurable encoder, its forward and backward passes, AdamW
  * train.h  the training loop and evaluation
  * image.h  canvases, PNG writing, image reading, charts
- * checkpoint.h  safetensors checkpoints: save, load, validate, resume */
+ * checkpoint.h  safetensors checkpoints: save, load, validate, resume
+ * figures.h  loss curves, accuracy vs parameters, attention maps
+ * experiment.h  the paper's grids: run, skip, resume, tabulate */
 #ifndef MINFORMER_H
 #define MINFORMER_H
 
@@ -15,5 +17,7 @@
 #include "minformer/train.h"
 #include "minformer/checkpoint.h"
 #include "minformer/image.h"
+#include "minformer/figures.h"
+#include "minformer/experiment.h"
 
 #endif
