@@ -469,10 +469,15 @@ static void test_dataset_names(void)
               mf_dataset_augment(MF_FASHION_MNIST) == MF_AUGMENT_SHIFT,
           "augmentations");
     CHECK(!strcmp(mf_data_dir("/x"), "/x"), "cli dir wins");
+    /* Restore the caller's $MINFORMER_DATA afterwards: later tests read it. */
+    const char *saved = getenv("MINFORMER_DATA");
+    char *copy = saved ? strdup(saved) : NULL;
     setenv("MINFORMER_DATA", "/env/data", 1);
     CHECK(!strcmp(mf_data_dir(NULL), "/env/data"), "env dir");
     unsetenv("MINFORMER_DATA");
     CHECK(!strcmp(mf_data_dir(NULL), "./data"), "default dir");
+    if (copy) setenv("MINFORMER_DATA", copy, 1);
+    free(copy);
 }
 
 /* A split of n random images. */
