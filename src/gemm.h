@@ -5,7 +5,10 @@
  *
  * Determinism contract: each element of C is a sum over k whose order does
  * not depend on the number of threads, so results are bitwise identical for
- * any thread count. beta == 0 never reads C (C may hold NaN garbage). */
+ * any thread count. In fact an element depends only on its row of op(A), its
+ * column of op(B), K, alpha, beta and its old value: not on M, N, the leading
+ * dimensions or which of the two functions computed it. beta == 0 never
+ * reads C (C may hold NaN garbage). */
 #ifndef MF_GEMM_H
 #define MF_GEMM_H
 

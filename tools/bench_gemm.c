@@ -1,0 +1,94 @@
+/* GFLOP/s of mf_gemm on the training shapes and on a 1024^3 SGEMM, with 1
+ * and 2 threads: wall clock, best of short rounds over a few seconds.
+ * Usage: bench_gemm [seconds per shape and thread count, default 1] */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gemm.h"
+#include "minformer/core.h"
+
+typedef struct {
+    const char *what;
+    int trans_a, trans_b, M, N, K;
+    float beta;
+} shape;
+
+static const shape shapes[] = {
+    {"mnist fwd x W^T (d=64)", 0, 1, 4352, 64, 64, 0.0f},
+    {"mnist fwd patch embed", 0, 1, 4352, 64, 48, 0.0f},
+    {"mnist fwd MLP up", 0, 1, 4352, 256, 64, 0.0f},
+    {"mnist fwd MLP down", 0, 1, 4352, 64, 256, 0.0f},
+    {"mnist bwd dx = dy W", 0, 0, 4352, 64, 256, 0.0f},
+    {"mnist bwd dW += dy^T x", 1, 0, 64, 256, 4352, 1.0f},
+    {"cifar fwd x W^T", 0, 1, 8320, 256, 256, 0.0f},
+    {"cifar bwd dx = dy W", 0, 0, 8320, 256, 256, 0.0f},
+    {"cifar bwd dW += dy^T x", 1, 0, 256, 256, 8320, 1.0f},
+    {"attn q k^T 17x17x64", 0, 1, 17, 17, 64, 0.0f},
+    {"attn p v 17x64x17", 0, 0, 17, 64, 17, 0.0f},
+    {"attn dq 17x64x17", 0, 0, 17, 64, 17, 0.0f},
+    {"attn dk dp^T q 17x64x17", 1, 0, 17, 64, 17, 0.0f},
+    {"attn q k^T 65x65x64", 0, 1, 65, 65, 64, 0.0f},
+    {"attn p v 65x64x65", 0, 0, 65, 64, 65, 0.0f},
+    {"square 1024^3", 0, 0, 1024, 1024, 1024, 0.0f},
+};
+
+static void call(const shape *s, const float *A, const float *B, float *C)
+{
+    mf_gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, s->trans_a ? s->M : s->K, B,
+            s->trans_b ? s->K : s->N, s->beta, C, s->N);
+}
+
+/* Best round of many short ones: robust to other processes on the cores. */
+static double gflops(const shape *s, const float *A, const float *B, float *C, double seconds)
+{
+    int reps = 1;
+    for (;;) { /* reps per round: about 2 ms */
+        double t0 = mf_now_seconds();
+        for (int r = 0; r < reps; r++) call(s, A, B, C);
+        if (mf_now_seconds() - t0 >= 0.002 || reps >= (1 << 24)) break;
+        reps *= 2;
+    }
+    double best = 1e30, start = mf_now_seconds();
+    for (int round = 0; round < 10 || mf_now_seconds() - start < seconds; round++) {
+        double t0 = mf_now_seconds();
+        for (int r = 0; r < reps; r++) call(s, A, B, C);
+        double dt = (mf_now_seconds() - t0) / reps;
+        if (dt < best) best = dt;
+    }
+    return 2.0 * s->M * s->N * s->K / best * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = argc > 1 ? atof(argv[1]) : 1.0;
+    if (!(seconds > 0.0)) {
+        fprintf(stderr, "usage: bench_gemm [seconds per measurement > 0]\n");
+        return 2;
+    }
+    mf_rng rng;
+    mf_rng_seed(&rng, 1);
+    printf("%-26s %2s %2s %5s %5s %5s %9s %9s\n", "shape", "tA", "tB", "M", "N", "K", "1 thread",
+           "2 threads");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const shape *s = &shapes[i];
+        size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N;
+        float *A = mf_alloc(na * sizeof(float)), *B = mf_alloc(nb * sizeof(float));
+        float *C = mf_alloc(nc * sizeof(float));
+        if (!A || !B || !C) {
+            fprintf(stderr, "bench_gemm: out of memory\n");
+            return 1;
+        }
+        for (size_t j = 0; j < na; j++) A[j] = mf_rng_uniform(&rng) - 0.5f;
+        for (size_t j = 0; j < nb; j++) B[j] = mf_rng_uniform(&rng) - 0.5f;
+        double g[2];
+        for (int t = 0; t < 2; t++) {
+            mf_set_threads(t + 1);
+            g[t] = gflops(s, A, B, C, seconds);
+        }
+        printf("%-26s %2d %2d %5d %5d %5d %9.1f %9.1f\n", s->what, s->trans_a, s->trans_b, s->M,
+               s->N, s->K, g[0], g[1]);
+        fflush(stdout);
+        mf_free(A), mf_free(B), mf_free(C);
+    }
+    return 0;
+}
