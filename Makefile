@@ -86,3 +86,7 @@ clean:
 # Builds the libFuzzer targets (clang) and runs each for FUZZ_SECONDS (default 60).
 fuzz:
 	sh scripts/fuzz.sh
+
+# Throughput of the default workloads (and PyTorch's, where installed): not a test.
+bench: all $(BUILD)/tools/bench
+	BUILD=$(BUILD) sh scripts/bench.sh

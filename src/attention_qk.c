@@ -8,34 +8,50 @@
 #include "gemm.h"
 #include "model_internal.h"
 #include "ops.h"
+#include "profile.h"
 
 static float score_scale(const mf_attn_dims *d) { return 1.0f / sqrtf((float)(d->N / d->H)); }
 
 #define ROWS(ptr, b, d) ((ptr) + (size_t)(b) * (d)->T * (d)->N)
 #define TILE(ptr, b, h, d) ((ptr) + ((size_t)(b) * (d)->H + (h)) * (d)->T * (d)->T)
+#define FWD MF_PROF_FORWARD
+#define BWD MF_PROF_BACKWARD
+#define LINEAR MF_PROF_ATTN_LINEAR
+#define SCORES MF_PROF_ATTN_SCORES
 
-/* A_bh = softmax(scale q_bh k_bh^T) for every image b and head h. */
-static void scores_forward(float *att, const float *q, const float *k, const mf_attn_dims *d)
+/* Per-image loops fork only from serial code and with enough work; inside
+ * the model's regions they run on the calling thread without an OpenMP
+ * construct (which costs a call even when it does not fork). */
+static int fork_worth(const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H;
-    float scale = score_scale(d);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        int b = bh / d->H, h = bh % d->H;
-        float *A = TILE(att, b, h, d);
-        mf_gemm_serial(0, 1, T, T, hd, scale, ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd, N,
-                       0.0f, A, T);
-        softmax_rows_forward(A, T, T);
-    }
+    return mf_fork_worth((size_t)d->B * d->T * d->T * d->N);
 }
 
-/* s->datt: dL/dA -> dL/dS, in place. */
-static void softmax_backward_all(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
+#define FOR_EACH(n, d, call)                                                                       \
+    do {                                                                                           \
+        if (!fork_worth(d)) {                                                                      \
+            for (int i_ = 0; i_ < (n); i_++) call;                                                 \
+        } else {                                                                                   \
+            _Pragma("omp parallel for schedule(static)") for (int i_ = 0; i_ < (n); i_++) call;    \
+        }                                                                                          \
+    } while (0)
+
+/* A_bh = softmax(scale q_bh k_bh^T) for image b and head h (bh = b H + h). */
+static void scores_forward_head(float *att, const float *q, const float *k, const mf_attn_dims *d,
+                                int bh)
 {
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++)
-        softmax_rows_backward(s->datt + (size_t)bh * d->T * d->T, a->att + (size_t)bh * d->T * d->T,
-                              d->T, d->T);
+    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    float *A = TILE(att, b, h, d);
+    mf_gemm_serial(0, 1, T, T, hd, score_scale(d), ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd,
+                   N, 0.0f, A, T);
+    softmax_rows_forward(A, T, T);
+}
+
+static void scores_forward(float *att, const float *q, const float *k, const mf_attn_dims *d)
+{
+    double t0 = mf_prof_begin();
+    FOR_EACH(d->B * d->H, d, scores_forward_head(att, q, k, d, i_));
+    mf_prof_end(SCORES, FWD, t0);
 }
 
 /* ---- separate: q = hWq^T + bq, k = hWk^T + bk ---------------------------- */
@@ -43,128 +59,200 @@ static void softmax_backward_all(mf_grad_scratch *s, const mf_layer_acts *a, con
 void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int M = d->B * d->T;
-    linear_forward(a->q, a->ln1, p->q_w, p->q_b, M, d->N, d->N);
-    linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N);
+    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->q_w, p->q_b, M, d->N, d->N);
+            linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N));
     scores_forward(a->att, a->q, a->k, d);
 }
 
-void attention_qk_separate_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
+                                   const mf_attn_dims *d, int bh)
+{
+    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    float scale = score_scale(d);
+    float *dS = TILE(s->datt, b, h, d);
+    softmax_rows_backward(dS, TILE(a->att, b, h, d), T, T); /* dL/dA -> dL/dS in place */
+    /* S = scale q k^T: dq = scale dS k, dk = scale dS^T q */
+    mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
+                   ROWS(s->dq, b, d) + h * hd, N);
+    mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
+                   ROWS(s->dk, b, d) + h * hd, N);
+}
+
+void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H, M = d->B * d->T;
-    float scale = score_scale(d);
-    softmax_backward_all(s, a, d);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        int b = bh / d->H, h = bh % d->H;
-        const float *dS = TILE(s->datt, b, h, d);
-        /* S = scale q k^T: dq = scale dS k, dk = scale dS^T q */
-        mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
-                       ROWS(s->dq, b, d) + h * hd, N);
-        mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
-                       ROWS(s->dk, b, d) + h * hd, N);
-    }
-    linear_backward(s->dh, g->q_w, g->q_b, s->dq, a->ln1, p->q_w, M, N, N, 1);
-    linear_backward(s->dh, g->k_w, g->k_b, s->dk, a->ln1, p->k_w, M, N, N, 1);
+    int N = d->N, M = d->B * d->T;
+    double t0 = mf_prof_begin();
+    FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
+    mf_prof_end(SCORES, BWD, t0);
+    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1);
+            linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1));
+}
+
+void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                           const mf_layer_acts *a, const mf_attn_dims *d,
+                                           int part, int parts)
+{
+    int M = d->B * d->T, N = d->N;
+    MF_PROF(LINEAR, BWD,
+            linear_backward_params_part(g->q_w, g->q_b, s->dq, a->ln1, M, N, N, part, parts);
+            linear_backward_params_part(g->k_w, g->k_b, s->dk, a->ln1, M, N, N, part, parts));
 }
 
 /* ---- shared: k = q, so S = scale q q^T is symmetric ---------------------- */
 
 void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N);
+    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N));
     scores_forward(a->att, a->q, a->q, d);
 }
 
-void attention_qk_shared_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+static void shared_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
+                                 const mf_attn_dims *d, int bh)
+{
+    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    float scale = score_scale(d);
+    float *dS = TILE(s->datt, b, h, d);
+    softmax_rows_backward(dS, TILE(a->att, b, h, d), T, T);
+    const float *q = ROWS(a->q, b, d) + h * hd;
+    float *dq = ROWS(s->dq, b, d) + h * hd;
+    /* dq = scale (dS + dS^T) q */
+    mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, q, N, 0.0f, dq, N);
+    mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
+}
+
+void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                   const mf_block_params *p, const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H, M = d->B * d->T;
-    float scale = score_scale(d);
-    softmax_backward_all(s, a, d);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        int b = bh / d->H, h = bh % d->H;
-        const float *dS = TILE(s->datt, b, h, d);
-        const float *q = ROWS(a->q, b, d) + h * hd;
-        float *dq = ROWS(s->dq, b, d) + h * hd;
-        /* dq = scale (dS + dS^T) q */
-        mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, q, N, 0.0f, dq, N);
-        mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
-    }
-    linear_backward(s->dh, g->q_w, g->q_b, s->dq, a->ln1, p->q_w, M, N, N, 1);
+    int N = d->N, M = d->B * d->T;
+    double t0 = mf_prof_begin();
+    FOR_EACH(d->B * d->H, d, shared_backward_head(s, a, d, i_));
+    mf_prof_end(SCORES, BWD, t0);
+    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1));
+}
+
+void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                         const mf_layer_acts *a, const mf_attn_dims *d, int part,
+                                         int parts)
+{
+    MF_PROF(LINEAR, BWD, linear_backward_params_part(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T,
+                                                     d->N, d->N, part, parts));
 }
 
 /* ---- single-head bilinear forms: S = scale u h^T with u = h W^T (+ b) ---- */
 
 static void bilinear_scores_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N;
-    float scale = score_scale(d);
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < d->B; b++) {
-        float *A = TILE(a->att, b, 0, d);
-        mf_gemm_serial(0, 1, T, T, N, scale, ROWS(a->q, b, d), N, ROWS(a->ln1, b, d), N, 0.0f, A, T);
-        softmax_rows_forward(A, T, T);
-    }
+    /* the scores of one head with q = u, k = h */
+    double t0 = mf_prof_begin();
+    FOR_EACH(d->B, d, scores_forward_head(a->att, a->q, a->ln1, d, i_));
+    mf_prof_end(SCORES, FWD, t0);
 }
 
-/* From dS: du = scale dS h into s->dq, and dh += scale dS^T u. */
-static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
+static void bilinear_backward_image(mf_grad_scratch *s, const mf_layer_acts *a,
+                                    const mf_attn_dims *d, int b)
 {
     int T = d->T, N = d->N;
     float scale = score_scale(d);
-    softmax_backward_all(s, a, d);
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < d->B; b++) {
-        const float *dS = TILE(s->datt, b, 0, d);
-        mf_gemm_serial(0, 0, T, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
-        mf_gemm_serial(1, 0, T, N, T, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
-    }
+    float *dS = TILE(s->datt, b, 0, d);
+    softmax_rows_backward(dS, TILE(a->att, b, 0, d), T, T); /* dL/dA -> dL/dS in place */
+    mf_gemm_serial(0, 0, T, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
+    mf_gemm_serial(1, 0, T, N, T, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
+}
+
+/* From dL/dA: dS, then du = scale dS h into s->dq, and dh += scale dS^T u. */
+static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
+{
+    double t0 = mf_prof_begin();
+    FOR_EACH(d->B, d, bilinear_backward_image(s, a, d, i_));
+    mf_prof_end(SCORES, BWD, t0);
 }
 
 void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    linear_forward(a->q, a->ln1, p->qk_w, p->qk_b, d->B * d->T, d->N, d->N);
+    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->qk_w, p->qk_b, d->B * d->T, d->N, d->N));
     bilinear_scores_forward(a, d);
 }
 
-void attention_qk_collapsed_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    linear_backward(s->dh, g->qk_w, g->qk_b, s->dq, a->ln1, p->qk_w, d->B * d->T, d->N, d->N, 1);
+    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->qk_w, d->B * d->T, d->N, d->N, 1));
 }
 
-/* ---- symmetric: W = W^T from its lower triangle (row-major, j <= i) ------ */
+void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                            const mf_layer_acts *a, const mf_attn_dims *d,
+                                            int part, int parts)
+{
+    MF_PROF(LINEAR, BWD, linear_backward_params_part(g->qk_w, g->qk_b, s->dq, a->ln1, d->B * d->T,
+                                                     d->N, d->N, part, parts));
+}
+
+/* ---- symmetric and cholesky: u = h W with W (N,N) symmetric, no bias ----- */
 
 static size_t tril_index(int i, int j) { return (size_t)i * (i + 1) / 2 + (size_t)j; }
 
-/* u = h W (W symmetric, no bias); dW = du^T h and dh += du W into w-shaped scratch. */
-static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
+/* u = h W (W = W^T, so W^T's row-major layout is W's). */
+static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
-    int M = d->B * d->T, N = d->N;
-    memset(s->dw_full, 0, (size_t)N * N * sizeof(float));
-    linear_backward(s->dh, s->dw_full, NULL, s->dq, a->ln1, a->w_full, M, N, N, 1);
+    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, a->w_full, NULL, d->B * d->T, d->N, d->N));
+    bilinear_scores_forward(a, d);
 }
 
-void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+/* dh += du W for the images of d. */
+static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
+{
+    bilinear_scores_backward(s, a, d);
+    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, a->w_full, d->B * d->T, d->N, d->N, 1));
+}
+
+/* This share of the columns of s->dw_full = du^T h (from zero). */
+static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer_acts *a,
+                                        const mf_attn_dims *d, int part, int parts)
+{
+    int N = d->N, c0, c1;
+    double t0 = mf_prof_begin();
+    mf_share(N, 16, part, parts, &c0, &c1);
+    for (int i = 0; i < N; i++) memset(s->dw_full + (size_t)i * N + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+    linear_backward_params_part(s->dw_full, NULL, s->dq, a->ln1, d->B * d->T, N, N, part, parts);
+    mf_prof_end(LINEAR, BWD, t0);
+}
+
+void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     for (int i = 0; i < N; i++)
         for (int j = 0; j <= i; j++)
             a->w_full[(size_t)i * N + j] = a->w_full[(size_t)j * N + i] = p->qk_tril[tril_index(i, j)];
-    linear_forward(a->q, a->ln1, a->w_full, NULL, d->B * d->T, N, N);
-    bilinear_scores_forward(a, d);
 }
 
-void attention_qk_symmetric_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+{
+    (void)p;
+    full_weight_forward(a, d);
+}
+
+void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
-    int N = d->N;
-    bilinear_scores_backward(s, a, d);
     full_weight_backward(s, a, d);
+}
+
+void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                            const mf_layer_acts *a, const mf_attn_dims *d,
+                                            int part, int parts)
+{
+    (void)g;
+    full_weight_backward_params(s, a, d, part, parts);
+}
+
+void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                          const mf_block_params *p, const mf_attn_dims *d)
+{
+    (void)p;
+    int N = d->N;
     /* A mirrored entry appears twice in W. */
     const float *G = s->dw_full;
     for (int i = 0; i < N; i++)
@@ -173,9 +261,8 @@ void attention_qk_symmetric_backward(mf_grad_scratch *s, mf_block_params *g, con
                 i == j ? G[(size_t)i * N + i] : G[(size_t)i * N + j] + G[(size_t)j * N + i];
 }
 
-/* ---- cholesky: W = L L^T, positive semi-definite -------------------------- */
-
-void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+/* W = L L^T, positive semi-definite. */
+void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     const float *L = p->qk_tril;
@@ -185,20 +272,37 @@ void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, c
             for (int k = 0; k <= j; k++) sum += L[tril_index(i, k)] * L[tril_index(j, k)];
             a->w_full[(size_t)i * N + j] = a->w_full[(size_t)j * N + i] = sum;
         }
-    linear_forward(a->q, a->ln1, a->w_full, NULL, d->B * d->T, N, N);
-    bilinear_scores_forward(a, d);
 }
 
-void attention_qk_cholesky_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+{
+    (void)p;
+    full_weight_forward(a, d);
+}
+
+void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d)
+{
+    (void)p;
+    full_weight_backward(s, a, d);
+}
+
+void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                           const mf_layer_acts *a, const mf_attn_dims *d,
+                                           int part, int parts)
+{
+    (void)g;
+    full_weight_backward_params(s, a, d, part, parts);
+}
+
+void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                         const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     const float *L = p->qk_tril;
-    bilinear_scores_backward(s, a, d);
-    full_weight_backward(s, a, d);
     /* W = L L^T: dL = (G + G^T) L, lower triangle; L[k][j] is zero for k < j. */
     const float *G = s->dw_full;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)N * N * N / 2))
     for (int i = 0; i < N; i++)
         for (int j = 0; j <= i; j++) {
             float sum = 0.0f;

@@ -42,7 +42,8 @@ struct mf_activations {
     float *patches;        /* (B*P, C*p*p) patch pixels, patch-major */
     float *tokens;         /* (B*P, N) patch embeddings before cls/pos */
     mf_layer_acts *layers; /* L, plus layers[L].x = the final residual stream */
-    float *branch;         /* (M,N) output of the current attention or MLP branch */
+    float *branch;         /* (M,N) output of the current attention or MLP branch; in
+                            * backward, one of the three rotating gradients (dx, dattn) */
     float *final_in;       /* (B,N) CLS rows (cls pooling) */
     float *final_out;      /* (M,N) or (B,N): final LayerNorm output */
     float *final_mean, *final_rstd; /* (M) */
@@ -53,41 +54,78 @@ struct mf_activations {
     float loss;
     mf_grad_scratch g;
     float *dx;             /* (M,N) gradient of the residual stream */
+    float *dattn;          /* (M,N) the third rotating residual-stream gradient */
+    float *dmask_mlp, *dmask_attn; /* (M,N) masked branch gradients; with dropout only */
     float *dfinal;         /* (M,N) */
     float *dpooled;        /* (B,N) */
     float *dlogits;        /* (B,classes) */
 };
 
-/* The pair of functions of each query/key variant: forward fills a->q (and
- * a->k), a->att from a->ln1; backward turns s->datt (dL/dA) into parameter
- * gradients and adds dL/dh into s->dh. */
+/* The functions of each query/key variant. forward fills a->q (and a->k) and
+ * a->att from a->ln1. backward turns s->datt (dL/dA) into dL/dS, fills the
+ * gradients of q (and k) and adds dL/dh into s->dh. Both work on the images
+ * of d only, so a, s and d may describe a slice of the batch (a thread's
+ * share): they touch nothing shared. backward_params then adds share `part`
+ * of `parts` of the parameter gradients, summed over the whole batch in a
+ * fixed order. The symmetric and Cholesky forms also build W from qk_tril
+ * once per forward (prepare) and map dL/dW back to qk_tril once per backward
+ * (params_finish). */
 void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_separate_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                           const mf_layer_acts *a, const mf_attn_dims *d,
+                                           int part, int parts);
 void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_shared_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                   const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                         const mf_layer_acts *a, const mf_attn_dims *d, int part,
+                                         int parts);
 void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_collapsed_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                            const mf_layer_acts *a, const mf_attn_dims *d,
+                                            int part, int parts);
+void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_symmetric_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                            const mf_layer_acts *a, const mf_attn_dims *d,
+                                            int part, int parts);
+void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                          const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_cholesky_backward(mf_grad_scratch *s, mf_block_params *g, const mf_layer_acts *a,
+void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);
+void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                           const mf_layer_acts *a, const mf_attn_dims *d,
+                                           int part, int parts);
+void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                         const mf_block_params *p, const mf_attn_dims *d);
 
-/* The pair of functions of each value/output variant: forward writes the
- * branch output out (M,N) from a->att and a->ln1; backward takes dout, writes
- * dL/dA into s->datt and adds dL/dh into s->dh. */
+/* The functions of each value/output variant: forward writes the branch
+ * output out (M,N) from a->att and a->ln1; backward takes dout, writes dL/dA
+ * into s->datt and adds dL/dh into s->dh; both on the images of d, as above.
+ * backward_params adds share `part` of `parts` of the parameter gradients,
+ * over the whole batch, from the same dout. */
 void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_separate_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
-                                    const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                    const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                           const float *dout, const mf_layer_acts *a,
+                                           const mf_attn_dims *d, int part, int parts);
 void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_collapsed_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
-                                     const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                     const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                            const float *dout, const mf_layer_acts *a,
+                                            const mf_attn_dims *d, int part, int parts);
 void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_none_backward(mf_grad_scratch *s, mf_block_params *g, const float *dout,
-                                const mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
+void attention_vo_none_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                const mf_block_params *p, const mf_attn_dims *d);
 
 #endif

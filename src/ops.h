@@ -2,7 +2,13 @@
  * direction: outputs first, then inputs, then sizes. Backward functions
  * accumulate (+=) into parameter gradients. Rows are split across threads;
  * every reduction over rows runs in a fixed order, so results do not depend
- * on the thread count. */
+ * on the thread count.
+ *
+ * Called from serial code, an op forks its own threads when the work is worth
+ * it. Called inside a parallel region (the model runs each thread's images
+ * through whole blocks), it runs on the calling thread: row ops on the rows
+ * given, and the *_params_part functions on share `part` of `parts` of a
+ * parameter gradient, so that the threads of one region split it. */
 #ifndef MF_OPS_H
 #define MF_OPS_H
 
@@ -11,22 +17,60 @@
 
 #define MF_LN_EPS 1e-5f
 
+/* Loops with less work than this (in multiply-adds or elements touched)
+ * run on one thread: a fork costs microseconds, and on a busy machine each
+ * barrier may wait for a descheduled thread. */
+#define MF_PAR_MIN_FLOPS ((size_t)1 << 16)
+
+/* Whether a loop of `work` should fork threads: enough work, and not
+ * already inside a parallel region. */
+int mf_fork_worth(size_t work);
+
+/* [*lo, *hi): share `part` of `parts` of n items, boundaries on multiples of
+ * align (the last share takes the remainder). */
+void mf_share(int n, int align, int part, int parts, int *lo, int *hi);
+
 /* y (M,out) = x (M,in) W^T + b; W is (out,in) as in PyTorch; b may be NULL. */
 void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int in, int out);
+/* y (M,n) += b, row by row. */
+void bias_add_forward(float *y, const float *b, int M, int n);
 /* dx (M,in) = dy W, added to dx when accumulate_dx (dx may be NULL: skipped);
  * dw += dy^T x; db += column sums of dy (db may be NULL). */
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int M, int in, int out, int accumulate_dx);
+/* The two halves of linear_backward: the input gradient (row by row), and
+ * share `part` of `parts` of dw (by columns) and db (by entries), summed over
+ * all M rows in order. */
+void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
+                           int accumulate_dx);
+void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
+                                 int in, int out, int part, int parts);
 
 /* LayerNorm over the last dimension (N), eps MF_LN_EPS, biased variance. */
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
                        const float *b, int M, int N);
+/* x_out = x + (branch + bias) (bias may be NULL), then, when y is not NULL,
+ * y = LayerNorm(x_out): a residual add and the LayerNorm after it in one pass
+ * over each row. The same bits as the separate adds and layernorm_forward. */
+void residual_layernorm_forward(float *x_out, float *y, float *mean, float *rstd, const float *x,
+                                const float *branch, const float *bias, const float *w,
+                                const float *b, int M, int N);
 /* dx += dL/dx; dw += sum dy*xhat; db += sum dy. */
 void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *mean, const float *rstd, const float *w, int M, int N);
+/* Its halves: dx = dx_in + dL/dx (row by row; dx may be dx_in), and share
+ * `part` of `parts` of dw and db. */
+void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, const float *x,
+                              const float *mean, const float *rstd, const float *w, int M, int N);
+void layernorm_backward_params_part(float *dw, float *db, const float *dy, const float *x,
+                                    const float *mean, const float *rstd, int M, int N, int part,
+                                    int parts);
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
 void gelu_forward(float *y, const float *x, size_t n);
+/* pre (M,F) += b, then y = GELU(pre): an MLP's bias and activation in one
+ * pass; the same bits as linear_forward's bias add then gelu_forward. */
+void bias_gelu_forward(float *y, float *pre, const float *b, int M, int F);
 /* dx = dy * GELU'(x) (overwrites dx). */
 void gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 
@@ -46,5 +90,8 @@ void add_inplace(float *x, const float *y, size_t n);
  * hash of (seed, i): the mask is recomputed in backward, never stored, and
  * does not depend on the thread count. */
 void dropout_apply(float *x, size_t n, float p, uint64_t seed);
+/* The same on elements first .. first+n-1 of a tensor, x pointing at element
+ * first: the mask of a slice equals the whole tensor's mask there. */
+void dropout_apply_at(float *x, size_t first, size_t n, float p, uint64_t seed);
 
 #endif

@@ -3,6 +3,8 @@
 #include <math.h>
 
 #include "minformer/model.h"
+#include "ops.h"
+#include "profile.h"
 
 void mf_adamw_default(mf_adamw *opt)
 {
@@ -20,13 +22,17 @@ void mf_adamw_step(mf_model *m, const mf_adamw *opt, float lr, long step)
     float step_size = lr / bc1;
     float bc2_sqrt = sqrtf(bc2);
     float decay = 1.0f - lr * opt->weight_decay;
+    double t0 = mf_prof_begin();
+    /* One team for every tensor: each thread takes its static share of each
+     * tensor and moves on without waiting (the tensors are disjoint). */
+#pragma omp parallel if (m->num_params >= MF_PAR_MIN_FLOPS)
     for (int t = 0; t < m->num_tensors; t++) {
         const mf_tensor_info *ti = &m->tensors[t];
         float *p = m->params + ti->offset, *g = m->grads + ti->offset;
         float *mm = m->adam_m + ti->offset, *vv = m->adam_v + ti->offset;
         float dcy = ti->decay ? decay : 1.0f;
         long n = (long)ti->numel;
-#pragma omp parallel for schedule(static) if (n > 4096)
+#pragma omp for schedule(static) nowait
         for (long i = 0; i < n; i++) {
             p[i] *= dcy;
             mm[i] = mm[i] * b1 + (1.0f - b1) * g[i]; /* torch: m.lerp_(g, 1-b1) */
@@ -35,4 +41,5 @@ void mf_adamw_step(mf_model *m, const mf_adamw *opt, float lr, long step)
             p[i] -= step_size * (mm[i] / denom);
         }
     }
+    mf_prof_end(MF_PROF_OPTIMIZER, MF_PROF_OTHER, t0);
 }

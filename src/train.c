@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "minformer/train.h"
+#include "profile.h"
 
 void mf_train_opts_default(mf_train_opts *o)
 {
@@ -77,6 +78,12 @@ mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, con
     memset(out, 0, sizeof *out);
     if (split->count == 0) return MF_OK;
     if (batch > split->count) batch = split->count;
+    /* A model that already holds activations (during training: for its
+     * training batch) evaluates in batches of at most that size instead of
+     * growing them: activations kept for backward are most of the memory
+     * (CIFAR-10: about 2 MiB per image), and the predictions do not depend
+     * on the batch. */
+    if (m->acts && m->batch_capacity > 0 && batch > m->batch_capacity) batch = m->batch_capacity;
     mf_status st = mf_model_reserve(m, batch, err);
     if (st) return st;
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
@@ -150,8 +157,9 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
             double t0 = mf_now_seconds();
             long t = st->step + 1;
             lr = mf_lr_at(o, t, spe);
-            mf_batch_fill(train, perm + (size_t)bi * B, B, ds->mean, ds->std, aug,
-                          augment_seed(o->seed, t), x, y);
+            MF_PROF(MF_PROF_BATCH_FILL, MF_PROF_OTHER,
+                    mf_batch_fill(train, perm + (size_t)bi * B, B, ds->mean, ds->std, aug,
+                                  augment_seed(o->seed, t), x, y));
             m->training = 1;
             m->dropout_seed = dropout_seed(o->seed, t);
             mf_model_zero_grad(m);
@@ -165,7 +173,10 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
                 goto done;
             }
             mf_model_backward(m);
-            if (!all_finite(m->grads, m->num_params)) {
+            double t_check = mf_prof_begin();
+            int finite = all_finite(m->grads, m->num_params);
+            mf_prof_end(MF_PROF_FINITE_CHECK, MF_PROF_OTHER, t_check);
+            if (!finite) {
                 status = mf_fail(err, MF_ERR_NUMERIC,
                                  "non-finite gradient at epoch %d, step %ld; parameters are those "
                                  "before this step",
