@@ -4,33 +4,14 @@
 #include <string.h>
 
 #include "gemm.h"
-#include "model_internal.h"
+#include "attention_common.h"
 #include "ops.h"
 #include "profile.h"
 
-#define ROWS(ptr, b, d) ((ptr) + (size_t)(b) * (d)->T * (d)->N)
-#define TILE(ptr, b, h, d) ((ptr) + ((size_t)(b) * (d)->H + (h)) * (d)->T * (d)->T)
 #define FWD MF_PROF_FORWARD
 #define BWD MF_PROF_BACKWARD
 #define LINEAR MF_PROF_ATTN_LINEAR
 #define MIX MF_PROF_ATTN_MIX
-
-/* Per-image loops fork only from serial code and with enough work; inside
- * the model's regions they run on the calling thread without an OpenMP
- * construct (which costs a call even when it does not fork). */
-static int fork_worth(const mf_attn_dims *d)
-{
-    return mf_fork_worth((size_t)d->B * d->T * d->T * d->N);
-}
-
-#define FOR_EACH(n, d, call)                                                                       \
-    do {                                                                                           \
-        if (!fork_worth(d)) {                                                                      \
-            for (int i_ = 0; i_ < (n); i_++) call;                                                 \
-        } else {                                                                                   \
-            _Pragma("omp parallel for schedule(static)") for (int i_ = 0; i_ < (n); i_++) call;    \
-        }                                                                                          \
-    } while (0)
 
 /* ---- separate: v = hWv^T + bv, out = concat_h(A_h v_h) Wo^T + bo --------- */
 
