@@ -15,6 +15,10 @@ endif
 CFLAGS  ?= $(OPT)
 CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc $(EXTRA_CFLAGS)
 LDLIBS  := $(OMPFLAG) -lpng -lz -lm
+ifeq ($(OMPFLAG),)
+# A serial build ignores the OpenMP pragmas on purpose.
+CFLAGS  += -Wno-unknown-pragmas
+endif
 
 LIB_SRC  := $(sort $(wildcard src/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
