@@ -59,6 +59,9 @@ int cli_model_option(cli_model_opts *o, int opt, const char *arg, const char *cm
 int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg,
                      const char *cmd);
 
+/* Prints s to stdout as a JSON string, quotes and escapes included. */
+void cli_print_json_string(const char *s);
+
 /* True when stdout/stderr is a terminal (progress bars only then). */
 int cli_isatty_stderr(void);
 

@@ -26,14 +26,6 @@ static const char *help =
 /* Long-only values above 255, so a missing value is reported by its long name. */
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_OUT, OPT_DATA, OPT_LIMIT, OPT_THREADS, OPT_JSON };
 
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 int cmd_collapse(int argc, char **argv)
 {
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
@@ -118,7 +110,7 @@ int cmd_collapse(int argc, char **argv)
                 double d = fabs((double)logits[(size_t)i * K + k] - z[(size_t)i * K + k]);
                 if (d > max_diff || isnan(d)) max_diff = d;
             }
-            int pa = argmax(logits + (size_t)i * K, K), pb = argmax(z + (size_t)i * K, K);
+            int pa = mf_argmax(logits + (size_t)i * K, K), pb = mf_argmax(z + (size_t)i * K, K);
             same += pa == pb;
             correct_in += pa == y[i];
             correct_out += pb == y[i];

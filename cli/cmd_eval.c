@@ -84,12 +84,9 @@ int cmd_eval(int argc, char **argv)
         printf("\n");
     }
     if (json) {
-        printf("{\"checkpoint\":\"");
-        for (const char *c = ckpt; *c; c++) {
-            if (*c == '"' || *c == '\\') putchar('\\');
-            if ((unsigned char)*c >= 0x20) putchar(*c);
-        }
-        printf("\",\"dataset\":\"%s\",\"count\":%d,\"test_loss\":%.6f,\"test_acc\":%.6f,\"per_class_acc\":[",
+        printf("{\"checkpoint\":");
+        cli_print_json_string(ckpt);
+        printf(",\"dataset\":\"%s\",\"count\":%d,\"test_loss\":%.6f,\"test_acc\":%.6f,\"per_class_acc\":[",
                ds.name, r.count, r.loss, r.acc);
         for (int t = 0; t < K; t++) printf("%s%.6f", t ? "," : "", per_class[t]);
         printf("],\"confusion\":[");

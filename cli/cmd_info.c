@@ -53,33 +53,19 @@ static void print_json_floats(const char *key, const float *v, int n)
     printf("]");
 }
 
-/* Class names are plain ASCII without quotes or backslashes; escape anyway. */
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", (unsigned char)*s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
 
 static void print_json(const mf_dataset *ds, const char *dir, int counts[2][10])
 {
     printf("{\"dataset\":");
-    print_json_string(ds->name);
+    cli_print_json_string(ds->name);
     printf(",\"data_dir\":");
-    print_json_string(dir);
+    cli_print_json_string(dir);
     printf(",\"train\":%d,\"test\":%d,\"classes\":%d,\"channels\":%d,\"image_size\":%d,",
            ds->train.count, ds->test.count, ds->classes, ds->channels, ds->size);
     printf("\"class_names\":[");
     for (int k = 0; k < ds->classes; k++) {
         if (k) putchar(',');
-        print_json_string(mf_dataset_class_name(ds->kind, k));
+        cli_print_json_string(mf_dataset_class_name(ds->kind, k));
     }
     printf("],");
     print_json_ints("train_class_counts", counts[0], ds->classes);

@@ -84,12 +84,9 @@ int cmd_predict(int argc, char **argv)
                 if (top[r] < 0 || prob[k] > prob[top[r]]) top[r] = k;
             }
         if (json) {
-            printf("{\"file\":\"");
-            for (const char *p = path; *p; p++) {
-                if (*p == '"' || *p == '\\') putchar('\\');
-                if ((unsigned char)*p >= 0x20) putchar(*p);
-            }
-            printf("\",\"top\":[");
+            printf("{\"file\":");
+            cli_print_json_string(path);
+            printf(",\"top\":[");
             for (int r = 0; r < 3 && r < K; r++)
                 printf("%s{\"class\":\"%s\",\"label\":%d,\"probability\":%.6f}", r ? "," : "",
                        mf_dataset_class_name(info.dataset, top[r]), top[r], prob[top[r]]);

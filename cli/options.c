@@ -118,6 +118,20 @@ int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *c
     return 0;
 }
 
+void cli_print_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", (unsigned char)*s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
 int cli_isatty_stderr(void) { return isatty(STDERR_FILENO); }
 
 int cli_load_eval_split(const char *cmd, const char *dataset, const char *data_dir,

@@ -63,7 +63,7 @@ static int all_finite(const float *x, size_t n)
     return ok;
 }
 
-static int argmax(const float *x, int n)
+int mf_argmax(const float *x, int n)
 {
     int best = 0;
     for (int i = 1; i < n; i++)
@@ -107,7 +107,7 @@ mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, con
         loss_sum += (double)mf_model_forward(m, x, y, B) * B;
         const float *logits = mf_model_logits(m);
         for (int i = 0; i < B; i++) {
-            int pred = argmax(logits + (size_t)i * c->classes, c->classes);
+            int pred = mf_argmax(logits + (size_t)i * c->classes, c->classes);
             correct += pred == y[i];
             if (y[i] < 10 && pred < 10) out->confusion[y[i] * 10 + pred]++;
         }
@@ -186,7 +186,7 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
             mf_adamw_step(m, &o->adamw, lr, t);
             const float *logits = mf_model_logits(m);
             long correct = 0;
-            for (int i = 0; i < B; i++) correct += argmax(logits + (size_t)i * c->classes, c->classes) == y[i];
+            for (int i = 0; i < B; i++) correct += mf_argmax(logits + (size_t)i * c->classes, c->classes) == y[i];
             st->step = t;
             st->batch_in_epoch = bi + 1;
             st->loss_sum += (double)loss * B;

@@ -122,6 +122,9 @@ size_t mf_config_num_params(const mf_config *cfg);
  * logits (B x classes) stay in the model: see mf_model_logits. */
 float mf_model_forward(mf_model *m, const float *images, const int *labels, int B);
 const float *mf_model_logits(const mf_model *m);
+/* The predicted class of one row of logits: the index of the largest of n
+ * values (the first one on ties). */
+int mf_argmax(const float *x, int n);
 /* Backward of the mean cross-entropy of the last forward (which had labels);
  * accumulates (+=) into m->grads. */
 void mf_model_backward(mf_model *m);
