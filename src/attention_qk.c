@@ -71,13 +71,12 @@ void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 }
 
 void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d,
-                                           int part, int parts)
+                                           const mf_layer_acts *a, const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
-            linear_backward_params_part(g->q_w, g->q_b, s->dq, a->ln1, M, N, N, part, parts);
-            linear_backward_params_part(g->k_w, g->k_b, s->dk, a->ln1, M, N, N, part, parts));
+            linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, M, N, N);
+            linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N));
 }
 
 /* ---- shared: k = q, so S = scale q q^T is symmetric ---------------------- */
@@ -113,11 +112,10 @@ void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 }
 
 void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_layer_acts *a, const mf_attn_dims *d, int part,
-                                         int parts)
+                                         const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, BWD, linear_backward_params_part(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T,
-                                                     d->N, d->N, part, parts));
+    MF_PROF(LINEAR, BWD, linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T,
+                                                     d->N, d->N));
 }
 
 /* ---- single-head bilinear forms: S = scale u h^T with u = h W^T (+ b) ---- */
@@ -163,11 +161,10 @@ void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 }
 
 void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d,
-                                            int part, int parts)
+                                            const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, BWD, linear_backward_params_part(g->qk_w, g->qk_b, s->dq, a->ln1, d->B * d->T,
-                                                     d->N, d->N, part, parts));
+    MF_PROF(LINEAR, BWD, linear_backward_params(g->qk_w, g->qk_b, s->dq, a->ln1, d->B * d->T,
+                                                     d->N, d->N));
 }
 
 /* ---- symmetric and cholesky: u = h W with W (N,N) symmetric, no bias ----- */
@@ -188,15 +185,14 @@ static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, con
     MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, a->w_full, d->B * d->T, d->N, d->N, 1));
 }
 
-/* This share of the columns of s->dw_full = du^T h (from zero). */
+/* s->dw_full = du^T h over the images of d (from zero). */
 static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer_acts *a,
-                                        const mf_attn_dims *d, int part, int parts)
+                                        const mf_attn_dims *d)
 {
-    int N = d->N, c0, c1;
+    int N = d->N;
     double t0 = mf_prof_begin();
-    mf_share(N, 16, part, parts, &c0, &c1);
-    for (int i = 0; i < N; i++) memset(s->dw_full + (size_t)i * N + c0, 0, (size_t)(c1 - c0) * sizeof(float));
-    linear_backward_params_part(s->dw_full, NULL, s->dq, a->ln1, d->B * d->T, N, N, part, parts);
+    memset(s->dw_full, 0, (size_t)N * N * sizeof(float));
+    linear_backward_params(s->dw_full, NULL, s->dq, a->ln1, d->B * d->T, N, N);
     mf_prof_end(LINEAR, BWD, t0);
 }
 
@@ -222,11 +218,10 @@ void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 }
 
 void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d,
-                                            int part, int parts)
+                                            const mf_layer_acts *a, const mf_attn_dims *d)
 {
     (void)g;
-    full_weight_backward_params(s, a, d, part, parts);
+    full_weight_backward_params(s, a, d);
 }
 
 void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
@@ -269,11 +264,10 @@ void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 }
 
 void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d,
-                                           int part, int parts)
+                                           const mf_layer_acts *a, const mf_attn_dims *d)
 {
     (void)g;
-    full_weight_backward_params(s, a, d, part, parts);
+    full_weight_backward_params(s, a, d);
 }
 
 void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,

@@ -58,12 +58,12 @@ void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const
 
 void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                            const float *dout, const mf_layer_acts *a,
-                                           const mf_attn_dims *d, int part, int parts)
+                                           const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
-            linear_backward_params_part(g->proj_w, g->proj_b, dout, a->mix, M, N, N, part, parts);
-            linear_backward_params_part(g->v_w, g->v_b, s->dv, a->ln1, M, N, N, part, parts));
+            linear_backward_params(g->proj_w, g->proj_b, dout, a->mix, M, N, N);
+            linear_backward_params(g->v_w, g->v_b, s->dv, a->ln1, M, N, N));
 }
 
 /* ---- mixing the inputs themselves: out = w A_h h (collapsed, none) ------- */
@@ -112,11 +112,11 @@ void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, cons
 
 void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                             const float *dout, const mf_layer_acts *a,
-                                            const mf_attn_dims *d, int part, int parts)
+                                            const mf_attn_dims *d)
 {
     (void)s;
-    MF_PROF(LINEAR, BWD, linear_backward_params_part(g->vo_w, g->vo_b, dout, a->mix, d->B * d->T,
-                                                     d->N, d->N, part, parts));
+    MF_PROF(LINEAR, BWD, linear_backward_params(g->vo_w, g->vo_b, dout, a->mix, d->B * d->T,
+                                                     d->N, d->N));
 }
 
 /* ---- none: out = (1/H) sum_h A_h h, a convex combination of the inputs ---- */

@@ -287,7 +287,9 @@ static float *take(arena *a, size_t n)
 
 /* Carves every activation buffer for B images out of one block; with
  * a->base == NULL it only measures. */
-static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B)
+static int backward_chunks(const mf_config *c, int B);
+
+static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, size_t gpart_stride)
 {
     size_t T = (size_t)mf_config_tokens(c), P = (size_t)mf_config_patches(c), N = (size_t)c->dim;
     size_t H = (size_t)c->heads, F = (size_t)c->mlp_ratio * N, K = (size_t)c->classes;
@@ -343,6 +345,33 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B)
     acts->dfinal = take(ar, M * N);
     acts->dpooled = take(ar, (size_t)B * N);
     acts->dlogits = take(ar, (size_t)B * K);
+    acts->gpart_stride = gpart_stride;
+    acts->gpart = take(ar, (size_t)backward_chunks(c, B) * gpart_stride);
+}
+
+/* Floats of one block's parameters (the same for every block: they lie one
+ * after another), and where block l's begin. */
+static size_t block_numel(const mf_model *m)
+{
+    char name[64];
+    snprintf(name, sizeof name, "blocks.%d.norm1.weight", m->cfg.layers > 1 ? 1 : 0);
+    const mf_tensor_info *first = mf_model_find_tensor(m, "blocks.0.norm1.weight");
+    const mf_tensor_info *next = m->cfg.layers > 1 ? mf_model_find_tensor(m, name)
+                                                  : mf_model_find_tensor(m, "norm.weight");
+    return next->offset - first->offset;
+}
+
+static size_t block_offset(const mf_model *m, int l)
+{
+    return mf_model_find_tensor(m, "blocks.0.norm1.weight")->offset + (size_t)l * block_numel(m);
+}
+
+/* One chunk's slice of gpart: the block's gradients, then dL/dW if needed. */
+static size_t block_grad_floats(const mf_model *m)
+{
+    int tril = m->cfg.qk == MF_QK_SYMMETRIC || m->cfg.qk == MF_QK_CHOLESKY;
+    size_t n = block_numel(m) + (tril ? (size_t)m->cfg.dim * m->cfg.dim : 0);
+    return (n + 15) & ~(size_t)15;
 }
 
 mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
@@ -356,7 +385,8 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     a->layers = mf_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
     a->labels = mf_alloc((size_t)B * sizeof(int));
     arena ar = {NULL, 0};
-    if (a->layers) carve(a, &ar, &m->cfg, B);
+    size_t stride = block_grad_floats(m);
+    if (a->layers) carve(a, &ar, &m->cfg, B, stride);
     a->memory = a->layers ? mf_alloc(ar.used * sizeof(float)) : NULL;
     if (!a->memory || !a->labels) {
         free_activations(a);
@@ -365,7 +395,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     }
     ar.base = a->memory;
     ar.used = 0;
-    carve(a, &ar, &m->cfg, B);
+    carve(a, &ar, &m->cfg, B, stride);
     a->capacity = B;
     m->acts = a;
     m->batch_capacity = B;
@@ -429,6 +459,18 @@ static int chunk_images(const mf_config *c)
 {
     int per = CHUNK_ROWS / mf_config_tokens(c);
     return per > 0 ? per : 1;
+}
+
+/* Backward cuts the batch into chunks that do not depend on the thread
+ * count: each chunk's parameter gradients are summed on their own and the
+ * chunks' sums added in order, so every thread count gives the same bits.
+ * An even count, so two threads get the same number of images. Chunk i
+ * holds images [i B / n, (i + 1) B / n). */
+static int backward_chunks(const mf_config *c, int B)
+{
+    int per = chunk_images(c), n = (B + per - 1) / per;
+    if (n > 1 && n % 2) n++;
+    return n < B ? n : B;
 }
 
 /* The activations of images b0.. of one layer: every row or tile pointer
@@ -688,23 +730,22 @@ static void attention_backward(mf_grad_scratch *s, const float *dout, const mf_l
     }
 }
 
-/* This thread's share of the attention's parameter gradients (whole batch). */
+/* The attention's parameter gradients over the images of d, added into g. */
 static void attention_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                       const float *dout, const mf_layer_acts *a,
-                                      const mf_config *c, const mf_attn_dims *d, int part,
-                                      int parts)
+                                      const mf_config *c, const mf_attn_dims *d)
 {
     switch (c->vo) {
-    case MF_VO_SEPARATE: attention_vo_separate_backward_params(g, s, dout, a, d, part, parts); break;
-    case MF_VO_COLLAPSED: attention_vo_collapsed_backward_params(g, s, dout, a, d, part, parts); break;
+    case MF_VO_SEPARATE: attention_vo_separate_backward_params(g, s, dout, a, d); break;
+    case MF_VO_COLLAPSED: attention_vo_collapsed_backward_params(g, s, dout, a, d); break;
     case MF_VO_NONE: break;
     }
     switch (c->qk) {
-    case MF_QK_SEPARATE: attention_qk_separate_backward_params(g, s, a, d, part, parts); break;
-    case MF_QK_SHARED: attention_qk_shared_backward_params(g, s, a, d, part, parts); break;
-    case MF_QK_COLLAPSED: attention_qk_collapsed_backward_params(g, s, a, d, part, parts); break;
-    case MF_QK_SYMMETRIC: attention_qk_symmetric_backward_params(g, s, a, d, part, parts); break;
-    case MF_QK_CHOLESKY: attention_qk_cholesky_backward_params(g, s, a, d, part, parts); break;
+    case MF_QK_SEPARATE: attention_qk_separate_backward_params(g, s, a, d); break;
+    case MF_QK_SHARED: attention_qk_shared_backward_params(g, s, a, d); break;
+    case MF_QK_COLLAPSED: attention_qk_collapsed_backward_params(g, s, a, d); break;
+    case MF_QK_SYMMETRIC: attention_qk_symmetric_backward_params(g, s, a, d); break;
+    case MF_QK_CHOLESKY: attention_qk_cholesky_backward_params(g, s, a, d); break;
     }
 }
 
@@ -730,8 +771,24 @@ static void branch_dropout(const mf_model *m, float *keep, const float *dx, int 
     mf_prof_end(MF_PROF_RESIDUAL, MF_PROF_BACKWARD, t0);
 }
 
-/* Input gradients through block l for images b0 .. b0+nb-1. */
-static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int b0, int nb)
+/* Views of block l's gradients moved into one chunk's slice of gpart. */
+static mf_block_params partial_views(const mf_model *m, int l, float *slice)
+{
+    const float *start = m->grads + block_offset(m, l);
+    mf_block_params v = m->g.blocks[l];
+#define MOVE(field) v.field = v.field ? slice + (v.field - start) : NULL
+    MOVE(norm1_w), MOVE(norm1_b), MOVE(q_w), MOVE(q_b), MOVE(k_w), MOVE(k_b), MOVE(qk_w);
+    MOVE(qk_b), MOVE(qk_tril), MOVE(v_w), MOVE(v_b), MOVE(proj_w), MOVE(proj_b), MOVE(vo_w);
+    MOVE(vo_b), MOVE(norm2_w), MOVE(norm2_b), MOVE(fc1_w), MOVE(fc1_b), MOVE(fc2_w), MOVE(fc2_b);
+#undef MOVE
+    return v;
+}
+
+/* Block l backward for images b0 .. b0+nb-1: the input gradients, and the
+ * parameter gradients of these images alone into slice (zeroed here), each
+ * right after the input gradients they need, while those are in cache. */
+static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int b0, int nb,
+                                 float *slice)
 {
     const mf_config *c = &m->cfg;
     mf_activations *A = m->acts;
@@ -741,6 +798,9 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_layer_acts a = layer_slice(&A->layers[l], c, b0);
     mf_grad_scratch s = scratch_slice(&A->g, c, b0);
     const mf_block_params *p = &m->p.blocks[l];
+    memset(slice, 0, A->gpart_stride * sizeof(float));
+    mf_block_params g = partial_views(m, l, slice);
+    s.dw_full = slice + block_numel(m); /* symmetric and Cholesky only */
     float *in = bg->in + first, *mid = bg->mid + first, *out = bg->out + first;
     if (F) {
         /* next = mid + drop(fc2(gelu(fc1(LN2(mid))))): the gradient flows to mid
@@ -749,46 +809,49 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
         if (dropout_on(m)) branch_dropout(m, dbranch, in, 2 + 2 * l, first, n);
         /* dgelu = dbranch fc2_w lands in dfc1, then goes through GELU in place. */
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
-                linear_backward_input(s.dfc1, dbranch, p->fc2_w, rows, F, N, 0));
+                linear_backward_input(s.dfc1, dbranch, p->fc2_w, rows, F, N, 0);
+                linear_backward_params(g.fc2_w, g.fc2_b, dbranch, a.gelu, rows, F, N));
         MF_PROF(MF_PROF_GELU, MF_PROF_BACKWARD, gelu_backward(s.dfc1, s.dfc1, a.fc1, (size_t)rows * F));
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
-                linear_backward_input(s.dln2, s.dfc1, p->fc1_w, rows, N, F, 0));
+                linear_backward_input(s.dln2, s.dfc1, p->fc1_w, rows, N, F, 0);
+                linear_backward_params(g.fc1_w, g.fc1_b, s.dfc1, a.ln2, rows, N, F));
         MF_PROF(MF_PROF_LAYERNORM, MF_PROF_BACKWARD,
                 layernorm_backward_input(mid, in, s.dln2, a.x_mid, a.ln2_mean, a.ln2_rstd,
-                                         p->norm2_w, rows, N));
+                                         p->norm2_w, rows, N);
+                layernorm_backward_params(g.norm2_w, g.norm2_b, s.dln2, a.x_mid, a.ln2_mean,
+                                          a.ln2_rstd, rows, N));
     }
     /* mid = x + drop(attn(LN1(x))) */
     float *dbranch = bg->attn_branch + first;
     if (dropout_on(m)) branch_dropout(m, dbranch, mid, 1 + 2 * l, first, n);
     MF_PROF(MF_PROF_RESIDUAL, MF_PROF_BACKWARD, memset(s.dh, 0, n * sizeof(float)));
     attention_backward(&s, dbranch, &a, p, c, &d);
+    attention_backward_params(&g, &s, dbranch, &a, c, &d);
     MF_PROF(MF_PROF_LAYERNORM, MF_PROF_BACKWARD,
-            layernorm_backward_input(out, mid, s.dh, a.x, a.ln1_mean, a.ln1_rstd, p->norm1_w, rows, N));
+            layernorm_backward_input(out, mid, s.dh, a.x, a.ln1_mean, a.ln1_rstd, p->norm1_w, rows, N);
+            layernorm_backward_params(g.norm1_w, g.norm1_b, s.dh, a.x, a.ln1_mean, a.ln1_rstd,
+                                      rows, N));
 }
 
-/* Share `part` of `parts` of block l's parameter gradients, each summed over
- * the whole batch from what block_backward_chunk kept. */
-static void block_backward_params(mf_model *m, int l, const block_grads *bg, int part, int parts)
+/* Share `part` of `parts` of block l's parameter gradients (and of dL/dW):
+ * the chunks' slices added in chunk order, then added to the gradients. */
+static void block_params_reduce(mf_model *m, int l, int chunks, int part, int parts)
 {
-    const mf_config *c = &m->cfg;
     mf_activations *A = m->acts;
-    int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N, M = A->batch * T;
-    mf_attn_dims d = {A->batch, T, N, c->heads};
-    const mf_layer_acts *a = &A->layers[l];
-    const mf_grad_scratch *s = &A->g;
-    mf_block_params *g = &m->g.blocks[l];
-    if (F) {
-        MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
-                linear_backward_params_part(g->fc2_w, g->fc2_b, bg->mlp_branch, a->gelu, M, F, N, part, parts);
-                linear_backward_params_part(g->fc1_w, g->fc1_b, s->dfc1, a->ln2, M, N, F, part, parts));
-        MF_PROF(MF_PROF_LAYERNORM, MF_PROF_BACKWARD,
-                layernorm_backward_params_part(g->norm2_w, g->norm2_b, s->dln2, a->x_mid, a->ln2_mean,
-                                               a->ln2_rstd, M, N, part, parts));
+    size_t numel = block_numel(m), stride = A->gpart_stride;
+    int tril = m->cfg.qk == MF_QK_SYMMETRIC || m->cfg.qk == MF_QK_CHOLESKY;
+    size_t total = numel + (tril ? (size_t)m->cfg.dim * m->cfg.dim : 0);
+    size_t units = (total + 15) / 16, j0 = units * part / parts * 16, j1 = units * (part + 1) / parts * 16;
+    if (j1 > total) j1 = total;
+    float *g = m->grads + block_offset(m, l);
+    double t0 = mf_prof_begin();
+    for (size_t j = j0; j < j1; j++) {
+        float sum = A->gpart[j];
+        for (int ci = 1; ci < chunks; ci++) sum += A->gpart[(size_t)ci * stride + j];
+        if (j < numel) g[j] += sum;
+        else A->g.dw_full[j - numel] = sum;
     }
-    attention_backward_params(g, s, bg->attn_branch, a, c, &d, part, parts);
-    MF_PROF(MF_PROF_LAYERNORM, MF_PROF_BACKWARD,
-            layernorm_backward_params_part(g->norm1_w, g->norm1_b, s->dh, a->x, a->ln1_mean,
-                                           a->ln1_rstd, M, N, part, parts));
+    mf_prof_end(MF_PROF_THREADS, MF_PROF_BACKWARD, t0);
 }
 
 /* dL/dW -> dL/dqk_tril, once the whole dw_full is summed. */
@@ -895,16 +958,18 @@ void mf_model_backward(mf_model *m)
         bg.mlp_branch = dropout_on(m) ? A->dmask_mlp : bg.in;
         bg.attn_branch = dropout_on(m) ? A->dmask_attn : bg.mid;
         t0 = mf_prof_begin();
+        int chunks = backward_chunks(c, B);
 #pragma omp parallel if (B > 1)
         {
-            int b0, b1, step = chunk_images(c);
-            my_images(B, &b0, &b1);
-            for (int b = b0; b < b1; b += step) block_backward_chunk(m, l, &bg, b, b1 - b < step ? b1 - b : step);
+            int c0, c1;
+            mf_share(chunks, 1, thread_id(), thread_count(), &c0, &c1);
+            for (int ci = c0; ci < c1; ci++) {
+                int b0 = (int)((long)B * ci / chunks), b1 = (int)((long)B * (ci + 1) / chunks);
+                block_backward_chunk(m, l, &bg, b0, b1 - b0, A->gpart + (size_t)ci * A->gpart_stride);
+            }
+#pragma omp barrier
+            block_params_reduce(m, l, chunks, thread_id(), thread_count());
         }
-        mf_prof_region(t0);
-        t0 = mf_prof_begin();
-#pragma omp parallel if (B > 1)
-        block_backward_params(m, l, &bg, thread_id(), thread_count());
         mf_prof_region(t0);
         attention_params_finish(m, l);
     }

@@ -59,42 +59,45 @@ struct mf_activations {
     float *dfinal;         /* (M,N) */
     float *dpooled;        /* (B,N) */
     float *dlogits;        /* (B,classes) */
+    /* Backward sums each block's parameter gradients per chunk of images
+     * (backward_chunks of them) into its own slice of gpart, gpart_stride
+     * floats each: the block's gradients in their layout, then dL/dW (N,N)
+     * for the symmetric and Cholesky forms; the slices are then added up in
+     * chunk order. */
+    float *gpart;
+    size_t gpart_stride;
 };
 
 /* The functions of each query/key variant. forward fills a->q (and a->k) and
  * a->att from a->ln1. backward turns s->datt (dL/dA) into dL/dS, fills the
  * gradients of q (and k) and adds dL/dh into s->dh. Both work on the images
  * of d only, so a, s and d may describe a slice of the batch (a thread's
- * share): they touch nothing shared. backward_params then adds share `part`
- * of `parts` of the parameter gradients, summed over the whole batch in a
- * fixed order. The symmetric and Cholesky forms also build W from qk_tril
+ * share): they touch nothing shared. backward_params then adds the
+ * parameter gradients of those images into g, summed in a fixed order (the
+ * model sums the slices' gradients in slice order). The symmetric and Cholesky forms also build W from qk_tril
  * once per forward (prepare) and map dL/dW back to qk_tril once per backward
  * (params_finish). */
 void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d,
-                                           int part, int parts);
+                                           const mf_layer_acts *a, const mf_attn_dims *d);
 void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                   const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_layer_acts *a, const mf_attn_dims *d, int part,
-                                         int parts);
+                                         const mf_layer_acts *a, const mf_attn_dims *d);
 void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d,
-                                            int part, int parts);
+                                            const mf_layer_acts *a, const mf_attn_dims *d);
 void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d,
-                                            int part, int parts);
+                                            const mf_layer_acts *a, const mf_attn_dims *d);
 void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
                                           const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
@@ -102,28 +105,27 @@ void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, c
 void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d,
-                                           int part, int parts);
+                                           const mf_layer_acts *a, const mf_attn_dims *d);
 void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
                                          const mf_block_params *p, const mf_attn_dims *d);
 
 /* The functions of each value/output variant: forward writes the branch
  * output out (M,N) from a->att and a->ln1; backward takes dout, writes dL/dA
  * into s->datt and adds dL/dh into s->dh; both on the images of d, as above.
- * backward_params adds share `part` of `parts` of the parameter gradients,
- * over the whole batch, from the same dout. */
+ * backward_params adds the parameter gradients of those images into g, from
+ * the same dout. */
 void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);
 void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                            const float *dout, const mf_layer_acts *a,
-                                           const mf_attn_dims *d, int part, int parts);
+                                           const mf_attn_dims *d);
 void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d);
 void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                             const float *dout, const mf_layer_acts *a,
-                                            const mf_attn_dims *d, int part, int parts);
+                                            const mf_attn_dims *d);
 void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_vo_none_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                 const mf_block_params *p, const mf_attn_dims *d);

@@ -89,6 +89,12 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
                      const float *w, int M, int in, int out, int accumulate_dx)
 {
     if (dx) linear_backward_input(dx, dy, w, M, in, out, accumulate_dx);
+    linear_backward_params(dw, db, dy, x, M, in, out);
+}
+
+void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
+                            int out)
+{
     if (dw) mf_gemm(1, 0, out, in, M, 1.0f, dy, out, x, in, 1.0f, dw, in);
     if (db) column_sums_accumulate(db, dy, M, out);
 }
@@ -291,13 +297,12 @@ void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, co
                                x + (size_t)i * N, mean[i], rstd[i], w, N);
 }
 
-void layernorm_backward_params_part(float *dw, float *db, const float *dy, const float *x,
-                                    const float *mean, const float *rstd, int M, int N, int part,
-                                    int parts)
+void layernorm_backward_params(float *dw, float *db, const float *dy, const float *x,
+                               const float *mean, const float *rstd, int M, int N)
 {
-    int b0, b1;
-    mf_share((N + 15) / 16, 1, part, parts, &b0, &b1);
-    layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, b0, b1);
+    int blocks = (N + 15) / 16;
+#pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)M * N))
+    for (int blk = 0; blk < blocks; blk++) layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
 }
 
 #define INV_SQRT2 0.70710678118654752440f

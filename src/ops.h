@@ -6,9 +6,9 @@
  *
  * Called from serial code, an op forks its own threads when the work is worth
  * it. Called inside a parallel region (the model runs each thread's images
- * through whole blocks), it runs on the calling thread: row ops on the rows
- * given, and the *_params_part functions on share `part` of `parts` of a
- * parameter gradient, so that the threads of one region split it. */
+ * through whole blocks), it runs on the calling thread on the rows given;
+ * linear_backward_params_part computes share `part` of `parts` of a
+ * parameter gradient, so that the threads of one region can split it. */
 #ifndef MF_OPS_H
 #define MF_OPS_H
 
@@ -39,10 +39,12 @@ void bias_add_forward(float *y, const float *b, int M, int n);
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int M, int in, int out, int accumulate_dx);
 /* The two halves of linear_backward: the input gradient (row by row), and
- * share `part` of `parts` of dw (by columns) and db (by entries), summed over
- * all M rows in order. */
+ * dw and db, summed over the M rows in order; _part: share `part` of `parts`
+ * of dw (by columns) and db (by entries). */
 void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
                            int accumulate_dx);
+void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
+                            int out);
 void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts);
 
@@ -58,13 +60,11 @@ void residual_layernorm_forward(float *x_out, float *y, float *mean, float *rstd
 /* dx += dL/dx; dw += sum dy*xhat; db += sum dy. */
 void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *mean, const float *rstd, const float *w, int M, int N);
-/* Its halves: dx = dx_in + dL/dx (row by row; dx may be dx_in), and share
- * `part` of `parts` of dw and db. */
+/* Its halves: dx = dx_in + dL/dx (row by row; dx may be dx_in), and dw, db. */
 void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, const float *x,
                               const float *mean, const float *rstd, const float *w, int M, int N);
-void layernorm_backward_params_part(float *dw, float *db, const float *dy, const float *x,
-                                    const float *mean, const float *rstd, int M, int N, int part,
-                                    int parts);
+void layernorm_backward_params(float *dw, float *db, const float *dy, const float *x,
+                               const float *mean, const float *rstd, int M, int N);
 
 /* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
 void gelu_forward(float *y, const float *x, size_t n);
