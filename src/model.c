@@ -316,7 +316,7 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, si
             la->ln2 = take(ar, M * N);
             la->ln2_mean = take(ar, M);
             la->ln2_rstd = take(ar, M);
-            la->fc1 = take(ar, M * F);
+            la->gelu_slope = take(ar, M * F);
             la->gelu = take(ar, M * F);
         }
     }
@@ -494,7 +494,7 @@ static mf_layer_acts layer_slice(const mf_layer_acts *a, const mf_config *c, int
     SHIFT(ln2, r * N);
     SHIFT(ln2_mean, r);
     SHIFT(ln2_rstd, r);
-    SHIFT(fc1, r * F);
+    SHIFT(gelu_slope, r * F);
     SHIFT(gelu, r * F);
     return v;
 }
@@ -652,8 +652,9 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
         norm_target ln2 = {a.ln2, a.ln2_mean, a.ln2_rstd, p->norm2_w, p->norm2_b};
         residual_forward(m, a.x_mid, a.x, branch, NULL, 1 + 2 * l, &ln2, rows, first);
         /* fc1's and fc2's biases are added by the passes after their products. */
-        MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(a.fc1, a.ln2, p->fc1_w, NULL, rows, N, F));
-        MF_PROF(MF_PROF_GELU, MF_PROF_FORWARD, bias_gelu_forward(a.gelu, a.fc1, p->fc1_b, rows, F));
+        MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(a.gelu_slope, a.ln2, p->fc1_w, NULL, rows, N, F));
+        MF_PROF(MF_PROF_GELU, MF_PROF_FORWARD,
+                bias_gelu_forward(a.gelu, m->forward_only ? NULL : a.gelu_slope, a.gelu_slope, p->fc1_b, rows, F));
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(branch, a.gelu, p->fc2_w, NULL, rows, F, N));
         residual_forward(m, next, a.x_mid, branch, p->fc2_b, 2 + 2 * l, &after, rows, first);
     }
@@ -811,7 +812,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
                 linear_backward_input(s.dfc1, dbranch, p->fc2_w, rows, F, N, 0);
                 linear_backward_params(g.fc2_w, g.fc2_b, dbranch, a.gelu, rows, F, N));
-        MF_PROF(MF_PROF_GELU, MF_PROF_BACKWARD, gelu_backward(s.dfc1, s.dfc1, a.fc1, (size_t)rows * F));
+        MF_PROF(MF_PROF_GELU, MF_PROF_BACKWARD, gelu_backward(s.dfc1, a.gelu_slope, (size_t)rows * F));
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
                 linear_backward_input(s.dln2, s.dfc1, p->fc1_w, rows, N, F, 0);
                 linear_backward_params(g.fc1_w, g.fc1_b, s.dfc1, a.ln2, rows, N, F));

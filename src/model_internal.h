@@ -23,7 +23,8 @@ typedef struct {
     float *mix;                          /* (M,N) concat_h A_h v_h, or A h: before the output matrix */
     float *x_mid;                        /* (M,N) after the attention residual; with an MLP */
     float *ln2, *ln2_mean, *ln2_rstd;    /* (M,N), (M), (M) */
-    float *fc1, *gelu;                   /* (M,F) before and after GELU */
+    float *gelu_slope, *gelu;            /* (M,F): fc1's output, which forward turns into
+                                          * GELU' there when training; GELU(fc1's output) */
 } mf_layer_acts;
 
 /* Gradient scratch reused by every block in backward. */

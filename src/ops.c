@@ -350,22 +350,24 @@ static inline float exp_approx(float x)
     return x == x ? y : x;
 }
 
-/* erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2), for z >= 0: the form of
- * Numerical Recipes' erfcc, with P (degree 9) refitted as a minimax
- * polynomial on t in [0.15, 1] (z up to 11.3), error 5e-8 in exact
- * arithmetic. One helper returns t and the exponent's two parts. */
+/* erfc(z) = t Q(t) exp(-z^2) with t = 1 / (1 + z/2), for z >= 0: the
+ * substitution of Numerical Recipes' erfcc, where Q(t) = erfcx(z) / t is
+ * smooth on t in (0, 1]. Q (degree 9) is a minimax fit of the relative
+ * error on t in [0.17, 1] (z up to 9.8, past which exp(-z^2) is 0 in
+ * float), 1.9e-8 in exact arithmetic. The exp(-z^2) it leaves is the
+ * density's too, so GELU and its slope take one exponential. */
 static inline float erfc_poly(float t)
 {
-    float p = 1.507062465e-01f; /* Horner written out: a loop here would block vectorization */
-    p = FMA(p, t, -7.125580907e-01f);
-    p = FMA(p, t, 1.232133985e+00f);
-    p = FMA(p, t, -7.976941466e-01f);
-    p = FMA(p, t, 4.617723636e-03f);
-    p = FMA(p, t, -4.441358149e-02f);
-    p = FMA(p, t, 5.034730211e-02f);
-    p = FMA(p, t, 3.833017945e-01f);
-    p = FMA(p, t, 9.990264177e-01f);
-    p = FMA(p, t, -1.265467644e+00f);
+    float p = 1.300920546e-02f; /* Horner written out: a loop here would block vectorization */
+    p = FMA(p, t, -1.271162033e-01f);
+    p = FMA(p, t, 4.377999306e-01f);
+    p = FMA(p, t, -6.815351844e-01f);
+    p = FMA(p, t, 4.305477142e-01f);
+    p = FMA(p, t, -1.031112894e-01f);
+    p = FMA(p, t, 2.271272391e-01f);
+    p = FMA(p, t, 2.383222878e-01f);
+    p = FMA(p, t, 2.828935683e-01f);
+    p = FMA(p, t, 2.820627391e-01f);
     return p;
 }
 
@@ -384,84 +386,84 @@ static inline void erfc_parts(float x, float *t, float *s, float *s_lo)
 
 /* GELU(x) = x Phi(x), with Phi = 1 - erfc(z)/2 for x >= 0 and erfc(z)/2 below:
  * no cancellation in the negative tail, where 0.5 x (1 + erf(x / sqrt 2))
- * (PyTorch's formula) loses every digit. Against double precision: relative
- * error below 1.3e-6 for x >= -3 (the erf form: 1.2e-5), below 9e-6 down to
- * x = -10 (the erf form: 100%); GELU' within 2.5e-7 absolute. */
-static inline float gelu(float v)
+ * (PyTorch's formula) loses every digit. Against double precision on a grid
+ * of step 0.01 (tests/test_gradcheck.c): relative error 8.5e-7 at most for
+ * x >= -3 (the erf form in float: 1.2e-5), 5.8e-6 down to x = -10 (the erf
+ * form: 100%); the slope within 1.4e-7 absolute. */
+static inline float gelu_cdf(float v, float *g)
 {
-    float t, s, s_lo;
-    erfc_parts(v, &t, &s, &s_lo);
-    float e = 0.5f * t * exp_approx((erfc_poly(t) - s) - s_lo); /* erfc(z) / 2 */
-    return v * (v >= 0.0f ? 1.0f - e : e);
+    float t, sq, sq_lo;
+    erfc_parts(v, &t, &sq, &sq_lo);
+    *g = exp_approx(-sq - sq_lo); /* exp(-z^2) */
+    float e = 0.5f * t * erfc_poly(t) * *g; /* erfc(z) / 2 */
+    return v >= 0.0f ? 1.0f - e : e;
 }
 
-/* dy * GELU'(v) = dy (Phi(v) + v phi(v)); phi(v) = exp(-z^2) / sqrt(2 pi) shares
- * exp(-z^2) with Phi. */
-static inline float gelu_grad(float dy, float v)
+/* GELU'(v) = Phi(v) + v phi(v), phi(v) = exp(-z^2) / sqrt(2 pi). */
+static inline float gelu_slope(float v, float cdf, float g)
 {
-    float t, s, s_lo;
-    erfc_parts(v, &t, &s, &s_lo);
-    float g = exp_approx(-s - s_lo);
-    float e = 0.5f * t * g * exp_approx(erfc_poly(t));
-    float cdf = v >= 0.0f ? 1.0f - e : e;
-    return dy * (cdf + v * (INV_SQRT_2PI * g));
+    return cdf + v * (INV_SQRT_2PI * g);
+}
+
+/* Columns of a row per pass of the loops below: the sums x + b land in a
+ * local array first, so that the outputs may overwrite x and the compiler
+ * still sees no aliasing between what the vector loop reads and writes. */
+#define GELU_COLS 64
+
+static void bias_gelu_row(float *y, float *slope, const float *x, const float *b, int F)
+{
+    float v[GELU_COLS];
+    for (int j0 = 0; j0 < F; j0 += GELU_COLS) {
+        int n = F - j0 < GELU_COLS ? F - j0 : GELU_COLS;
+        if (b)
+            for (int j = 0; j < n; j++) v[j] = x[j0 + j] + b[j0 + j];
+        else
+            for (int j = 0; j < n; j++) v[j] = x[j0 + j];
+        if (slope) {
+            for (int j = 0; j < n; j++) {
+                float g, cdf = gelu_cdf(v[j], &g);
+                y[j0 + j] = v[j] * cdf;
+                slope[j0 + j] = gelu_slope(v[j], cdf, g);
+            }
+        } else {
+            for (int j = 0; j < n; j++) {
+                float g;
+                y[j0 + j] = v[j] * gelu_cdf(v[j], &g);
+            }
+        }
+    }
+}
+
+void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F)
+{
+    if (!mf_fork_worth((size_t)M * F)) {
+        for (int i = 0; i < M; i++)
+            bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++)
+        bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
 }
 
 /* Elementwise loops go in blocks of GELU_BLOCK, so a thread's share is a run of whole blocks. */
 #define GELU_BLOCK 4096
 
-static void gelu_forward_block(float *y, const float *x, size_t i0, size_t i1)
+static void gelu_backward_block(float *d, const float *slope, size_t i0, size_t i1)
 {
-    for (size_t i = i0; i < i1; i++) y[i] = gelu(x[i]);
+    for (size_t i = i0; i < i1; i++) d[i] *= slope[i];
 }
 
-static void gelu_backward_block(float *dx, const float *dy, const float *x, size_t i0, size_t i1)
-{
-    for (size_t i = i0; i < i1; i++) dx[i] = gelu_grad(dy[i], x[i]);
-}
-
-void gelu_forward(float *y, const float *x, size_t n)
+void gelu_backward(float *d, const float *slope, size_t n)
 {
     if (!mf_fork_worth(n)) {
-        gelu_forward_block(y, x, 0, n);
+        gelu_backward_block(d, slope, 0, n);
         return;
     }
     size_t blocks = (n + GELU_BLOCK - 1) / GELU_BLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t k = 0; k < blocks; k++)
-        gelu_forward_block(y, x, k * GELU_BLOCK, (k + 1) * GELU_BLOCK < n ? (k + 1) * GELU_BLOCK : n);
-}
-
-static inline void bias_gelu_row(float *yr, float *pr, const float *b, int F)
-{
-    for (int j = 0; j < F; j++) {
-        float v = pr[j] + b[j];
-        pr[j] = v;
-        yr[j] = gelu(v);
-    }
-}
-
-void bias_gelu_forward(float *y, float *pre, const float *b, int M, int F)
-{
-    if (!mf_fork_worth((size_t)M * F)) {
-        for (int i = 0; i < M; i++) bias_gelu_row(y + (size_t)i * F, pre + (size_t)i * F, b, F);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) bias_gelu_row(y + (size_t)i * F, pre + (size_t)i * F, b, F);
-}
-
-void gelu_backward(float *dx, const float *dy, const float *x, size_t n)
-{
-    if (!mf_fork_worth(n)) {
-        gelu_backward_block(dx, dy, x, 0, n);
-        return;
-    }
-    size_t blocks = (n + GELU_BLOCK - 1) / GELU_BLOCK;
-#pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < blocks; k++)
-        gelu_backward_block(dx, dy, x, k * GELU_BLOCK,
-                            (k + 1) * GELU_BLOCK < n ? (k + 1) * GELU_BLOCK : n);
+        gelu_backward_block(d, slope, k * GELU_BLOCK, (k + 1) * GELU_BLOCK < n ? (k + 1) * GELU_BLOCK : n);
 }
 
 /* Sum of r[0..n): a running sum for short rows, LANES partial sums for long
@@ -497,14 +499,32 @@ static inline float row_dot(const float *a, const float *b, int n)
     return lanes_total(acc);
 }
 
+/* Largest of r[0..n) (NaN is never chosen, except a leading one on short
+ * rows). LANES running maxima on long rows: one running maximum is a chain
+ * of dependent compares, which took most of softmax's time on rows of 65. */
+static inline float row_max(const float *r, int n)
+{
+    float mx = r[0];
+    int j = 1;
+    if (n >= 2 * LANES) {
+        float acc[LANES];
+        for (int k = 0; k < LANES; k++) acc[k] = r[k];
+        for (j = LANES; j + LANES <= n; j += LANES)
+            for (int k = 0; k < LANES; k++) acc[k] = r[j + k] > acc[k] ? r[j + k] : acc[k];
+        mx = acc[0];
+        for (int k = 1; k < LANES; k++) mx = acc[k] > mx ? acc[k] : mx;
+    }
+    for (; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+    return mx;
+}
+
 /* Serial: callers run it inside their own parallel loops. The exponentials
- * (exp_approx) vectorize; so does the sum on long rows. */
+ * (exp_approx) vectorize; so do the maximum and the sum on long rows. */
 void softmax_rows_forward(float *x, int rows, int n)
 {
     for (int i = 0; i < rows; i++) {
         float *r = x + (size_t)i * n;
-        float mx = r[0];
-        for (int j = 1; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+        float mx = row_max(r, n);
         for (int j = 0; j < n; j++) r[j] = exp_approx(r[j] - mx);
         float inv = 1.0f / row_sum(r, n);
         for (int j = 0; j < n; j++) r[j] *= inv;

@@ -66,13 +66,13 @@ void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, co
 void layernorm_backward_params(float *dw, float *db, const float *dy, const float *x,
                                const float *mean, const float *rstd, int M, int N);
 
-/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
-void gelu_forward(float *y, const float *x, size_t n);
-/* pre (M,F) += b, then y = GELU(pre): an MLP's bias and activation in one
- * pass; the same bits as linear_forward's bias add then gelu_forward. */
-void bias_gelu_forward(float *y, float *pre, const float *b, int M, int F);
-/* dx = dy * GELU'(x) (overwrites dx). */
-void gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+/* Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), of an MLP's pre-activations with
+ * their bias: y (M,F) = GELU(x + b) (b may be NULL) and, when slope is not
+ * NULL, slope = GELU'(x + b), which is all backward needs. slope may be x
+ * (overwriting it); y must not overlap either. */
+void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F);
+/* d = dL/dy on entry, dL/dx = d * slope on return. */
+void gelu_backward(float *d, const float *slope, size_t n);
 
 /* Row-wise softmax of (rows, n) in place. */
 void softmax_rows_forward(float *x, int rows, int n);

@@ -96,8 +96,9 @@ mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, con
         mf_free(idx);
         return mf_fail(err, MF_ERR_NOMEM, "out of memory for evaluation batches");
     }
-    int training = m->training;
+    int training = m->training, forward_only = m->forward_only;
     m->training = 0;
+    m->forward_only = 1;
     double loss_sum = 0.0;
     long correct = 0;
     for (int start = 0; start < split->count; start += batch) {
@@ -113,6 +114,7 @@ mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, con
         }
     }
     m->training = training;
+    m->forward_only = forward_only;
     out->count = split->count;
     out->loss = (float)(loss_sum / split->count);
     out->acc = (float)((double)correct / split->count);

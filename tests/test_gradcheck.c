@@ -188,7 +188,7 @@ typedef struct {
 static double gelu_loss(void *p)
 {
     gelu_ctx *c = p;
-    gelu_forward(c->y, c->x, GN);
+    bias_gelu_forward(c->y, NULL, c->x, NULL, 1, GN);
     return dot_f(c->y, c->r, GN);
 }
 
@@ -197,13 +197,48 @@ static void gradcheck_gelu(void)
     gelu_ctx c;
     for (int i = 0; i < GN; i++) c.x[i] = -4.0f + 8.0f * (float)i / (GN - 1) + 0.05f;
     fill_normal(c.r, GN, 0, 1);
-    float dx[GN];
-    gelu_backward(dx, c.r, c.x, GN);
+    float y[GN], dx[GN];
+    memcpy(dx, c.r, sizeof dx);
+    float slope[GN];
+    bias_gelu_forward(y, slope, c.x, NULL, 1, GN);
+    gelu_backward(dx, slope, GN);
     op_check("gelu", "x", gelu_loss, &c, c.x, dx, GN);
     /* Exact GELU, not the tanh approximation: GELU(1) = 0.8413447. */
-    float one = 1.0f, y;
-    gelu_forward(&y, &one, 1);
-    CHECK(fabsf(y - 0.84134475f) < 1e-6f, "GELU(1) = %.8f, want 0.84134475", (double)y);
+    float one = 1.0f;
+    bias_gelu_forward(y, NULL, &one, NULL, 1, 1);
+    CHECK(fabsf(y[0] - 0.84134475f) < 1e-6f, "GELU(1) = %.8f, want 0.84134475", (double)y[0]);
+}
+
+/* GELU and its slope against double precision on a fine grid over [-10, 10],
+ * with a bias, in place (slope overwriting x), and the same values whether
+ * or not the slope is asked for. */
+static void test_gelu_accuracy(void)
+{
+    enum { n = 2001 };
+    static float x[n], y[n], y2[n], slope[n];
+    float b[n];
+    for (int i = 0; i < n; i++) x[i] = -10.0f + 0.01f * (float)i, b[i] = 0.0f;
+    b[7] = 0.25f;
+    x[7] -= 0.25f;
+    bias_gelu_forward(y2, NULL, x, b, 1, n);
+    memcpy(slope, x, sizeof x);
+    bias_gelu_forward(y, slope, slope, b, 1, n);
+    double worst_near = 0.0, worst_tail = 0.0, worst_slope = 0.0;
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        double v = (double)x[i] + (double)b[i];
+        double cdf = 0.5 * erfc(-v / sqrt(2.0));
+        double want = v * cdf, dwant = cdf + v * exp(-0.5 * v * v) * 0.39894228040143267794;
+        double rel = want != 0.0 ? fabs(y[i] - want) / fabs(want) : fabs(y[i]);
+        if (v >= -3.0) worst_near = fmax(worst_near, rel);
+        else worst_tail = fmax(worst_tail, rel);
+        worst_slope = fmax(worst_slope, fabs(slope[i] - dwant));
+        same &= memcmp(&y[i], &y2[i], sizeof(float)) == 0;
+    }
+    CHECK(worst_near < 2e-6, "GELU relative error %.3g for x >= -3", worst_near);
+    CHECK(worst_tail < 1.5e-5, "GELU relative error %.3g for x in [-10, -3)", worst_tail);
+    CHECK(worst_slope < 5e-7, "GELU' absolute error %.3g", worst_slope);
+    CHECK(same, "GELU differs with and without its slope");
 }
 
 enum { SR = 3, SN = 6 };
@@ -489,6 +524,7 @@ int main(void)
     RUN(gradcheck_linear);
     RUN(gradcheck_layernorm);
     RUN(gradcheck_gelu);
+    RUN(test_gelu_accuracy);
     RUN(gradcheck_softmax_rows);
     RUN(gradcheck_cross_entropy);
     RUN(gradcheck_dropout);

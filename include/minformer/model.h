@@ -101,6 +101,8 @@ typedef struct {
     mf_block_params *block_views; /* 2L entries backing p.blocks and g.blocks */
     /* Training-time switches. */
     int training;            /* dropout active when training and cfg.dropout > 0 */
+    int forward_only;        /* forward skips what only backward reads (GELU's slope);
+                              * evaluation sets it; then do not call mf_model_backward */
     uint64_t dropout_seed;   /* set per step by the trainer */
     /* Forward/backward state for up to batch_capacity images. */
     int batch_capacity;
