@@ -594,6 +594,51 @@ static void residual_forward(const mf_model *m, float *x_out, const float *x, fl
     mf_prof_end(nt->y ? MF_PROF_LAYERNORM : MF_PROF_RESIDUAL, MF_PROF_FORWARD, t0);
 }
 
+/* With CLS pooling the head reads only the CLS rows of the last block's
+ * output, so that block's MLP branch (with the residual adds and LayerNorm
+ * around it) runs on those rows alone: the same values on those rows, 1/T
+ * of the work. Its activations (x_mid, ln2, gelu_slope, gelu) are compact,
+ * row b for image b, and only the CLS rows of the final residual stream
+ * exist. */
+static int cls_only_mlp(const mf_config *c, int l)
+{
+    return c->pool == MF_POOL_CLS && c->mlp_ratio > 0 && l == c->layers - 1;
+}
+
+/* The last block's MLP branch for the CLS rows of images b0 .. b0+nb-1;
+ * branch holds the attention branch of those images (all rows), and its
+ * first nb rows are reused for the MLP's output. */
+static void cls_mlp_forward(mf_model *m, int l, int b0, int nb, float *branch)
+{
+    const mf_config *c = &m->cfg;
+    mf_activations *A = m->acts;
+    int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N;
+    const mf_block_params *p = &m->p.blocks[l];
+    mf_layer_acts *a = &A->layers[l];
+    size_t row = (size_t)b0 * N, rowF = (size_t)b0 * F;
+    float *x_mid = a->x_mid + row, *ln2 = a->ln2 + row, *slope = a->gelu_slope + rowF;
+    float *gel = a->gelu + rowF;
+    norm_target none = {NULL, NULL, NULL, NULL, NULL};
+    /* x_mid = x + drop(attn) and LN2, on each CLS row (dropout by its place in (M,N)) */
+    for (int i = 0; i < nb; i++) {
+        size_t at = (size_t)(b0 + i) * T * N;
+        norm_target ln = {ln2 + (size_t)i * N, a->ln2_mean + b0 + i, a->ln2_rstd + b0 + i,
+                          p->norm2_w, p->norm2_b};
+        residual_forward(m, x_mid + (size_t)i * N, a->x + at, branch + (size_t)i * T * N, NULL,
+                         1 + 2 * l, &ln, 1, at);
+    }
+    MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(slope, ln2, p->fc1_w, NULL, nb, N, F));
+    MF_PROF(MF_PROF_GELU, MF_PROF_FORWARD,
+            bias_gelu_forward(gel, m->forward_only ? NULL : slope, slope, p->fc1_b, nb, F));
+    MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(branch, gel, p->fc2_w, NULL, nb, F, N));
+    /* the CLS rows of the final residual stream */
+    for (int i = 0; i < nb; i++) {
+        size_t at = (size_t)(b0 + i) * T * N;
+        residual_forward(m, A->layers[l + 1].x + at, x_mid + (size_t)i * N, branch + (size_t)i * N,
+                         p->fc2_b, 2 + 2 * l, &none, 1, at);
+    }
+}
+
 /* Images b0 .. b0+nb-1 through the whole network up to the logits. */
 static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
 {
@@ -645,6 +690,10 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
                                   m->p.norm_w, m->p.norm_b};
         }
         attention_forward(branch, &a, p, c, &d);
+        if (cls_only_mlp(c, l)) {
+            cls_mlp_forward(m, l, b0, nb, branch);
+            continue;
+        }
         if (!F) {
             residual_forward(m, next, a.x, branch, NULL, 1 + 2 * l, &after, rows, first);
             continue;
@@ -785,6 +834,45 @@ static mf_block_params partial_views(const mf_model *m, int l, float *slice)
     return v;
 }
 
+/* cls_mlp_forward's backward for images b0 .. b0+nb-1: in and mid are their
+ * rows of the gradients of the block's output and of x_mid (all rows; in is
+ * zero but on the CLS rows); parameter gradients go to g. s.dh (free until
+ * the attention's backward) holds the compact branch gradient. */
+static void cls_mlp_backward(mf_model *m, int l, int b0, int nb, const float *in, float *mid,
+                             const mf_block_params *g, const mf_grad_scratch *s)
+{
+    const mf_config *c = &m->cfg;
+    mf_activations *A = m->acts;
+    int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N;
+    const mf_block_params *p = &m->p.blocks[l];
+    const mf_layer_acts *a = &A->layers[l];
+    size_t row = (size_t)b0 * N, rowF = (size_t)b0 * F;
+    const float *x_mid = a->x_mid + row, *mean = a->ln2_mean + b0, *rstd = a->ln2_rstd + b0;
+    float *dbranch = s->dh;
+    for (int i = 0; i < nb; i++) {
+        size_t at = (size_t)(b0 + i) * T * N;
+        memcpy(dbranch + (size_t)i * N, in + (size_t)i * T * N, (size_t)N * sizeof(float));
+        if (dropout_on(m))
+            dropout_apply_at(dbranch + (size_t)i * N, at, (size_t)N, c->dropout,
+                             dropout_site_seed(m, 2 + 2 * l));
+    }
+    MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
+            linear_backward_input(s->dfc1, dbranch, p->fc2_w, nb, F, N, 0);
+            linear_backward_params(g->fc2_w, g->fc2_b, dbranch, a->gelu + rowF, nb, F, N));
+    MF_PROF(MF_PROF_GELU, MF_PROF_BACKWARD, gelu_backward(s->dfc1, a->gelu_slope + rowF, (size_t)nb * F));
+    MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_BACKWARD,
+            linear_backward_input(s->dln2, s->dfc1, p->fc1_w, nb, N, F, 0);
+            linear_backward_params(g->fc1_w, g->fc1_b, s->dfc1, a->ln2 + row, nb, N, F));
+    double t0 = mf_prof_begin();
+    /* mid = in, plus LN2's gradient on the CLS rows */
+    memcpy(mid, in, (size_t)nb * T * N * sizeof(float));
+    for (int i = 0; i < nb; i++)
+        layernorm_backward_input(mid + (size_t)i * T * N, in + (size_t)i * T * N, s->dln2 + (size_t)i * N,
+                                 x_mid + (size_t)i * N, mean + i, rstd + i, p->norm2_w, 1, N);
+    layernorm_backward_params(g->norm2_w, g->norm2_b, s->dln2, x_mid, mean, rstd, nb, N);
+    mf_prof_end(MF_PROF_LAYERNORM, MF_PROF_BACKWARD, t0);
+}
+
 /* Block l backward for images b0 .. b0+nb-1: the input gradients, and the
  * parameter gradients of these images alone into slice (zeroed here), each
  * right after the input gradients they need, while those are in cache. */
@@ -803,7 +891,9 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_block_params g = partial_views(m, l, slice);
     s.dw_full = slice + block_numel(m); /* symmetric and Cholesky only */
     float *in = bg->in + first, *mid = bg->mid + first, *out = bg->out + first;
-    if (F) {
+    if (cls_only_mlp(c, l)) {
+        cls_mlp_backward(m, l, b0, nb, in, mid, &g, &s);
+    } else if (F) {
         /* next = mid + drop(fc2(gelu(fc1(LN2(mid))))): the gradient flows to mid
          * unchanged, plus the MLP branch's. */
         float *dbranch = bg->mlp_branch + first;
