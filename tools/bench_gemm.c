@@ -1,6 +1,12 @@
 /* GFLOP/s of mf_gemm on the training shapes and on a 1024^3 SGEMM, with 1
  * and 2 threads: wall clock, best of short rounds over a few seconds.
+ * Where OpenBLAS can be loaded at run time (libopenblas.so.0 on the library
+ * path, e.g. Debian's libopenblas0-pthread, installed or unpacked and named
+ * in LD_LIBRARY_PATH), its cblas_sgemm runs on the same shapes beside it:
+ * the measurement behind using minformer's own kernel (docs/PERFORMANCE.md).
+ * Nothing is linked against it.
  * Usage: bench_gemm [seconds per shape and thread count, default 1] */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -49,10 +55,34 @@ static const shape shapes[] = {
     {"square 1024^3", 0, 0, 1024, 1024, 1024, 0.0f},
 };
 
+/* cblas_sgemm and openblas_set_num_threads, when OpenBLAS was found. */
+typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta,
+                               float *C, int ldc);
+static cblas_sgemm_fn openblas_sgemm;
+static void (*openblas_threads)(int);
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+static void load_openblas(void)
+{
+    void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    *(void **)&openblas_sgemm = dlsym(h, "cblas_sgemm");
+    *(void **)&openblas_threads = dlsym(h, "openblas_set_num_threads");
+    if (!openblas_sgemm || !openblas_threads) openblas_sgemm = NULL;
+}
+
+static int use_openblas;
+
 static void call(const shape *s, const float *A, const float *B, float *C)
 {
-    mf_gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, s->trans_a ? s->M : s->K, B,
-            s->trans_b ? s->K : s->N, s->beta, C, s->N);
+    int lda = s->trans_a ? s->M : s->K, ldb = s->trans_b ? s->K : s->N;
+    if (use_openblas)
+        openblas_sgemm(CBLAS_ROW_MAJOR, s->trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                       s->trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, s->M, s->N, s->K, 1.0f, A, lda,
+                       B, ldb, s->beta, C, s->N);
+    else
+        mf_gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, s->beta, C, s->N);
 }
 
 /* Best round of many short ones: robust to other processes on the cores. */
@@ -84,8 +114,11 @@ int main(int argc, char **argv)
     }
     mf_rng rng;
     mf_rng_seed(&rng, 1);
-    printf("%-26s %2s %2s %5s %5s %5s %9s %9s\n", "shape", "tA", "tB", "M", "N", "K", "1 thread",
+    load_openblas();
+    printf("%-26s %2s %2s %5s %5s %5s %9s %9s", "shape", "tA", "tB", "M", "N", "K", "1 thread",
            "2 threads");
+    if (openblas_sgemm) printf(" %9s %9s", "OpenBLAS 1", "OpenBLAS 2");
+    printf("   (GFLOP/s)\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *s = &shapes[i];
         size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N;
@@ -97,13 +130,18 @@ int main(int argc, char **argv)
         }
         for (size_t j = 0; j < na; j++) A[j] = mf_rng_uniform(&rng) - 0.5f;
         for (size_t j = 0; j < nb; j++) B[j] = mf_rng_uniform(&rng) - 0.5f;
-        double g[2];
-        for (int t = 0; t < 2; t++) {
-            mf_set_threads(t + 1);
+        double g[4];
+        for (int t = 0; t < 4; t++) {
+            use_openblas = t >= 2;
+            if (use_openblas && !openblas_sgemm) break;
+            if (use_openblas) openblas_threads(t - 1);
+            else mf_set_threads(t + 1);
             g[t] = gflops(s, A, B, C, seconds);
         }
-        printf("%-26s %2d %2d %5d %5d %5d %9.1f %9.1f\n", s->what, s->trans_a, s->trans_b, s->M,
+        printf("%-26s %2d %2d %5d %5d %5d %9.1f %9.1f", s->what, s->trans_a, s->trans_b, s->M,
                s->N, s->K, g[0], g[1]);
+        if (openblas_sgemm) printf(" %10.1f %10.1f", g[2], g[3]);
+        printf("\n");
         fflush(stdout);
         mf_free(A), mf_free(B), mf_free(C);
     }
