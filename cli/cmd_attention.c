@@ -87,11 +87,10 @@ int cmd_attention(int argc, char **argv)
     }
     /* Normalized as the model was trained, not by this dataset's statistics. */
     mf_batch_fill(&ds.test, &index, 1, info.mean, info.std, MF_AUGMENT_NONE, 0, x, &y);
+    m.forward_only = 1;
+    m.full_attention = 1; /* the rollout multiplies whole maps */
     mf_model_forward(&m, x, NULL, 1);
-    const float *logits = mf_model_logits(&m);
-    int pred = 0;
-    for (int k = 1; k < c->classes; k++)
-        if (logits[k] > logits[pred]) pred = k;
+    int pred = mf_argmax(mf_model_logits(&m), c->classes);
     mf_model_attention_maps(&m, 0, maps);
     mf_attention_cls_maps(c, maps, layers, roll);
     char header[256];

@@ -10,6 +10,11 @@
 #define ROWS(ptr, b, d) ((ptr) + (size_t)(b) * (d)->T * (d)->N)
 #define TILE(ptr, b, h, d) ((ptr) + ((size_t)(b) * (d)->H + (h)) * (d)->T * (d)->T)
 
+/* The query rows of d's images for the *_rows linears: count and step
+ * (every row, or row 0 of each image). */
+static inline int query_rows(const mf_attn_dims *d) { return d->Q == d->T ? d->B * d->T : d->B; }
+static inline int query_step(const mf_attn_dims *d) { return d->Q == d->T ? 1 : d->T; }
+
 /* Per-image loops fork only from serial code and with enough work; inside
  * the model's regions they run on the calling thread without an OpenMP
  * construct (which costs a call even when it does not fork). */

@@ -17,15 +17,16 @@ static float score_scale(const mf_attn_dims *d) { return 1.0f / sqrtf((float)(d-
 #define LINEAR MF_PROF_ATTN_LINEAR
 #define SCORES MF_PROF_ATTN_SCORES
 
-/* A_bh = softmax(scale q_bh k_bh^T) for image b and head h (bh = b H + h). */
+/* A_bh = softmax(scale q_bh k_bh^T) for image b and head h (bh = b H + h):
+ * the first Q rows of the tile. */
 static void scores_forward_head(float *att, const float *q, const float *k, const mf_attn_dims *d,
                                 int bh)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    int T = d->T, Q = d->Q, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     float *A = TILE(att, b, h, d);
-    mf_gemm_serial(0, 1, T, T, hd, score_scale(d), ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd,
+    mf_gemm_serial(0, 1, Q, T, hd, score_scale(d), ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd,
                    N, 0.0f, A, T);
-    softmax_rows_forward(A, T, T);
+    softmax_rows_forward(A, Q, T);
 }
 
 static void scores_forward(float *att, const float *q, const float *k, const mf_attn_dims *d)
@@ -40,7 +41,8 @@ static void scores_forward(float *att, const float *q, const float *k, const mf_
 void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int M = d->B * d->T;
-    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->q_w, p->q_b, M, d->N, d->N);
+    MF_PROF(LINEAR, FWD,
+            linear_forward_rows(a->q, a->ln1, p->q_w, p->q_b, query_rows(d), d->N, d->N, query_step(d));
             linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N));
     scores_forward(a->att, a->q, a->k, d);
 }
@@ -48,14 +50,14 @@ void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, c
 static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
                                    const mf_attn_dims *d, int bh)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    int T = d->T, Q = d->Q, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     float scale = score_scale(d);
     float *dS = TILE(s->datt, b, h, d);
-    softmax_rows_backward(dS, TILE(a->att, b, h, d), T, T); /* dL/dA -> dL/dS in place */
-    /* S = scale q k^T: dq = scale dS k, dk = scale dS^T q */
-    mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
+    softmax_rows_backward(dS, TILE(a->att, b, h, d), Q, T); /* dL/dA -> dL/dS in place */
+    /* S = scale q k^T: dq = scale dS k (Q rows), dk = scale dS^T q (T rows) */
+    mf_gemm_serial(0, 0, Q, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
                    ROWS(s->dq, b, d) + h * hd, N);
-    mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
+    mf_gemm_serial(1, 0, T, hd, Q, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
                    ROWS(s->dk, b, d) + h * hd, N);
 }
 
@@ -66,7 +68,8 @@ void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
     mf_prof_end(SCORES, BWD, t0);
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1);
+    MF_PROF(LINEAR, BWD,
+            linear_backward_input_rows(s->dh, s->dq, p->q_w, query_rows(d), N, N, 1, query_step(d));
             linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1));
 }
 
@@ -75,7 +78,7 @@ void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scr
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
-            linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, M, N, N);
+            linear_backward_params_rows(g->q_w, g->q_b, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
             linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N));
 }
 
@@ -90,15 +93,16 @@ void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, con
 static void shared_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
                                  const mf_attn_dims *d, int bh)
 {
-    int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
+    int T = d->T, Q = d->Q, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     float scale = score_scale(d);
     float *dS = TILE(s->datt, b, h, d);
-    softmax_rows_backward(dS, TILE(a->att, b, h, d), T, T);
+    softmax_rows_backward(dS, TILE(a->att, b, h, d), Q, T);
     const float *q = ROWS(a->q, b, d) + h * hd;
     float *dq = ROWS(s->dq, b, d) + h * hd;
-    /* dq = scale (dS + dS^T) q */
-    mf_gemm_serial(0, 0, T, hd, T, scale, dS, T, q, N, 0.0f, dq, N);
-    mf_gemm_serial(1, 0, T, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
+    /* S = scale q_Q q^T: dq = scale dS^T q_Q (as keys), plus scale dS q on the
+     * Q query rows */
+    mf_gemm_serial(1, 0, T, hd, Q, scale, dS, T, q, N, 0.0f, dq, N);
+    mf_gemm_serial(0, 0, Q, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
 }
 
 void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
@@ -131,15 +135,15 @@ static void bilinear_scores_forward(mf_layer_acts *a, const mf_attn_dims *d)
 static void bilinear_backward_image(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_attn_dims *d, int b)
 {
-    int T = d->T, N = d->N;
+    int T = d->T, Q = d->Q, N = d->N;
     float scale = score_scale(d);
     float *dS = TILE(s->datt, b, 0, d);
-    softmax_rows_backward(dS, TILE(a->att, b, 0, d), T, T); /* dL/dA -> dL/dS in place */
-    mf_gemm_serial(0, 0, T, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
-    mf_gemm_serial(1, 0, T, N, T, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
+    softmax_rows_backward(dS, TILE(a->att, b, 0, d), Q, T); /* dL/dA -> dL/dS in place */
+    mf_gemm_serial(0, 0, Q, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
+    mf_gemm_serial(1, 0, T, N, Q, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
 }
 
-/* From dL/dA: dS, then du = scale dS h into s->dq, and dh += scale dS^T u. */
+/* From dL/dA: dS, then du = scale dS h into s->dq (Q rows), and dh += scale dS^T u. */
 static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
 {
     double t0 = mf_prof_begin();
@@ -149,7 +153,8 @@ static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 
 void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->qk_w, p->qk_b, d->B * d->T, d->N, d->N));
+    MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N,
+                                             d->N, query_step(d)));
     bilinear_scores_forward(a, d);
 }
 
@@ -157,14 +162,15 @@ void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->qk_w, d->B * d->T, d->N, d->N, 1));
+    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dh, s->dq, p->qk_w, query_rows(d), d->N,
+                                                    d->N, 1, query_step(d)));
 }
 
 void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                             const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, BWD, linear_backward_params(g->qk_w, g->qk_b, s->dq, a->ln1, d->B * d->T,
-                                                     d->N, d->N));
+    MF_PROF(LINEAR, BWD, linear_backward_params_rows(g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d),
+                                                     d->N, d->N, query_step(d)));
 }
 
 /* ---- symmetric and cholesky: u = h W with W (N,N) symmetric, no bias ----- */
@@ -174,7 +180,8 @@ static size_t tril_index(int i, int j) { return (size_t)i * (i + 1) / 2 + (size_
 /* u = h W (W = W^T, so W^T's row-major layout is W's). */
 static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, a->w_full, NULL, d->B * d->T, d->N, d->N));
+    MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N,
+                                             query_step(d)));
     bilinear_scores_forward(a, d);
 }
 
@@ -182,7 +189,8 @@ static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, a->w_full, d->B * d->T, d->N, d->N, 1));
+    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dh, s->dq, a->w_full, query_rows(d), d->N, d->N,
+                                                    1, query_step(d)));
 }
 
 /* s->dw_full = du^T h over the images of d (from zero). */
@@ -192,7 +200,7 @@ static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer
     int N = d->N;
     double t0 = mf_prof_begin();
     memset(s->dw_full, 0, (size_t)N * N * sizeof(float));
-    linear_backward_params(s->dw_full, NULL, s->dq, a->ln1, d->B * d->T, N, N);
+    linear_backward_params_rows(s->dw_full, NULL, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
     mf_prof_end(LINEAR, BWD, t0);
 }
 

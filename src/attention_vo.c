@@ -1,5 +1,5 @@
 /* Value/output variants: each turns the attention weights A and h = LN1(x)
- * into the branch output (M,N), and back. Work is split across images, each
+ * into the branch output (M,N; only the query rows when d->Q = 1), and back. Work is split across images, each
  * writing only its own rows. */
 #include <string.h>
 
@@ -18,7 +18,7 @@
 static void separate_forward_head(mf_layer_acts *a, const mf_attn_dims *d, int bh)
 {
     int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
-    mf_gemm_serial(0, 0, T, hd, T, 1.0f, TILE(a->att, b, h, d), T, ROWS(a->v, b, d) + h * hd, N,
+    mf_gemm_serial(0, 0, d->Q, hd, T, 1.0f, TILE(a->att, b, h, d), T, ROWS(a->v, b, d) + h * hd, N,
                    0.0f, ROWS(a->mix, b, d) + h * hd, N);
 }
 
@@ -30,7 +30,8 @@ void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_forward_head(a, d, i_));
     mf_prof_end(MIX, FWD, t0);
-    MF_PROF(LINEAR, FWD, linear_forward(out, a->mix, p->proj_w, p->proj_b, M, N, N));
+    MF_PROF(LINEAR, FWD, linear_forward_rows(out, a->mix, p->proj_w, p->proj_b, query_rows(d), N, N,
+                                             query_step(d)));
 }
 
 static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
@@ -38,10 +39,10 @@ static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
 {
     int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     const float *dmix = ROWS(s->dmix, b, d) + h * hd;
-    /* mix_h = A_h v_h: dA_h = dmix_h v_h^T, dv_h = A_h^T dmix_h */
-    mf_gemm_serial(0, 1, T, T, hd, 1.0f, dmix, N, ROWS(a->v, b, d) + h * hd, N, 0.0f,
+    /* mix_h = A_h v_h: dA_h = dmix_h v_h^T (Q rows), dv_h = A_h^T dmix_h (T rows) */
+    mf_gemm_serial(0, 1, d->Q, T, hd, 1.0f, dmix, N, ROWS(a->v, b, d) + h * hd, N, 0.0f,
                    TILE(s->datt, b, h, d), T);
-    mf_gemm_serial(1, 0, T, hd, T, 1.0f, TILE(a->att, b, h, d), T, dmix, N, 0.0f,
+    mf_gemm_serial(1, 0, T, hd, d->Q, 1.0f, TILE(a->att, b, h, d), T, dmix, N, 0.0f,
                    ROWS(s->dv, b, d) + h * hd, N);
 }
 
@@ -49,7 +50,8 @@ void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const
                                     const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dmix, dout, p->proj_w, M, N, N, 0));
+    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dmix, dout, p->proj_w, query_rows(d), N, N, 0,
+                                                    query_step(d)));
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
     mf_prof_end(MIX, BWD, t0);
@@ -62,7 +64,8 @@ void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scr
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
-            linear_backward_params(g->proj_w, g->proj_b, dout, a->mix, M, N, N);
+            linear_backward_params_rows(g->proj_w, g->proj_b, dout, a->mix, query_rows(d), N, N,
+                                        query_step(d));
             linear_backward_params(g->v_w, g->v_b, s->dv, a->ln1, M, N, N));
 }
 
@@ -73,7 +76,7 @@ static void mixing_forward_image(float *out, const mf_layer_acts *a, const mf_at
                                  float w, float beta, int b)
 {
     int T = d->T, N = d->N;
-    mf_gemm_serial(0, 0, T, N, T, w, TILE(a->att, b, h, d), T, ROWS(a->ln1, b, d), N, beta,
+    mf_gemm_serial(0, 0, d->Q, N, T, w, TILE(a->att, b, h, d), T, ROWS(a->ln1, b, d), N, beta,
                    ROWS(out, b, d), N);
 }
 
@@ -82,9 +85,9 @@ static void mixing_backward_image(mf_grad_scratch *s, const float *dmix, const m
                                   const mf_attn_dims *d, int h, float w, int b)
 {
     int T = d->T, N = d->N;
-    mf_gemm_serial(0, 1, T, T, N, w, ROWS(dmix, b, d), N, ROWS(a->ln1, b, d), N, 0.0f,
+    mf_gemm_serial(0, 1, d->Q, T, N, w, ROWS(dmix, b, d), N, ROWS(a->ln1, b, d), N, 0.0f,
                    TILE(s->datt, b, h, d), T);
-    mf_gemm_serial(1, 0, T, N, T, w, TILE(a->att, b, h, d), T, ROWS(dmix, b, d), N, 1.0f,
+    mf_gemm_serial(1, 0, T, N, d->Q, w, TILE(a->att, b, h, d), T, ROWS(dmix, b, d), N, 1.0f,
                    ROWS(s->dh, b, d), N);
 }
 
@@ -93,18 +96,20 @@ static void mixing_backward_image(mf_grad_scratch *s, const float *dmix, const m
 void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
                                     const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N;
+    int N = d->N;
     double t0 = mf_prof_begin();
     FOR_EACH(d->B, d, mixing_forward_image(a->mix, a, d, 0, 1.0f, 0.0f, i_));
     mf_prof_end(MIX, FWD, t0);
-    MF_PROF(LINEAR, FWD, linear_forward(out, a->mix, p->vo_w, p->vo_b, d->B * T, N, N));
+    MF_PROF(LINEAR, FWD, linear_forward_rows(out, a->mix, p->vo_w, p->vo_b, query_rows(d), N, N,
+                                             query_step(d)));
 }
 
 void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                      const mf_block_params *p, const mf_attn_dims *d)
 {
-    int T = d->T, N = d->N;
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dmix, dout, p->vo_w, d->B * T, N, N, 0));
+    int N = d->N;
+    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dmix, dout, p->vo_w, query_rows(d), N, N, 0,
+                                                    query_step(d)));
     double t0 = mf_prof_begin();
     FOR_EACH(d->B, d, mixing_backward_image(s, s->dmix, a, d, 0, 1.0f, i_));
     mf_prof_end(MIX, BWD, t0);
@@ -115,8 +120,8 @@ void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_sc
                                             const mf_attn_dims *d)
 {
     (void)s;
-    MF_PROF(LINEAR, BWD, linear_backward_params(g->vo_w, g->vo_b, dout, a->mix, d->B * d->T,
-                                                     d->N, d->N));
+    MF_PROF(LINEAR, BWD, linear_backward_params_rows(g->vo_w, g->vo_b, dout, a->mix, query_rows(d),
+                                                     d->N, d->N, query_step(d)));
 }
 
 /* ---- none: out = (1/H) sum_h A_h h, a convex combination of the inputs ---- */

@@ -605,6 +605,32 @@ static int cls_only_mlp(const mf_config *c, int l)
     return c->pool == MF_POOL_CLS && c->mlp_ratio > 0 && l == c->layers - 1;
 }
 
+/* Likewise the last block's attention needs queries, scores, mixing and the
+ * output matrix for the CLS row only (keys and values for every row);
+ * full_attention keeps every row for attention maps. Returns the query rows
+ * per image (mf_attn_dims.Q). */
+static int attention_query_rows(const mf_model *m, int l)
+{
+    const mf_config *c = &m->cfg;
+    int last_cls = c->pool == MF_POOL_CLS && l == c->layers - 1 && !m->full_attention;
+    return last_cls ? 1 : mf_config_tokens(c);
+}
+
+/* Without an MLP: the last block's residual add on the CLS rows, which are
+ * all the head reads (and, with Q = 1, all the attention wrote). */
+static void cls_residual_forward(mf_model *m, int l, int b0, int nb, float *branch)
+{
+    const mf_config *c = &m->cfg;
+    mf_activations *A = m->acts;
+    int N = c->dim, T = mf_config_tokens(c);
+    norm_target none = {NULL, NULL, NULL, NULL, NULL};
+    for (int i = 0; i < nb; i++) {
+        size_t at = (size_t)(b0 + i) * T * N;
+        residual_forward(m, A->layers[l + 1].x + at, A->layers[l].x + at, branch + (size_t)i * T * N,
+                         NULL, 1 + 2 * l, &none, 1, at);
+    }
+}
+
 /* The last block's MLP branch for the CLS rows of images b0 .. b0+nb-1;
  * branch holds the attention branch of those images (all rows), and its
  * first nb rows are reused for the MLP's output. */
@@ -648,7 +674,7 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
     int K = c->classes, cls = c->pool == MF_POOL_CLS, cpp = c->channels * c->patch * c->patch;
     int L = c->layers, rows = nb * T, S = c->image_size;
     size_t r0 = (size_t)b0 * T, first = r0 * N;
-    mf_attn_dims d = {nb, T, N, c->heads};
+    mf_attn_dims d = {nb, T, N, c->heads, T};
 
     /* Embedding: tokens = patches W^T + b, then the CLS token and positions. */
     double t0 = mf_prof_begin();
@@ -689,9 +715,14 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
             after = (norm_target){A->final_out + first, A->final_mean + r0, A->final_rstd + r0,
                                   m->p.norm_w, m->p.norm_b};
         }
+        d.Q = attention_query_rows(m, l);
         attention_forward(branch, &a, p, c, &d);
         if (cls_only_mlp(c, l)) {
             cls_mlp_forward(m, l, b0, nb, branch);
+            continue;
+        }
+        if (!F && cls && l == L - 1) {
+            cls_residual_forward(m, l, b0, nb, branch);
             continue;
         }
         if (!F) {
@@ -740,7 +771,7 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
     const mf_config *c = &m->cfg;
     mf_activations *A = m->acts;
     int K = c->classes, T = mf_config_tokens(c);
-    mf_attn_dims d = {B, T, c->dim, c->heads};
+    mf_attn_dims d = {B, T, c->dim, c->heads, T};
     A->batch = B;
     for (int l = 0; l < c->layers; l++) attention_prepare(&A->layers[l], &m->p.blocks[l], c, &d);
     double t0 = mf_prof_begin();
@@ -883,7 +914,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_activations *A = m->acts;
     int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N, rows = nb * T;
     size_t first = (size_t)b0 * T * N, n = (size_t)rows * N;
-    mf_attn_dims d = {nb, T, N, c->heads};
+    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l)};
     mf_layer_acts a = layer_slice(&A->layers[l], c, b0);
     mf_grad_scratch s = scratch_slice(&A->g, c, b0);
     const mf_block_params *p = &m->p.blocks[l];
@@ -949,7 +980,7 @@ static void block_params_reduce(mf_model *m, int l, int chunks, int part, int pa
 static void attention_params_finish(mf_model *m, int l)
 {
     const mf_config *c = &m->cfg;
-    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads};
+    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c)};
     double t0 = mf_prof_begin();
     if (c->qk == MF_QK_SYMMETRIC)
         attention_qk_symmetric_params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);

@@ -7,8 +7,11 @@
 
 #include "minformer/model.h"
 
+/* Q: query rows per image, T, or 1 when only the CLS row's output is
+ * needed (the last block with CLS pooling): then queries, scores, mixing
+ * and the output matrix cover row 0 of each image, keys and values all T. */
 typedef struct {
-    int B, T, N, H;
+    int B, T, N, H, Q;
 } mf_attn_dims;
 
 /* What one block keeps from forward for backward. */

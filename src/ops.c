@@ -30,8 +30,7 @@ void mf_share(int n, int align, int part, int parts, int *lo, int *hi)
 
 void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int in, int out)
 {
-    mf_gemm(0, 1, M, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-    if (b) bias_add_forward(y, b, M, out);
+    linear_forward_rows(y, x, w, b, M, in, out, 1);
 }
 
 static inline void bias_add_row(float *row, const float *b, int n)
@@ -42,27 +41,37 @@ static inline void bias_add_row(float *row, const float *b, int n)
 /* Each op below runs its loop directly when it should not fork: an OpenMP
  * parallel construct costs a call even when its if clause is false, and the
  * model calls these ops thousands of times per step inside its regions. */
-void bias_add_forward(float *y, const float *b, int M, int n)
+static void bias_add_rows(float *y, size_t ld, const float *b, int M, int n)
 {
     if (!mf_fork_worth((size_t)M * n)) {
-        for (int i = 0; i < M; i++) bias_add_row(y + (size_t)i * n, b, n);
+        for (int i = 0; i < M; i++) bias_add_row(y + (size_t)i * ld, b, n);
         return;
     }
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) bias_add_row(y + (size_t)i * n, b, n);
+    for (int i = 0; i < M; i++) bias_add_row(y + (size_t)i * ld, b, n);
 }
 
-/* db += column sums of dy (M,n), each column summed in row order, for the
- * 16-column blocks blk0 .. blk1-1 (blocks of 16 so threads never share a
- * cache line); four blocks per pass over the rows, their sums in registers. */
-static void column_sums_blocks(float *db, const float *dy, int M, int n, int blk0, int blk1)
+void bias_add_forward(float *y, const float *b, int M, int n) { bias_add_rows(y, (size_t)n, b, M, n); }
+
+void linear_forward_rows(float *y, const float *x, const float *w, const float *b, int M, int in,
+                         int out, int step)
+{
+    mf_gemm(0, 1, M, out, in, 1.0f, x, in * step, w, in, 0.0f, y, out * step);
+    if (b) bias_add_rows(y, (size_t)out * step, b, M, out);
+}
+
+/* db += column sums of dy (M rows of n, ld apart), each column summed in row
+ * order, for the 16-column blocks blk0 .. blk1-1 (blocks of 16 so threads
+ * never share a cache line); four blocks per pass over the rows, their sums
+ * in registers. */
+static void column_sums_blocks(float *db, const float *dy, size_t ld, int M, int n, int blk0, int blk1)
 {
     int blk = blk0;
     for (; blk + 4 <= blk1 && (blk + 4) * 16 <= n; blk += 4) {
         int j0 = blk * 16;
         float acc[64] = {0};
         for (int i = 0; i < M; i++) {
-            const float *row = dy + (size_t)i * n + j0;
+            const float *row = dy + (size_t)i * ld + j0;
             for (int j = 0; j < 64; j++) acc[j] += row[j];
         }
         for (int j = 0; j < 64; j++) db[j0 + j] += acc[j];
@@ -71,18 +80,18 @@ static void column_sums_blocks(float *db, const float *dy, int M, int n, int blk
         int j0 = blk * 16, j1 = j0 + 16 < n ? j0 + 16 : n;
         float acc[16] = {0};
         for (int i = 0; i < M; i++) {
-            const float *row = dy + (size_t)i * n;
+            const float *row = dy + (size_t)i * ld;
             for (int j = j0; j < j1; j++) acc[j - j0] += row[j];
         }
         for (int j = j0; j < j1; j++) db[j] += acc[j - j0];
     }
 }
 
-static void column_sums_accumulate(float *db, const float *dy, int M, int n)
+static void column_sums_accumulate(float *db, const float *dy, size_t ld, int M, int n)
 {
     int blocks = (n + 15) / 16;
 #pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)M * n))
-    for (int blk = 0; blk < blocks; blk++) column_sums_blocks(db, dy, M, n, blk, blk + 1);
+    for (int blk = 0; blk < blocks; blk++) column_sums_blocks(db, dy, ld, M, n, blk, blk + 1);
 }
 
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -95,14 +104,26 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
 void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
                             int out)
 {
-    if (dw) mf_gemm(1, 0, out, in, M, 1.0f, dy, out, x, in, 1.0f, dw, in);
-    if (db) column_sums_accumulate(db, dy, M, out);
+    linear_backward_params_rows(dw, db, dy, x, M, in, out, 1);
+}
+
+void linear_backward_params_rows(float *dw, float *db, const float *dy, const float *x, int M,
+                                 int in, int out, int step)
+{
+    if (dw) mf_gemm(1, 0, out, in, M, 1.0f, dy, out * step, x, in * step, 1.0f, dw, in);
+    if (db) column_sums_accumulate(db, dy, (size_t)out * step, M, out);
 }
 
 void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
                            int accumulate_dx)
 {
-    mf_gemm(0, 0, M, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    linear_backward_input_rows(dx, dy, w, M, in, out, accumulate_dx, 1);
+}
+
+void linear_backward_input_rows(float *dx, const float *dy, const float *w, int M, int in, int out,
+                                int accumulate_dx, int step)
+{
+    mf_gemm(0, 0, M, in, out, 1.0f, dy, out * step, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in * step);
 }
 
 /* dw's columns and db's 16-blocks are split; every element still sums all M
@@ -117,7 +138,7 @@ void linear_backward_params_part(float *dw, float *db, const float *dy, const fl
     if (db) {
         int b0, b1;
         mf_share((out + 15) / 16, 1, part, parts, &b0, &b1);
-        column_sums_blocks(db, dy, M, out, b0, b1);
+        column_sums_blocks(db, dy, (size_t)out, M, out, b0, b1);
     }
 }
 

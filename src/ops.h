@@ -45,6 +45,14 @@ void linear_backward_input(float *dx, const float *dy, const float *w, int M, in
                            int accumulate_dx);
 void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
                             int out);
+/* The same on every step-th row of x, y, dx and dy (rows i * step for
+ * i < M; step 1: all of them), as when only the CLS rows are needed. */
+void linear_forward_rows(float *y, const float *x, const float *w, const float *b, int M, int in,
+                         int out, int step);
+void linear_backward_input_rows(float *dx, const float *dy, const float *w, int M, int in, int out,
+                                int accumulate_dx, int step);
+void linear_backward_params_rows(float *dw, float *db, const float *dy, const float *x, int M,
+                                 int in, int out, int step);
 void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts);
 

@@ -1,6 +1,8 @@
 /* Training: bitwise determinism across thread counts, exact continuation of a
  * stopped run, the numerical-fault stop, and learning on the real MNIST. */
+#include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -112,6 +114,87 @@ static void check_thread_determinism(const char *preset, int mlp, int heads, flo
     }
     for (int t = 0; t < 3; t++) free(p[t]);
     mf_dataset_free(&ds);
+}
+
+/* With CLS pooling the last block computes attention and MLP for the CLS
+ * rows only; full_attention makes it compute every row. The logits must be
+ * the same bits either way (an element of a product depends only on its row
+ * and column), the gradients equal up to the order of summing (the skipped
+ * rows add exact zeros), with dropout too, for every query/key and
+ * value/output variant; the full maps' rows sum to 1. */
+static void test_cls_rows_only_match_full(void)
+{
+    const mf_qk_kind qks[] = {MF_QK_SEPARATE, MF_QK_SHARED, MF_QK_COLLAPSED, MF_QK_SYMMETRIC,
+                              MF_QK_CHOLESKY};
+    const mf_vo_kind vos[] = {MF_VO_SEPARATE, MF_VO_COLLAPSED, MF_VO_NONE};
+    enum { B = 5 };
+    int cases = 0;
+    for (int qi = 0; qi < 5; qi++)
+        for (int vi = 0; vi < 3; vi++)
+            for (int mlp = 0; mlp <= 2; mlp += 2) {
+                mf_config c;
+                small_config(&c, "unchanged", mlp);
+                c.qk = qks[qi];
+                c.vo = vos[vi];
+                c.heads = c.qk == MF_QK_SEPARATE || c.qk == MF_QK_SHARED ? 2 : 1;
+                if (c.vo != MF_VO_SEPARATE && c.vo != MF_VO_NONE) c.heads = 1;
+                c.dropout = mlp ? 0.1f : 0.0f;
+                mf_error err;
+                if (mf_config_validate(&c, &err)) continue;
+                mf_model m;
+                if (mf_model_create(&m, &c, &err) || mf_model_reserve(&m, B, &err)) {
+                    CHECK(0, "model: %s", err.message);
+                    return;
+                }
+                mf_model_init_weights(&m, 5);
+                int T = mf_config_tokens(&c), L = c.layers, K = c.classes;
+                float x[B * 784], logits[2][B * 10], *grads[2];
+                int y[B];
+                mf_rng rng;
+                mf_rng_seed(&rng, 11);
+                for (int i = 0; i < B * 784; i++) x[i] = 2.0f * mf_rng_uniform(&rng) - 1.0f;
+                for (int b = 0; b < B; b++) y[b] = b % 10;
+                float *maps = malloc((size_t)L * T * T * sizeof(float));
+                /* Full first: the rows the CLS-only pass skips then hold stale values
+                 * in the scratch buffers, which it must not read. */
+                for (int full = 1; full >= 0; full--) {
+                    m.training = 1;
+                    m.dropout_seed = 77;
+                    m.full_attention = full;
+                    mf_model_zero_grad(&m);
+                    mf_model_forward(&m, x, y, B);
+                    memcpy(logits[full], mf_model_logits(&m), (size_t)B * K * sizeof(float));
+                    mf_model_backward(&m);
+                    grads[full] = malloc(m.num_params * sizeof(float));
+                    memcpy(grads[full], m.grads, m.num_params * sizeof(float));
+                }
+                m.full_attention = 1;
+                mf_model_forward(&m, x, y, B);
+                mf_model_attention_maps(&m, 1, maps);
+                double worst = 0.0, scale = 0.0, row_err = 0.0;
+                for (size_t i = 0; i < m.num_params; i++) {
+                    worst = fmax(worst, fabs((double)grads[0][i] - grads[1][i]));
+                    scale = fmax(scale, fabs((double)grads[1][i]));
+                }
+                for (int r = 0; r < T; r++) {
+                    double sum = 0.0;
+                    for (int j = 0; j < T; j++) sum += maps[((size_t)(L - 1) * T + r) * T + j];
+                    row_err = fmax(row_err, fabs(sum - 1.0));
+                }
+                CHECK(!memcmp(logits[0], logits[1], sizeof logits[0]),
+                      "qk %s vo %s mlp %d: logits differ with full attention", mf_qk_name(c.qk),
+                      mf_vo_name(c.vo), mlp);
+                CHECK(scale > 0.0 && worst <= 1e-5 * scale,
+                      "qk %s vo %s mlp %d: gradients differ by %.3g (largest %.3g)",
+                      mf_qk_name(c.qk), mf_vo_name(c.vo), mlp, worst, scale);
+                CHECK(row_err < 1e-5, "last layer's full attention rows sum to 1 +- %.3g", row_err);
+                free(grads[0]);
+                free(grads[1]);
+                free(maps);
+                mf_model_free(&m);
+                cases++;
+            }
+    CHECK(cases == 30, "%d of 30 configurations ran", cases);
 }
 
 static void test_determinism_unchanged(void) { check_thread_determinism("unchanged", 2, 1, 0.0f); }
@@ -228,6 +311,7 @@ static void test_learns_mnist_unchanged(void) { learn_mnist("unchanged", 4, 1e-3
 
 int main(void)
 {
+    RUN(test_cls_rows_only_match_full);
     RUN(test_determinism_unchanged);
     RUN(test_determinism_unchanged_4_heads_dropout);
     RUN(test_determinism_minimal);

@@ -31,9 +31,12 @@
  * the input and the weight gradients). That overstates the patch
  * embedding's backward, which needs no input gradient, by 2 T C P^2 N.
  * These are the model's FLOPs, which PyTorch executes. With CLS pooling
- * minformer runs the last block's MLP on the CLS rows alone (the head
- * reads nothing else), so it executes 2 * 2 (T1 - 1) N F fewer per image;
- * GFLOP/s and the FLOP utilisation count only the executed ones. */
+ * the head reads only the CLS row of the last block, which minformer
+ * computes alone: of that block it skips, per image, 2 (T1 - 1) N^2 per
+ * query-side matrix (q; qk or W) and output matrix (proj, vo), 2 (T1 - 1)
+ * T1 N of the scores and as much of the mixing (per head for vo none), and
+ * 2 * 2 (T1 - 1) N F of the MLP. GFLOP/s and the FLOP utilisation count
+ * only the executed FLOPs. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,13 +92,16 @@ static double forward_flops(const mf_config *c, double out[FL_COUNT])
     return sum;
 }
 
-/* Of those, the ones minformer skips: the last block's MLP on all but the
- * CLS rows. */
+/* Of those, the ones minformer skips: the last block's rows other than the
+ * CLS row, where they are not keys or values (see the top). */
 static double skipped_forward_flops(const mf_config *c)
 {
-    if (c->pool != MF_POOL_CLS || c->mlp_ratio == 0) return 0.0;
-    double T1 = mf_config_tokens(c), N = c->dim, F = (double)c->mlp_ratio * c->dim;
-    return 2 * 2 * (T1 - 1) * N * F;
+    if (c->pool != MF_POOL_CLS) return 0.0;
+    double T1 = mf_config_tokens(c), N = c->dim, F = (double)c->mlp_ratio * c->dim, H = c->heads;
+    int query_mats = c->qk == MF_QK_SHARED ? 0 : 1, out_mats = c->vo == MF_VO_NONE ? 0 : 1;
+    double rows = T1 - 1;
+    return (query_mats + out_mats) * 2 * rows * N * N + 2 * rows * T1 * N +
+           2 * rows * T1 * N * (c->vo == MF_VO_NONE ? H : 1) + 2 * 2 * rows * N * F;
 }
 
 /* ---- synthetic data --------------------------------------------------------- */
@@ -333,7 +339,7 @@ static int run_workload(const workload *w, const bench_opts *o)
     for (int i = 0; i < FL_COUNT; i++) printf("%s %s %.3f", i ? " +" : "", flop_names[i], fl[i] * 1e-6);
     printf("\n  training MFLOP per image (forward x 3): %.3f\n", train_flops * 1e-6);
     if (fwd_exec < fwd)
-        printf("  executed (the last block's MLP on CLS rows only): forward %.3f, training %.3f\n",
+        printf("  executed (the last block on the CLS rows only): forward %.3f, training %.3f\n",
                fwd_exec * 1e-6, train_exec * 1e-6);
     const char *ts = threads == 1 ? "" : "s";
     printf("  train %d thread%s: %.1f img/s (best step %.1f), %.1f GFLOP/s, CPU busy %.0f%% (%.1f CPU ms/step)\n",

@@ -103,6 +103,9 @@ typedef struct {
     int training;            /* dropout active when training and cfg.dropout > 0 */
     int forward_only;        /* forward skips what only backward reads (GELU's slope);
                               * evaluation sets it; then do not call mf_model_backward */
+    int full_attention;      /* with CLS pooling the head reads only the CLS row of the
+                              * last block, so forward computes only that row's attention;
+                              * set this for every row (mf_model_attention_maps) */
     uint64_t dropout_seed;   /* set per step by the trainer */
     /* Forward/backward state for up to batch_capacity images. */
     int batch_capacity;
@@ -132,7 +135,9 @@ int mf_argmax(const float *x, int n);
 void mf_model_backward(mf_model *m);
 void mf_model_zero_grad(mf_model *m);
 /* Mean attention weights (T1 x T1 per layer, averaged over heads) of image b
- * of the last forward; out holds L * T1 * T1 floats. */
+ * of the last forward; out holds L * T1 * T1 floats. The forward needs
+ * full_attention set: otherwise, with CLS pooling, the last layer's map
+ * holds only its first row (the CLS token's). */
 void mf_model_attention_maps(const mf_model *m, int b, float *out);
 
 /* AdamW as PyTorch computes it: p *= 1 - lr*wd (decayed tensors only), then
