@@ -601,8 +601,7 @@ void dropout_apply_at(float *x, size_t first, size_t n, float p, uint64_t seed)
     float scale = 1.0f / (1.0f - p);
     /* keep when the hash's top 24 bits, as a fraction, are >= p */
     uint32_t threshold = (uint32_t)(p * 16777216.0f);
-    int fork = mf_fork_worth(n);
-#pragma omp parallel for schedule(static) if (fork)
+#pragma omp parallel for schedule(static) if (mf_fork_worth(n))
     for (size_t i = 0; i < n; i++) {
         uint32_t r = (uint32_t)(mf_hash2(seed, first + i) >> 40);
         x[i] = r >= threshold ? x[i] * scale : 0.0f;
