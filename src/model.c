@@ -350,7 +350,7 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, si
 }
 
 /* Floats of one block's parameters (the same for every block: they lie one
- * after another), and where block l's begin. */
+ * after another from blocks.0.norm1.weight). */
 static size_t block_numel(const mf_model *m)
 {
     char name[64];
@@ -361,10 +361,6 @@ static size_t block_numel(const mf_model *m)
     return next->offset - first->offset;
 }
 
-static size_t block_offset(const mf_model *m, int l)
-{
-    return mf_model_find_tensor(m, "blocks.0.norm1.weight")->offset + (size_t)l * block_numel(m);
-}
 
 /* One chunk's slice of gpart: the block's gradients, then dL/dW if needed. */
 static size_t block_grad_floats(const mf_model *m)
@@ -396,6 +392,8 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     ar.base = a->memory;
     ar.used = 0;
     carve(a, &ar, &m->cfg, B, stride);
+    a->block_numel = block_numel(m);
+    a->block0 = mf_model_find_tensor(m, "blocks.0.norm1.weight")->offset;
     a->capacity = B;
     m->acts = a;
     m->batch_capacity = B;
@@ -855,7 +853,7 @@ static void branch_dropout(const mf_model *m, float *keep, const float *dx, int 
 /* Views of block l's gradients moved into one chunk's slice of gpart. */
 static mf_block_params partial_views(const mf_model *m, int l, float *slice)
 {
-    const float *start = m->grads + block_offset(m, l);
+    const float *start = m->grads + m->acts->block0 + (size_t)l * m->acts->block_numel;
     mf_block_params v = m->g.blocks[l];
 #define MOVE(field) v.field = v.field ? slice + (v.field - start) : NULL
     MOVE(norm1_w), MOVE(norm1_b), MOVE(q_w), MOVE(q_b), MOVE(k_w), MOVE(k_b), MOVE(qk_w);
@@ -920,7 +918,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     const mf_block_params *p = &m->p.blocks[l];
     memset(slice, 0, A->gpart_stride * sizeof(float));
     mf_block_params g = partial_views(m, l, slice);
-    s.dw_full = slice + block_numel(m); /* symmetric and Cholesky only */
+    s.dw_full = slice + A->block_numel; /* symmetric and Cholesky only */
     float *in = bg->in + first, *mid = bg->mid + first, *out = bg->out + first;
     if (cls_only_mlp(c, l)) {
         cls_mlp_backward(m, l, b0, nb, in, mid, &g, &s);
@@ -960,12 +958,12 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
 static void block_params_reduce(mf_model *m, int l, int chunks, int part, int parts)
 {
     mf_activations *A = m->acts;
-    size_t numel = block_numel(m), stride = A->gpart_stride;
+    size_t numel = A->block_numel, stride = A->gpart_stride;
     int tril = m->cfg.qk == MF_QK_SYMMETRIC || m->cfg.qk == MF_QK_CHOLESKY;
     size_t total = numel + (tril ? (size_t)m->cfg.dim * m->cfg.dim : 0);
     size_t units = (total + 15) / 16, j0 = units * part / parts * 16, j1 = units * (part + 1) / parts * 16;
     if (j1 > total) j1 = total;
-    float *g = m->grads + block_offset(m, l);
+    float *g = m->grads + A->block0 + (size_t)l * numel;
     double t0 = mf_prof_begin();
     for (size_t j = j0; j < j1; j++) {
         float sum = A->gpart[j];

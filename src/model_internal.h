@@ -27,7 +27,7 @@ typedef struct {
     float *x_mid;                        /* (M,N) after the attention residual; with an MLP */
     float *ln2, *ln2_mean, *ln2_rstd;    /* (M,N), (M), (M) */
     float *gelu_slope, *gelu;            /* (M,F): fc1's output, which forward turns into
-                                          * GELU' there when training; GELU(fc1's output) */
+                                          * GELU' there (unless forward_only); GELU(fc1's output) */
 } mf_layer_acts;
 
 /* Gradient scratch reused by every block in backward. */
@@ -70,6 +70,7 @@ struct mf_activations {
      * chunk order. */
     float *gpart;
     size_t gpart_stride;
+    size_t block_numel, block0; /* one block's parameter floats; where block 0's begin */
 };
 
 /* The functions of each query/key variant. forward fills a->q (and a->k) and
