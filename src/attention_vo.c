@@ -1,6 +1,6 @@
 /* Value/output variants: each turns the attention weights A and h = LN1(x)
- * into the branch output (M,N; only the query rows when d->Q = 1), and back. Work is split across images, each
- * writing only its own rows. */
+ * into the branch output (M,N; only the query rows when d->Q = 1), and back.
+ * Work is split across images, each writing only its own rows. */
 #include <string.h>
 
 #include "gemm.h"

@@ -730,9 +730,11 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
         norm_target ln2 = {a.ln2, a.ln2_mean, a.ln2_rstd, p->norm2_w, p->norm2_b};
         residual_forward(m, a.x_mid, a.x, branch, NULL, 1 + 2 * l, &ln2, rows, first);
         /* fc1's and fc2's biases are added by the passes after their products. */
-        MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(a.gelu_slope, a.ln2, p->fc1_w, NULL, rows, N, F));
+        MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD,
+                linear_forward(a.gelu_slope, a.ln2, p->fc1_w, NULL, rows, N, F));
         MF_PROF(MF_PROF_GELU, MF_PROF_FORWARD,
-                bias_gelu_forward(a.gelu, m->forward_only ? NULL : a.gelu_slope, a.gelu_slope, p->fc1_b, rows, F));
+                bias_gelu_forward(a.gelu, m->forward_only ? NULL : a.gelu_slope, a.gelu_slope,
+                                  p->fc1_b, rows, F));
         MF_PROF(MF_PROF_MLP_LINEAR, MF_PROF_FORWARD, linear_forward(branch, a.gelu, p->fc2_w, NULL, rows, F, N));
         residual_forward(m, next, a.x_mid, branch, p->fc2_b, 2 + 2 * l, &after, rows, first);
     }

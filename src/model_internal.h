@@ -79,9 +79,9 @@ struct mf_activations {
  * of d only, so a, s and d may describe a slice of the batch (a thread's
  * share): they touch nothing shared. backward_params then adds the
  * parameter gradients of those images into g, summed in a fixed order (the
- * model sums the slices' gradients in slice order). The symmetric and Cholesky forms also build W from qk_tril
- * once per forward (prepare) and map dL/dW back to qk_tril once per backward
- * (params_finish). */
+ * model sums the slices' gradients in slice order). The symmetric and
+ * Cholesky forms also build W from qk_tril once per forward (prepare) and
+ * map dL/dW back to qk_tril once per backward (params_finish). */
 void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
 void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_block_params *p, const mf_attn_dims *d);

@@ -323,7 +323,8 @@ void layernorm_backward_params(float *dw, float *db, const float *dy, const floa
 {
     int blocks = (N + 15) / 16;
 #pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)M * N))
-    for (int blk = 0; blk < blocks; blk++) layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
+    for (int blk = 0; blk < blocks; blk++)
+        layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
 }
 
 #define INV_SQRT2 0.70710678118654752440f

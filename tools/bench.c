@@ -368,7 +368,8 @@ static int run_workload(const workload *w, const bench_opts *o)
                "\"peak_rss_mib\":%.1f,\"cpu_util\":%.3f,\"cpu_util_1t\":%.3f}\n",
                w->name, w->batch, threads, o->steps, real ? "real" : "random", wait ? wait : "",
                r2.train_ips, r2.train_best_ips, r2.eval_ips, r1.train_ips, r1.eval_ips, fwd * 1e-6,
-               train_flops * 1e-6, train_exec * 1e-6, gflops, peak, peak1, gflops / peak, rss, r2.cpu_util, r1.cpu_util);
+               train_flops * 1e-6, train_exec * 1e-6, gflops, peak, peak1, gflops / peak, rss,
+               r2.cpu_util, r1.cpu_util);
     fflush(stdout);
     mf_model_free(&m);
     mf_dataset_free(&ds);
