@@ -153,6 +153,14 @@ void linear_backward_params_part(float *dw, float *db, const float *dy, const fl
  * which stalled store-to-load forwarding on every row (LayerNorm at N = 64
  * spent about 160 cycles per row). */
 _Static_assert(LANES == 16, "lanes_total is written out for 16 lanes");
+
+/* LANES floats as one GCC/Clang vector (a zmm with AVX-512, two ymm with
+ * AVX2): lane k does what iteration k of a loop over LANES would, in the
+ * same order (no contraction into FMAs under -std=c11). */
+typedef float lanes_v __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline void load_lanes(lanes_v *v, const float *p) { memcpy(v, p, sizeof *v); }
+
 static inline float lanes_total(const float acc[LANES])
 {
     float h[8], q[4];
@@ -231,14 +239,20 @@ void residual_layernorm_forward(float *x_out, float *y, float *mean, float *rstd
 static inline void layernorm_backward_row(float *dxr, const float *dxin, const float *dyr,
                                           const float *xr, float mu, float rs, const float *w, int N)
 {
-    float ag[LANES] = {0}, agx[LANES] = {0};
+    /* In vectors of LANES: written as loops over k, GCC vectorized the loop
+     * over j instead, which never runs at N = 64, and left this scalar. */
+    lanes_v vg = {0}, vgx = {0};
     int j = 0;
-    for (; j + LANES <= N; j += LANES)
-        for (int k = 0; k < LANES; k++) {
-            float g = dyr[j + k] * w[j + k];
-            ag[k] += g;
-            agx[k] += g * (xr[j + k] - mu) * rs;
-        }
+    for (; j + LANES <= N; j += LANES) {
+        lanes_v dy, wv, x;
+        load_lanes(&dy, dyr + j), load_lanes(&wv, w + j), load_lanes(&x, xr + j);
+        lanes_v g = dy * wv;
+        vg += g;
+        vgx += g * (x - mu) * rs;
+    }
+    float ag[LANES], agx[LANES];
+    memcpy(ag, &vg, sizeof ag);
+    memcpy(agx, &vgx, sizeof agx);
     for (int k = 0; j + k < N; k++) {
         float g = dyr[j + k] * w[j + k];
         ag[k] += g;
