@@ -90,7 +90,11 @@ static void column_sums_blocks(float *db, const float *dy, size_t ld, int M, int
 static void column_sums_accumulate(float *db, const float *dy, size_t ld, int M, int n)
 {
     int blocks = (n + 15) / 16;
-#pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)M * n))
+    if (!mf_fork_worth((size_t)M * n)) {
+        column_sums_blocks(db, dy, ld, M, n, 0, blocks);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++) column_sums_blocks(db, dy, ld, M, n, blk, blk + 1);
 }
 
@@ -342,7 +346,11 @@ void layernorm_backward_params(float *dw, float *db, const float *dy, const floa
                                const float *mean, const float *rstd, int M, int N)
 {
     int blocks = (N + 15) / 16;
-#pragma omp parallel for schedule(static) if (mf_fork_worth((size_t)M * N))
+    if (!mf_fork_worth((size_t)M * N)) {
+        layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, 0, blocks);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int blk = 0; blk < blocks; blk++)
         layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
 }
@@ -611,20 +619,32 @@ void cross_entropy_backward(float *dlogits, const float *probs, const int *label
 
 void add_inplace(float *x, const float *y, size_t n)
 {
-#pragma omp parallel for schedule(static) if (mf_fork_worth(n))
+    if (!mf_fork_worth(n)) {
+        for (size_t i = 0; i < n; i++) x[i] += y[i];
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 void dropout_apply(float *x, size_t n, float p, uint64_t seed) { dropout_apply_at(x, 0, n, p, seed); }
 
+/* Keep x[i] when the top 24 bits of the hash of its place, first + i, as a
+ * fraction, are >= p. */
+static inline float dropout_one(float v, size_t place, float scale, uint32_t threshold, uint64_t seed)
+{
+    uint32_t r = (uint32_t)(mf_hash2(seed, place) >> 40);
+    return r >= threshold ? v * scale : 0.0f;
+}
+
 void dropout_apply_at(float *x, size_t first, size_t n, float p, uint64_t seed)
 {
     float scale = 1.0f / (1.0f - p);
-    /* keep when the hash's top 24 bits, as a fraction, are >= p */
     uint32_t threshold = (uint32_t)(p * 16777216.0f);
-#pragma omp parallel for schedule(static) if (mf_fork_worth(n))
-    for (size_t i = 0; i < n; i++) {
-        uint32_t r = (uint32_t)(mf_hash2(seed, first + i) >> 40);
-        x[i] = r >= threshold ? x[i] * scale : 0.0f;
+    if (!mf_fork_worth(n)) {
+        for (size_t i = 0; i < n; i++) x[i] = dropout_one(x[i], first + i, scale, threshold, seed);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = dropout_one(x[i], first + i, scale, threshold, seed);
 }
