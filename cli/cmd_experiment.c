@@ -37,9 +37,9 @@ static const char *help_tail =
     "                     split (default 5000)\n"
     "  --no-augment       no training augmentation\n"
     "  --threads T        threads (default: all cores)\n\n"
-    "Without --lr or --tune-lr a run uses 1e-2 when it has no W_v/W_o (--vo none)\n"
-    "and 1e-3 otherwise. SIGINT or SIGTERM saves the current run and stops the grid\n"
-    "with status 130 or 143; rerun the command to resume.\n";
+    "Without --lr or --tune-lr a run uses 2e-2 when it has no W_v/W_o (--vo none)\n"
+    "and 4e-3 otherwise, as train does. SIGINT or SIGTERM saves the current run and\n"
+    "stops the grid with status 130 or 143; rerun the command to resume.\n";
 
 enum {
     OPT_EPOCHS = 1, OPT_OUT, OPT_DATA, OPT_THREADS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_SEED,

@@ -102,12 +102,6 @@ mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_e
     return mf_config_validate(cfg, err);
 }
 
-/* The same rule as `train` (mf_default_lr): measured on MNIST in docs/model.md. */
-float mf_experiment_default_lr(const mf_experiment_spec *s)
-{
-    return s->vo == MF_VO_NONE ? 2e-2f : 4e-3f;
-}
-
 void mf_experiment_opts_default(mf_experiment_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -528,7 +522,7 @@ mf_status mf_experiment_run(const mf_experiment_opts *o, const mf_experiment_spe
         message(hooks, "%s: resuming at epoch %d, step %ld (lr %g)", res->name, ts.epoch + 1, ts.step,
                 (double)to.lr);
     } else {
-        float lr = o->lr > 0 ? o->lr : mf_experiment_default_lr(spec);
+        float lr = o->lr > 0 ? o->lr : mf_default_lr(&cfg); /* the rule `train` uses */
         if (o->lr <= 0 && o->tune_lr) {
             char *text;
             mf_json root;

@@ -47,10 +47,6 @@ const mf_experiment_grid *mf_experiment_grids(int *count);
 void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size);
 /* The spec's full model configuration. */
 mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err);
-/* The learning rate a run uses without --tune-lr or --lr: 1e-2 when the
- * output is a convex combination of the inputs (--vo none), whose updates
- * are small, else 1e-3 (docs/RESULTS.md). */
-float mf_experiment_default_lr(const mf_experiment_spec *s);
 /* The candidates --tune-lr tries. */
 #define MF_EXPERIMENT_TUNE_LRS {1e-3f, 3e-3f, 1e-2f}
 #define MF_EXPERIMENT_TUNE_COUNT 3
