@@ -21,7 +21,7 @@ int cli_parse_float(const char *cmd, const char *opt, const char *arg, double mi
                     float *out);
 int cli_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t *out);
 
-/* Model flags shared by train, params and experiment. Unset fields are -1 / NULL. */
+/* Model flags shared by train and params. Unset fields are -1 / NULL. */
 typedef struct {
     const char *preset, *qk, *vo, *pool;
     int dim, layers, heads, mlp, patch;

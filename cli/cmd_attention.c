@@ -9,7 +9,7 @@
 #include "minformer/figures.h"
 
 static const char *help =
-    "Usage: minformer attention --checkpoint PATH --index I [--out FILE.png] [options]\n\n"
+    "Usage: minformer attention --checkpoint PATH [--index I] [--out FILE.png] [options]\n\n"
     "Draws test image I, then for every layer the CLS token's attention over the\n"
     "patches (averaged over heads) as a heat map at the image's resolution over the\n"
     "faded image, then the attention rollout across layers (Abnar & Zuidema 2020):\n"

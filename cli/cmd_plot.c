@@ -14,7 +14,8 @@ static const char *help =
     "  --out FILE.png     the picture to write (required)\n"
     "  --width W          pixels (default 1200)\n"
     "  --height H         pixels (default 800)\n"
-    "  --title TEXT       title (default \"loss per epoch\")\n"
+    "  --title TEXT       title (default \"loss per epoch\", with --accuracy\n"
+    "                     \"accuracy per epoch\")\n"
     "  --accuracy         accuracy in % instead of loss\n";
 
 enum { OPT_OUT = 1, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };

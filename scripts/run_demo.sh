@@ -9,7 +9,7 @@
 #   MINFORMER_DEMO_OUT=DIR    output directory (default runs/quick)
 #   MINFORMER_DEMO_ARGS=...   extra experiment options, e.g. "--epochs 1 --limit-train 5000"
 #                             (with another budget, use another MINFORMER_DEMO_OUT)
-# On a machine shared with other busy programs, export OMP_WAIT_POLICY=passive.
+# minformer sets OMP_WAIT_POLICY=passive for itself unless the variable is set.
 set -eu
 cd "$(dirname "$0")/.."
 DATA=${MINFORMER_DATA:-./data}

@@ -124,14 +124,6 @@ void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scrat
 
 /* ---- single-head bilinear forms: S = scale u h^T with u = h W^T (+ b) ---- */
 
-static void bilinear_scores_forward(mf_layer_acts *a, const mf_attn_dims *d)
-{
-    /* the scores of one head with q = u, k = h */
-    double t0 = mf_prof_begin();
-    FOR_EACH(d->B, d, scores_forward_head(a->att, a->q, a->ln1, d, i_));
-    mf_prof_end(SCORES, FWD, t0);
-}
-
 static void bilinear_backward_image(mf_grad_scratch *s, const mf_layer_acts *a,
                                     const mf_attn_dims *d, int b)
 {
@@ -155,7 +147,7 @@ void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, 
 {
     MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N,
                                              d->N, query_step(d)));
-    bilinear_scores_forward(a, d);
+    scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
 void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
@@ -182,7 +174,7 @@ static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
     MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N,
                                              query_step(d)));
-    bilinear_scores_forward(a, d);
+    scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
 /* dh += du W for the images of d. */

@@ -364,11 +364,8 @@ static int read_json_file(const char *path, char **text, mf_json *root)
     return 0;
 }
 
-static double jnum(const mf_json *o, const char *key)
-{
-    const mf_json *v = mf_json_get(o, key);
-    return v && v->type == MF_JSON_NUMBER ? v->u.number.value : NAN;
-}
+/* A number member, NaN when missing. */
+static double jnum(const mf_json *o, const char *key) { return mf_json_number(o, key, NAN); }
 
 static mf_status read_result(const char *path, mf_experiment_result *r, mf_error *err)
 {

@@ -11,18 +11,6 @@
 
 /* ---- training logs ------------------------------------------------------- */
 
-static float json_float(const mf_json *obj, const char *key)
-{
-    const mf_json *v = mf_json_get(obj, key);
-    return v && v->type == MF_JSON_NUMBER ? (float)v->u.number.value : NAN;
-}
-
-static double json_double(const mf_json *obj, const char *key, double missing)
-{
-    const mf_json *v = mf_json_get(obj, key);
-    return v && v->type == MF_JSON_NUMBER ? v->u.number.value : missing;
-}
-
 static int by_epoch(const void *a, const void *b)
 {
     const mf_log_epoch *x = a, *y = b;
@@ -76,15 +64,15 @@ mf_status mf_training_log_read(const char *path, mf_training_log *log, mf_error 
         }
         mf_log_epoch e;
         e.epoch = (int)epoch;
-        e.lr = json_float(&root, "lr");
-        e.train_loss = json_float(&root, "train_loss");
-        e.train_acc = json_float(&root, "train_acc");
-        e.test_loss = json_float(&root, "test_loss");
-        e.test_acc = json_float(&root, "test_acc");
-        e.seconds = json_double(&root, "seconds", NAN);
-        e.images_per_second = json_double(&root, "images_per_second", NAN);
-        e.train_seconds = json_double(&root, "train_seconds", NAN);
-        e.images = (long)json_double(&root, "images", 0);
+        e.lr = (float)mf_json_number(&root, "lr", NAN);
+        e.train_loss = (float)mf_json_number(&root, "train_loss", NAN);
+        e.train_acc = (float)mf_json_number(&root, "train_acc", NAN);
+        e.test_loss = (float)mf_json_number(&root, "test_loss", NAN);
+        e.test_acc = (float)mf_json_number(&root, "test_acc", NAN);
+        e.seconds = mf_json_number(&root, "seconds", NAN);
+        e.images_per_second = mf_json_number(&root, "images_per_second", NAN);
+        e.train_seconds = mf_json_number(&root, "train_seconds", NAN);
+        e.images = (long)mf_json_number(&root, "images", 0);
         mf_json_free(&root);
         int slot = log->count;
         for (int i = 0; i < log->count; i++)
@@ -201,28 +189,22 @@ mf_status mf_figure_curves(const char *path, int width, int height, const char *
     {
         int x0 = width - legend_w + 4, y = 60;
         mf_rgb ink = MF_RGB(30, 30, 30), grey = MF_RGB(90, 90, 90);
-        for (int i = 0; i <= n + 1; i++, y += row_h) {
-            if (i == n) continue; /* a blank row before the style key */
-            int key = i > n;
-            mf_rgb color = i < n ? mf_palette(i) : grey;
-            double ly = y + 6 * scale;
-            double xs[2] = {x0, x0 + sample}, ys[2] = {ly, ly};
-            mf_line_style style = i < n ? MF_LINE_SOLID : MF_LINE_SOLID;
-            const char *text = i < n ? (labels && labels[i] ? labels[i] : "") : "(solid) training";
-            if (key) {
-                mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, MF_LINE_SOLID, color);
-                mf_draw_text(&cv, x0 + sample + 12, y, text, scale, ink);
-                y += row_h;
-                ly += row_h;
-                ys[0] = ys[1] = ly;
-                style = MF_LINE_DASHED;
-                text = "(dashed) test = validation";
-                color = grey;
-            }
-            mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, style, color);
-            if (i < n && run_marker(i, 0) != MF_MARKER_NONE)
-                mf_draw_marker(&cv, x0 + sample / 2.0, ly, 4.0 * scale + 3.0, run_marker(i, 0), color);
-            mf_draw_text(&cv, x0 + sample + 12, y, text, scale, ink);
+        double xs[2] = {x0, x0 + sample};
+        for (int i = 0; i < n; i++, y += row_h) { /* one row per run */
+            double ly = y + 6 * scale, ys[2] = {ly, ly};
+            mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, MF_LINE_SOLID, mf_palette(i));
+            if (run_marker(i, 0) != MF_MARKER_NONE)
+                mf_draw_marker(&cv, x0 + sample / 2.0, ly, 4.0 * scale + 3.0, run_marker(i, 0),
+                               mf_palette(i));
+            mf_draw_text(&cv, x0 + sample + 12, y, labels && labels[i] ? labels[i] : "", scale, ink);
+        }
+        y += row_h; /* a blank row, then the style key */
+        static const char *const keys[2] = {"(solid) training", "(dashed) test = validation"};
+        const mf_line_style styles[2] = {MF_LINE_SOLID, MF_LINE_DASHED};
+        for (int k = 0; k < 2; k++, y += row_h) {
+            double ly = y + 6 * scale, ys[2] = {ly, ly};
+            mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, styles[k], grey);
+            mf_draw_text(&cv, x0 + sample + 12, y, keys[k], scale, ink);
         }
     }
     st = mf_png_write(path, &cv, err);

@@ -372,6 +372,12 @@ const mf_json *mf_json_get(const mf_json *obj, const char *key)
     return NULL;
 }
 
+double mf_json_number(const mf_json *obj, const char *key, double missing)
+{
+    const mf_json *v = mf_json_get(obj, key);
+    return v && v->type == MF_JSON_NUMBER ? v->u.number.value : missing;
+}
+
 int mf_json_u64(const mf_json *v, uint64_t *out)
 {
     if (!v || v->type != MF_JSON_NUMBER) return 0;

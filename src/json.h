@@ -47,6 +47,8 @@ void mf_json_free(mf_json *root);
 
 /* The member named key of an object, or NULL. */
 const mf_json *mf_json_get(const mf_json *obj, const char *key);
+/* The value of the number member named key, or missing when there is none. */
+double mf_json_number(const mf_json *obj, const char *key, double missing);
 /* A number written as a plain non-negative integer (no sign, fraction or
  * exponent) that fits in 64 bits: 1 and *out set, else 0. */
 int mf_json_u64(const mf_json *v, uint64_t *out);

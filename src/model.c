@@ -362,12 +362,12 @@ static size_t block_numel(const mf_model *m)
 }
 
 
-/* One chunk's slice of gpart: the block's gradients, then dL/dW if needed. */
-static size_t block_grad_floats(const mf_model *m)
+/* What one chunk's slice of gpart holds: the block's gradients (numel
+ * floats), then dL/dW (N,N) for the symmetric and Cholesky forms. */
+static size_t block_grad_floats(const mf_config *c, size_t numel)
 {
-    int tril = m->cfg.qk == MF_QK_SYMMETRIC || m->cfg.qk == MF_QK_CHOLESKY;
-    size_t n = block_numel(m) + (tril ? (size_t)m->cfg.dim * m->cfg.dim : 0);
-    return (n + 15) & ~(size_t)15;
+    int tril = c->qk == MF_QK_SYMMETRIC || c->qk == MF_QK_CHOLESKY;
+    return numel + (tril ? (size_t)c->dim * c->dim : 0);
 }
 
 mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
@@ -381,7 +381,8 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     a->layers = mf_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
     a->labels = mf_alloc((size_t)B * sizeof(int));
     arena ar = {NULL, 0};
-    size_t stride = block_grad_floats(m);
+    size_t numel = block_numel(m);
+    size_t stride = (block_grad_floats(&m->cfg, numel) + 15) & ~(size_t)15; /* 64-byte slices */
     if (a->layers) carve(a, &ar, &m->cfg, B, stride);
     a->memory = a->layers ? mf_alloc(ar.used * sizeof(float)) : NULL;
     if (!a->memory || !a->labels) {
@@ -392,7 +393,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     ar.base = a->memory;
     ar.used = 0;
     carve(a, &ar, &m->cfg, B, stride);
-    a->block_numel = block_numel(m);
+    a->block_numel = numel;
     a->block0 = mf_model_find_tensor(m, "blocks.0.norm1.weight")->offset;
     a->capacity = B;
     m->acts = a;
@@ -414,11 +415,12 @@ const float *mf_model_logits(const mf_model *m) { return m->acts ? m->acts->logi
 /* The forward pass and the input-gradient half of the backward pass touch
  * only the rows of their own images, so each thread runs its share of the
  * images through whole blocks with no barrier between ops: one parallel
- * region for the forward pass, two per block for the backward pass (the
- * gradients of the parameters sum over all images, split among the threads
- * by columns). Every element is computed by the same operations in the same
- * order whatever the share (mf_gemm's contract: an element depends only on
- * its row, its column and K), so results do not depend on the thread count.
+ * region for the forward pass, one per block for the backward pass (whose
+ * parameter gradients are summed per fixed chunk of images, then over the
+ * chunks in order: backward_chunks). Every element is computed by the same
+ * operations in the same order whatever the share (mf_gemm's contract: an
+ * element depends only on its row, its column and K), so results do not
+ * depend on the thread count.
  * A share goes through in chunks of about CHUNK_ROWS token rows: the chunk's
  * activations stay in cache from one op to the next, and the products stay
  * tall enough for the GEMM (measured on MNIST and CIFAR-10, one thread: 768
@@ -832,8 +834,7 @@ static void attention_backward_params(mf_block_params *g, const mf_grad_scratch 
 
 /* The gradients around block l in backward: of its output (in), of the
  * residual stream between its attention and MLP branches (mid), of its input
- * (out), and those reaching its two branches, which the parameter gradients
- * read after every image's input gradients are done. Without dropout a
+ * (out), and those reaching its two branches. Without dropout a
  * branch's gradient is the residual stream's (in for the MLP, mid for the
  * attention); with dropout, a masked copy. in, mid and out rotate through
  * three (M,N) arrays, so none is copied. */
@@ -961,8 +962,7 @@ static void block_params_reduce(mf_model *m, int l, int chunks, int part, int pa
 {
     mf_activations *A = m->acts;
     size_t numel = A->block_numel, stride = A->gpart_stride;
-    int tril = m->cfg.qk == MF_QK_SYMMETRIC || m->cfg.qk == MF_QK_CHOLESKY;
-    size_t total = numel + (tril ? (size_t)m->cfg.dim * m->cfg.dim : 0);
+    size_t total = block_grad_floats(&m->cfg, numel);
     size_t units = (total + 15) / 16, j0 = units * part / parts * 16, j1 = units * (part + 1) / parts * 16;
     if (j1 > total) j1 = total;
     float *g = m->grads + A->block0 + (size_t)l * numel;
