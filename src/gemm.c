@@ -11,7 +11,7 @@
  *
  * Why every thread count gives the same bits: for each element,
  *   chunk 0:  C = beta * C + alpha * acc_0   (alpha * acc_0 when beta == 0)
- *   chunk c:  C = C + alpha * acc_c          (one fused multiply-add)
+ *   chunk c:  C = C + alpha * acc_c          (one fused multiply-add where the target has FMA)
  * where acc_c = fma(a_k, b_k, acc) for k in increasing order from 0.0f,
  * whatever tile, edge case, block or thread the element falls in. Threads
  * split the rows (or, for short wide C, the columns) of C, never k, and

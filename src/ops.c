@@ -173,7 +173,7 @@ static inline float lanes_total(const float acc[LANES])
     return (q[0] + q[2]) + (q[1] + q[3]);
 }
 
-/* One row of LayerNorm: y = (x - mean) * rstd * w + b; y holds x - mean on the way. */
+/* One row of LayerNorm: y = (x - mean) * rstd * w + b. */
 static inline void layernorm_row(float *yr, float *mean, float *rstd, const float *xr,
                                  const float *w, const float *b, int N)
 {
@@ -549,8 +549,8 @@ static inline float row_dot(const float *a, const float *b, int n)
     return lanes_total(acc);
 }
 
-/* Largest of r[0..n) (NaN is never chosen, except a leading one on short
- * rows). LANES running maxima on long rows: one running maximum is a chain
+/* Largest of r[0..n) for rows without NaN (with one, softmax's row is NaN
+ * whatever this returns). LANES running maxima on long rows: one running maximum is a chain
  * of dependent compares, which took most of softmax's time on rows of 65. */
 static inline float row_max(const float *r, int n)
 {
@@ -615,16 +615,6 @@ void cross_entropy_backward(float *dlogits, const float *probs, const int *label
         for (int k = 0; k < K; k++)
             dlogits[(size_t)b * K + k] =
                 (probs[(size_t)b * K + k] - (k == labels[b] ? 1.0f : 0.0f)) * inv;
-}
-
-void add_inplace(float *x, const float *y, size_t n)
-{
-    if (!mf_fork_worth(n)) {
-        for (size_t i = 0; i < n; i++) x[i] += y[i];
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 void dropout_apply(float *x, size_t n, float p, uint64_t seed) { dropout_apply_at(x, 0, n, p, seed); }

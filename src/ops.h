@@ -92,8 +92,6 @@ float cross_entropy_forward(float *probs, const float *logits, const int *labels
 /* dlogits = (probs - onehot) / B. */
 void cross_entropy_backward(float *dlogits, const float *probs, const int *labels, int B, int K);
 
-/* x += y, elementwise. */
-void add_inplace(float *x, const float *y, size_t n);
 /* Inverted dropout with p in (0,1): x[i] *= keep(i) / (1-p), where keep is a
  * hash of (seed, i): the mask is recomputed in backward, never stored, and
  * does not depend on the thread count. */

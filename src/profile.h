@@ -2,7 +2,7 @@
  * the library; tools/bench.c prints it). Off unless the environment variable
  * MINFORMER_PROFILE is set to a non-zero value or mf_profile_enable(1) is
  * called; when off, each probe costs one predictable branch and no clock read.
- * MINFORMER_PROFILE=cpu (mf_profile_enable(2)) measures the process's CPU
+ * MINFORMER_PROFILE=cpu (mf_profile_enable(2)) measures the recording thread's CPU
  * time instead of wall time: with one thread on a busy machine, that leaves
  * out the time spent waiting for a core.
  *

@@ -159,7 +159,7 @@ static void test_thread_count_invariance(void)
         {0, 1, 4352, 64, 48},  {0, 1, 1100, 256, 256}, {0, 0, 1100, 48, 64},
         {0, 0, 400, 64, 300}, /* B packed with 1 thread, read in place with 2 */
         {1, 0, 64, 64, 4352}, {1, 0, 256, 96, 3000},  {1, 0, 64, 256, 1000},
-        {0, 0, 5, 700, 300},  {1, 1, 13, 130, 520}, /* these three split columns (3 threads) */
+        {0, 0, 5, 700, 300},  {1, 1, 13, 130, 1040}, /* these three split columns (3 threads) */
     };
     mf_rng rng;
     mf_rng_seed(&rng, 11);
