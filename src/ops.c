@@ -312,19 +312,8 @@ static void layernorm_params_blocks(float *dw, float *db, const float *dy, const
 void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *mean, const float *rstd, const float *w, int M, int N)
 {
-    int blocks = (N + 15) / 16;
-    /* One team for both loops: the second waits for the first at the barrier
-     * between them instead of paying for a second fork. */
-#pragma omp parallel if (mf_fork_worth((size_t)M * N))
-    {
-#pragma omp for schedule(static)
-        for (int i = 0; i < M; i++)
-            layernorm_backward_row(dx + (size_t)i * N, dx + (size_t)i * N, dy + (size_t)i * N,
-                                   x + (size_t)i * N, mean[i], rstd[i], w, N);
-#pragma omp for schedule(static)
-        for (int blk = 0; blk < blocks; blk++)
-            layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
-    }
+    layernorm_backward_input(dx, dx, dy, x, mean, rstd, w, M, N);
+    layernorm_backward_params(dw, db, dy, x, mean, rstd, M, N);
 }
 
 void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, const float *x,

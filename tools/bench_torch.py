@@ -7,7 +7,7 @@ scripts/bench.sh prints.
 
 The model is tools/torch_reference.py's MinFormer (the same nn.Module the
 parity tests are generated from), in its default initialization; the
-optimizer is torch.optim.AdamW with the C library's defaults (lr 1e-3,
+optimizer is torch.optim.AdamW with the C library's defaults (lr 4e-3,
 betas (0.9, 0.999), eps 1e-8, weight decay 0.05 on weight matrices only);
 the batch is the C benchmark's. Each training step is zero_grad, forward,
 cross-entropy, backward, step, on one of a few batches of random normalized
@@ -65,7 +65,7 @@ def run(name, steps, warmup, eval_images, threads):
     opt = torch.optim.AdamW(
         [{"params": [t for n_, t in params if decays(n_)], "weight_decay": 0.05},
          {"params": [t for n_, t in params if not decays(n_)], "weight_decay": 0.0}],
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        lr=4e-3, betas=(0.9, 0.999), eps=1e-8)
     gen = torch.Generator().manual_seed(2)
     batches = [(torch.randn(batch, c, s, s, generator=gen),
                 torch.randint(0, 10, (batch,), generator=gen)) for _ in range(4)]
