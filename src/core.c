@@ -2,12 +2,16 @@
 #define _POSIX_C_SOURCE 200809L
 #include "minformer/core.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -135,6 +139,40 @@ int mf_get_threads(void)
 #else
     return 1;
 #endif
+}
+
+int mf_open_regular(const char *path, uint64_t max_bytes, uint64_t *size, mf_error *err)
+{
+    if (!path || !path[0]) {
+        mf_fail(err, MF_ERR_IO, "an empty file name");
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    const char *why = NULL;
+    if (fstat(fd, &sb)) why = strerror(errno);
+    else if (S_ISDIR(sb.st_mode)) why = "is a directory";
+    else if (!S_ISREG(sb.st_mode)) why = "not a regular file (a FIFO, socket or device)";
+    else if (max_bytes && (uint64_t)sb.st_size > max_bytes) why = "larger than the limit for such a file";
+    if (!why) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)) why = strerror(errno);
+    }
+    if (why) {
+        if (max_bytes && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > max_bytes)
+            mf_fail(err, MF_ERR_IO, "%s: %llu bytes, more than the %llu accepted for such a file",
+                    path, (unsigned long long)sb.st_size, (unsigned long long)max_bytes);
+        else
+            mf_fail(err, MF_ERR_IO, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    if (size) *size = (uint64_t)sb.st_size;
+    return fd;
 }
 
 void *mf_alloc(size_t bytes)

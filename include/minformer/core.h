@@ -59,6 +59,15 @@ double mf_now_seconds(void);
 void mf_set_threads(int threads);
 int mf_get_threads(void);
 
+/* Opens path for reading, only if it is a regular file of at most max_bytes
+ * (0: no cap). It never blocks: a FIFO or a device is refused before anything
+ * waits on it (the open itself uses O_NONBLOCK, then the type is checked on
+ * the open descriptor, so a swapped file cannot slip in between). Returns the
+ * descriptor, blocking again and close-on-exec, with *size set (may be NULL);
+ * or -1 with MF_ERR_IO "PATH: reason" (missing, not a regular file, larger
+ * than the cap, or the system's reason). */
+int mf_open_regular(const char *path, uint64_t max_bytes, uint64_t *size, mf_error *err);
+
 /* Allocation aligned to 64 bytes, zero-filled; NULL on failure. */
 void *mf_alloc(size_t bytes);
 void mf_free(void *p);
