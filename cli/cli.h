@@ -15,6 +15,10 @@ int cli_report(const mf_error *err);
 /* An option getopt rejected (unknown, or missing its value); returns EXIT_USAGE. */
 int cli_bad_option(const char *cmd, char *const argv[]);
 
+/* 0 when arg is a non-empty path; else a usage error naming opt ("--out",
+ * "a checkpoint"): an empty path would mean the root or the working directory. */
+int cli_path_arg(const char *cmd, const char *opt, const char *arg);
+
 /* Strict number parsing: the whole string, within [min, max]. 0 or EXIT_USAGE. */
 int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *arg, double min, double max,

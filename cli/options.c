@@ -34,10 +34,28 @@ int cli_bad_option(const char *cmd, char *const argv[])
     return cli_usage_error(cmd, "unknown option or missing value: %s", arg);
 }
 
+/* strtol and strtoull skip leading white space and strtoull takes a sign:
+ * " -1" would become 2^64 - 1. A number here starts with a digit (or a
+ * minus sign where negatives make sense). */
+static int starts_like_number(const char *arg, int sign_ok)
+{
+    if (sign_ok && (*arg == '-' || *arg == '+')) arg++;
+    return *arg >= '0' && *arg <= '9';
+}
+
+int cli_path_arg(const char *cmd, const char *opt, const char *arg)
+{
+    if (arg && arg[0]) return 0;
+    return cli_usage_error(cmd, "%s needs a file or directory name, got an empty string", opt);
+}
+
 int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out)
 {
     char *end;
     errno = 0;
+    if (!starts_like_number(arg, 1))
+        return cli_usage_error(cmd, "--%s needs an integer in [%ld, %ld], got '%s'", opt, min, max,
+                               arg);
     long v = strtol(arg, &end, 10);
     if (errno || end == arg || *end || v < min || v > max || v < INT_MIN || v > INT_MAX)
         return cli_usage_error(cmd, "--%s needs an integer in [%ld, %ld], got '%s'", opt, min, max,
@@ -52,7 +70,7 @@ int cli_parse_float(const char *cmd, const char *opt, const char *arg, double mi
     char *end;
     errno = 0;
     double v = strtod(arg, &end);
-    if (errno || end == arg || *end || !(v >= min && v <= max))
+    if (!(starts_like_number(arg, 1) || (arg[0] == '.' && starts_like_number(arg + 1, 0))) || errno || end == arg || *end || !(v >= min && v <= max))
         return cli_usage_error(cmd, "--%s needs a number in [%g, %g], got '%s'", opt, min, max,
                                arg);
     *out = (float)v;
@@ -63,7 +81,8 @@ int cli_parse_u64(const char *cmd, const char *opt, const char *arg, uint64_t *o
 {
     char *end;
     errno = 0;
-    if (arg[0] == '-') return cli_usage_error(cmd, "--%s needs a non-negative integer", opt);
+    if (!starts_like_number(arg, 0))
+        return cli_usage_error(cmd, "--%s needs a non-negative integer, got '%s'", opt, arg);
     unsigned long long v = strtoull(arg, &end, 10);
     if (errno || end == arg || *end)
         return cli_usage_error(cmd, "--%s needs a non-negative integer, got '%s'", opt, arg);
