@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "minformer/data.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +65,12 @@ mf_augment mf_dataset_augment(mf_dataset_kind kind)
     return kind == MF_CIFAR10 ? MF_AUGMENT_CROP_FLIP : MF_AUGMENT_SHIFT;
 }
 
+/* An empty cli_dir is returned as it is, for mf_dataset_load to refuse: it
+ * must not quietly mean ./data. An empty $MINFORMER_DATA counts as unset
+ * (the usual way to clear a variable for one command). */
 const char *mf_data_dir(const char *cli_dir)
 {
-    if (cli_dir && cli_dir[0]) return cli_dir;
+    if (cli_dir) return cli_dir;
     const char *env = getenv("MINFORMER_DATA");
     if (env && env[0]) return env;
     return "./data";
@@ -93,10 +97,34 @@ void mf_dataset_limit(mf_dataset *ds, int limit_train, int limit_test)
     if (limit_test > 0 && limit_test < ds->test.count) ds->test.count = limit_test;
 }
 
-static int file_exists(const char *path)
+/* 0 when path exists, else stat's errno. */
+static int file_errno(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0;
+    return stat(path, &st) ? errno : 0;
+}
+
+/* Only a data directory that is not there at all is the usual "not fetched
+ * yet"; a file in its place, a symlink loop or a permission problem would
+ * not be fixed by fetching, so those are stated as they are. */
+static mf_status check_data_dir(const char *dir, mf_error *err)
+{
+    struct stat st;
+    if (!dir[0]) return mf_fail(err, MF_ERR_CONFIG, "the data directory is an empty string");
+    if (stat(dir, &st)) {
+        if (errno == ENOENT)
+            return mf_fail(err, MF_ERR_IO, "%s: the data directory is missing; " MISSING_HINT, dir);
+        return mf_fail(err, MF_ERR_IO, "%s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) return mf_fail(err, MF_ERR_IO, "%s: not a directory", dir);
+    return MF_OK;
+}
+
+/* A data file that stat cannot see: missing, or the system's reason. */
+static mf_status file_problem(const char *path, int e, const char *missing, mf_error *err)
+{
+    if (e == ENOENT) return mf_fail(err, MF_ERR_IO, "%s: %s; " MISSING_HINT, path, missing);
+    return mf_fail(err, MF_ERR_IO, "%s: %s", path, strerror(e));
 }
 
 static mf_status join(char *out, size_t cap, const char *dir, const char *sub, const char *file,
@@ -113,11 +141,14 @@ static mf_status idx_path(char *out, size_t cap, const char *dir, const char *su
                           const char *name, mf_error *err)
 {
     mf_status st = join(out, cap, dir, sub, name, "", err);
-    if (st || file_exists(out)) return st;
+    int e;
+    if (st || !(e = file_errno(out))) return st;
+    if (e != ENOENT) return file_problem(out, e, "", err);
     st = join(out, cap, dir, sub, name, ".gz", err);
-    if (st || file_exists(out)) return st;
+    if (st || !(e = file_errno(out))) return st;
+    if (e != ENOENT) return file_problem(out, e, "", err);
     join(out, cap, dir, sub, name, "", err);
-    return mf_fail(err, MF_ERR_IO, "%s: missing (nor is there a .gz); " MISSING_HINT, out);
+    return file_problem(out, ENOENT, "missing (nor is there a .gz)", err);
 }
 
 static mf_status load_idx_split(mf_split *s, const char *dir, const char *sub, const char *prefix,
@@ -152,8 +183,8 @@ static mf_status load_cifar_split(mf_split *s, const char *dir, int train, mf_er
             snprintf(name, sizeof name, "test_batch.bin");
         mf_status st = join(paths[i], sizeof paths[i], dir, "cifar-10-batches-bin", name, "", err);
         if (st) return st;
-        if (!file_exists(paths[i]))
-            return mf_fail(err, MF_ERR_IO, "%s: missing; " MISSING_HINT, paths[i]);
+        int e = file_errno(paths[i]);
+        if (e) return file_problem(paths[i], e, "missing", err);
         ptrs[i] = paths[i];
     }
     return mf_cifar_load(ptrs, n, s, err);
@@ -186,6 +217,8 @@ mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir,
     if (kind != MF_MNIST && kind != MF_CIFAR10 && kind != MF_FASHION_MNIST)
         return mf_fail(err, MF_ERR_CONFIG, "unknown dataset kind %d", (int)kind);
     if (!dir) dir = mf_data_dir(NULL);
+    mf_status dst = check_data_dir(dir, err);
+    if (dst) return dst;
     mf_dataset d = {.kind = kind,
                     .name = mf_dataset_name(kind),
                     .classes = 10,
