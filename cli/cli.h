@@ -19,6 +19,25 @@ int cli_bad_option(const char *cmd, char *const argv[]);
  * "a checkpoint"): an empty path would mean the root or the working directory. */
 int cli_path_arg(const char *cmd, const char *opt, const char *arg);
 
+/* What writing the file path (atomically: a temporary file renamed over it)
+ * would trip over, checked before the work: path is a directory or a device,
+ * FIFO or socket (the rename would replace it), or its directory is missing
+ * or not writable. 0, or EXIT_RUNTIME after one line naming path and the
+ * reason. what: "the collapsed model", "the picture". */
+int cli_check_output(const char *path, const char *what);
+
+/* 1 when a and b name the same file: the same string, or the same device and
+ * inode (symbolic and hard links); 0 otherwise, or when either is missing. */
+int cli_same_file(const char *a, const char *b);
+
+/* Every dataset minformer reads has 10 classes (mf_dataset.classes). */
+enum { CLI_DATASET_CLASSES = 10 };
+
+/* 0 when a model with cfg's head can be used with the classes of kind; else a
+ * usage error naming both counts (a 2-class head on MNIST would index
+ * logits with labels up to 9). */
+int cli_check_classes(const char *cmd, const mf_config *cfg, mf_dataset_kind kind);
+
 /* Strict number parsing: the whole string, within [min, max]. 0 or EXIT_USAGE. */
 int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *arg, double min, double max,

@@ -17,7 +17,8 @@ static const char *help =
     "  --checkpoint PATH  a checkpoint written by train or experiment\n"
     "  --index I          test image (0-based, default 0)\n"
     "  --out FILE.png     the picture (default attention.png)\n"
-    "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
+    "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
+    "                     empty, else ./data)\n"
     "  --dataset NAME     another dataset with the same image shape\n"
     "  --threads T        threads (default: all cores)\n";
 
@@ -40,10 +41,10 @@ int cmd_attention(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CKPT: ckpt = optarg; break;
+        case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_INDEX: rc = cli_parse_int(cmd, "index", optarg, 0, 1 << 30, &index); break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_DATA: data_dir = optarg; break;
+        case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
         case OPT_DATASET: dataset = optarg; break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
         case 'h': fputs(help, stdout); return 0;
@@ -53,6 +54,7 @@ int cmd_attention(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
+    if ((rc = cli_check_output(out, "the picture"))) return rc;
     mf_set_threads(threads);
     mf_error err;
     mf_error_clear(&err);

@@ -1,10 +1,8 @@
 /* minformer collapse: rewrites a trained single-head model with W_qk = W_k^T W_q
  * and W_vo = W_o W_v, then shows on the test set that nothing changed. */
-#define _POSIX_C_SOURCE 200809L /* lstat */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "minformer/checkpoint.h"
@@ -18,7 +16,8 @@ static const char *help =
     "(max absolute difference) and checks that every prediction is the same.\n\n"
     "  --checkpoint IN    a checkpoint written by minformer train\n"
     "  --out OUT          where to write the collapsed model\n"
-    "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
+    "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
+    "                     empty, else ./data)\n"
     "  --limit-test N     compare on the first N test images only\n"
     "  --threads T        threads (default: all cores)\n"
     "  --json             end with one JSON object\n";
@@ -42,9 +41,9 @@ int cmd_collapse(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CKPT: in_path = optarg; break;
-        case OPT_OUT: out_path = optarg; break;
-        case OPT_DATA: data_dir = optarg; break;
+        case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", in_path = optarg); break;
+        case OPT_OUT: rc = cli_path_arg(cmd, "--out", out_path = optarg); break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
         case OPT_LIMIT: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit); break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
         case OPT_JSON: json = 1; break;
@@ -55,12 +54,13 @@ int cmd_collapse(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!in_path || !out_path) return cli_usage_error(cmd, "--checkpoint and --out are required");
-    /* The save renames a new file over OUT: never over a device or FIFO. */
-    struct stat sb;
-    if (!lstat(out_path, &sb) && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
-        fprintf(stderr, "minformer: %s: not a regular file; collapse will not replace it\n", out_path);
-        return EXIT_RUNTIME;
-    }
+    /* The save renames a new file over OUT: over the input it would replace a
+     * resumable checkpoint (with its optimizer state) by the collapsed model. */
+    if (cli_same_file(in_path, out_path))
+        return cli_usage_error(cmd, "--out %s is the same file as --checkpoint %s; collapse "
+                               "writes a new file and leaves the trained model as it is",
+                               out_path, in_path);
+    if ((rc = cli_check_output(out_path, "the collapsed model"))) return rc;
     mf_set_threads(threads);
     mf_error err;
     mf_error_clear(&err);
@@ -68,6 +68,10 @@ int cmd_collapse(int argc, char **argv)
     memset(&out, 0, sizeof out);
     mf_checkpoint_info info;
     if (mf_checkpoint_load(in_path, &in, &info, &err)) return cli_report(&err);
+    if ((rc = cli_check_classes(cmd, &in.cfg, info.dataset))) {
+        mf_model_free(&in);
+        return rc;
+    }
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
     float *x = NULL, *logits = NULL;

@@ -12,7 +12,8 @@ static const char *help =
     "--dataset names another of the same image shape), normalized as in training.\n\n"
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
     "  --dataset NAME     mnist, cifar10 or fashion-mnist\n"
-    "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
+    "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
+    "                     empty, else ./data)\n"
     "  --limit-test N     evaluate the first N test images only\n"
     "  --batch B          evaluation batch (default 500)\n"
     "  --threads T        threads (default: all cores)\n"
@@ -40,9 +41,9 @@ int cmd_eval(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CKPT: ckpt = optarg; break;
+        case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_DATA: data_dir = optarg; break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
         case OPT_LIMIT: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit); break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &batch); break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;

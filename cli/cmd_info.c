@@ -10,7 +10,8 @@ static const char info_help[] =
     "per-class counts, and the per-channel normalization (mean and std of the training\n"
     "pixels scaled to [0, 1]).\n\n"
     "  --dataset NAME   mnist, cifar10 or fashion-mnist\n"
-    "  --data DIR       data directory (default: $MINFORMER_DATA, else ./data)\n"
+    "  --data DIR       data directory (default: $MINFORMER_DATA if set and not empty,\n"
+    "                   else ./data)\n"
     "  --json           print one JSON object instead of the table\n"
     "  -h, --help       this help\n";
 
@@ -102,7 +103,7 @@ int cmd_info(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);
     if (!dataset) return cli_usage_error("info", "--dataset is required");
-    if (data && !data[0]) return cli_usage_error("info", "--data needs a directory");
+    if (data && cli_path_arg("info", "--data", data)) return EXIT_USAGE;
 
     mf_error err;
     mf_error_clear(&err);

@@ -51,7 +51,7 @@ int cmd_plot(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_OUT: out = optarg; break;
+        case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
         case OPT_WIDTH: rc = cli_parse_int(cmd, "width", optarg, 160, MF_IMAGE_MAX_SIDE, &width); break;
         case OPT_HEIGHT: rc = cli_parse_int(cmd, "height", optarg, 120, MF_IMAGE_MAX_SIDE, &height); break;
         case OPT_TITLE: title = optarg; break;
@@ -64,6 +64,9 @@ int cmd_plot(int argc, char **argv)
     if (!out) return cli_usage_error(cmd, "--out FILE.png is required");
     int n = argc - optind;
     if (n < 1) return cli_usage_error(cmd, "give at least one log file");
+    for (int i = optind; i < argc; i++)
+        if ((rc = cli_path_arg(cmd, "a log file", argv[i]))) return rc;
+    if ((rc = cli_check_output(out, "the picture"))) return rc;
     mf_training_log *logs = calloc((size_t)n, sizeof *logs);
     char (*names)[128] = calloc((size_t)n, sizeof *names);
     const char **labels = calloc((size_t)n, sizeof *labels);

@@ -30,18 +30,26 @@ int cmd_predict(int argc, char **argv)
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
-        case OPT_CKPT: ckpt = optarg; break;
+        case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
+        if (rc) return rc;
     }
     if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
     if (optind >= argc) return cli_usage_error(cmd, "give at least one image file");
+    for (int f = optind; f < argc; f++)
+        if ((rc = cli_path_arg(cmd, "an image file", argv[f]))) return rc;
     mf_error err;
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
+    /* The classes are named by the dataset the model was trained on. */
+    if ((rc = cli_check_classes(cmd, &m.cfg, info.dataset))) {
+        mf_model_free(&m);
+        return rc;
+    }
     const mf_config *c = &m.cfg;
     int S = c->image_size, C = c->channels, K = c->classes;
     size_t npix = (size_t)S * S;

@@ -1,5 +1,7 @@
 /* minformer <command> [options]: dispatches to one function per command. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +56,24 @@ static void prefer_passive_waiting(char **argv)
 #endif
 }
 
-int main(int argc, char **argv)
+/* stdout's buffered bytes reach the reader only here, for most commands: a
+ * full disk or a reader that went away (`minformer eval --json | head -c1`)
+ * shows up now, and a command that reported success must not exit 0 with
+ * its output lost. A command that failed has already said why. */
+static int finish_output(int rc)
 {
-    prefer_passive_waiting(argv);
+    int failed = 0, saved = 0;
+    if (fflush(stdout)) failed = 1, saved = errno;
+    else if (ferror(stdout)) failed = 1; /* an earlier write, its errno long gone */
+    if (fclose(stdout) && !failed) failed = 1, saved = errno;
+    if (!failed || rc) return rc;
+    fprintf(stderr, "minformer: cannot write the output: %s\n",
+            saved ? strerror(saved) : "an earlier write failed");
+    return EXIT_RUNTIME;
+}
+
+static int dispatch(int argc, char **argv)
+{
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -74,4 +91,13 @@ int main(int argc, char **argv)
         if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "minformer: unknown command '%s' (see 'minformer --help')\n", name);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    /* A closed pipe is a write error that finish_output reports, not a
+     * silent death by SIGPIPE. Ignoring is kept across the exec below. */
+    signal(SIGPIPE, SIG_IGN);
+    prefer_passive_waiting(argv);
+    return finish_output(dispatch(argc, argv));
 }

@@ -1,10 +1,12 @@
 /* Option parsing and error reporting shared by every command. */
+#define _POSIX_C_SOURCE 200809L /* lstat */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -47,6 +49,45 @@ int cli_path_arg(const char *cmd, const char *opt, const char *arg)
 {
     if (arg && arg[0]) return 0;
     return cli_usage_error(cmd, "%s needs a file or directory name, got an empty string", opt);
+}
+
+int cli_check_output(const char *path, const char *what)
+{
+    struct stat sb;
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "minformer: %s: cannot write %s there: it is a directory\n", path, what);
+        return EXIT_RUNTIME;
+    }
+    if (!lstat(path, &sb) && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
+        fprintf(stderr, "minformer: %s: cannot write %s there: not a regular file (writing would "
+                        "replace it)\n", path, what);
+        return EXIT_RUNTIME;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int len = !slash ? 0 : slash == path ? 1 : (int)(slash - path);
+    snprintf(dir, sizeof dir, "%.*s", len ? len : 1, len ? path : ".");
+    errno = 0;
+    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK)) {
+        fprintf(stderr, "minformer: %s: cannot write %s there: %s: %s\n", path, what, dir,
+                errno ? strerror(errno) : "not a directory");
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+int cli_same_file(const char *a, const char *b)
+{
+    if (!strcmp(a, b)) return 1;
+    struct stat sa, sb;
+    return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int cli_check_classes(const char *cmd, const mf_config *cfg, mf_dataset_kind kind)
+{
+    if (cfg->classes == CLI_DATASET_CLASSES) return 0;
+    return cli_usage_error(cmd, "the model has %d classes; %s has %d", cfg->classes,
+                           mf_dataset_name(kind), CLI_DATASET_CLASSES);
 }
 
 int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max, int *out)
@@ -166,7 +207,15 @@ int cli_load_eval_split(const char *cmd, const char *dataset, const char *data_d
                                cfg->image_size, cfg->image_size, mf_dataset_name(kind),
                                mf_dataset_channels(kind), mf_dataset_image_size(kind),
                                mf_dataset_image_size(kind));
+    int rc = cli_check_classes(cmd, cfg, kind);
+    if (rc) return rc;
     if (mf_dataset_load(ds, kind, mf_data_dir(data_dir), &err)) return cli_report(&err);
+    if (ds->classes != cfg->classes) {
+        rc = cli_usage_error(cmd, "the model has %d classes; %s has %d", cfg->classes, ds->name,
+                             ds->classes);
+        mf_dataset_free(ds);
+        return rc;
+    }
     mf_dataset_limit(ds, 0, limit_test);
     return 0;
 }
