@@ -1146,6 +1146,309 @@ static void test_data_changes_between_runs(void)
     remove_tree(dir);
 }
 
+/* ---- paths, data directories, class counts, closed output --------------------------------- */
+
+/* A checkpoint made through the library, without data or training: a 1-block
+ * MNIST model of width 16 with `classes` outputs and separate Q/K/V/O (so
+ * collapse has something to do), with its AdamW moments (resumable). */
+static int library_checkpoint(const char *path, int classes)
+{
+    mf_config cfg;
+    mf_config_default(&cfg, 28, 1, classes);
+    cfg.dim = 16;
+    cfg.layers = 1;
+    cfg.mlp_ratio = 0;
+    mf_model m;
+    mf_error err;
+    mf_checkpoint_info info;
+    if (mf_model_create(&m, &cfg, &err)) {
+        CHECK(0, "mf_model_create: %s", err.message);
+        return -1;
+    }
+    mf_model_init_weights(&m, 5);
+    mf_checkpoint_info_init(&info);
+    info.mean[0] = 0.1307f;
+    info.std[0] = 0.3081f;
+    mf_status st = mf_checkpoint_save(path, &m, &info, 1, &err);
+    CHECK(st == MF_OK, "mf_checkpoint_save %s: %s", path, err.message);
+    mf_model_free(&m);
+    return st == MF_OK ? 0 : -1;
+}
+
+/* Entries of dir other than . and .. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+/* An empty string for any path is a usage error naming the option, before any
+ * work: nothing printed, nothing written (the commands run in an empty
+ * directory, where "" must not turn into ./data or a file of their own). */
+static void test_empty_paths(void)
+{
+    char ckpt[PATH_MAX], cwd[PATH_MAX];
+    path_in(ckpt, "empty-paths.safetensors");
+    path_in(cwd, "empty-paths-cwd");
+    mkdir(cwd, 0755);
+    if (library_checkpoint(ckpt, 10)) return;
+    /* "@" stands for the checkpoint, "" is the empty argument; the last field
+     * is what the message must mention. */
+    static const char *const cases[][9] = {
+        {"eval", "--checkpoint", "", NULL, NULL, NULL, NULL, NULL, "--checkpoint"},
+        {"eval", "--checkpoint", "@", "--data", "", NULL, NULL, NULL, "--data"},
+        {"predict", "--checkpoint", "", "digit.png", NULL, NULL, NULL, NULL, "--checkpoint"},
+        {"predict", "--checkpoint", "@", "", NULL, NULL, NULL, NULL, "an image file"},
+        {"collapse", "--checkpoint", "", "--out", "c.safetensors", NULL, NULL, NULL, "--checkpoint"},
+        {"collapse", "--checkpoint", "@", "--out", "", NULL, NULL, NULL, "--out"},
+        {"collapse", "--checkpoint", "@", "--out", "c.safetensors", "--data", "", NULL, "--data"},
+        {"plot", "--out", "", "log.jsonl", NULL, NULL, NULL, NULL, "--out"},
+        {"plot", "--out", "p.png", "", NULL, NULL, NULL, NULL, "a log file"},
+        {"attention", "--checkpoint", "", NULL, NULL, NULL, NULL, NULL, "--checkpoint"},
+        {"attention", "--checkpoint", "@", "--out", "", NULL, NULL, NULL, "--out"},
+        {"attention", "--checkpoint", "@", "--data", "", NULL, NULL, NULL, "--data"},
+        {"info", "--dataset", "mnist", "--data", "", NULL, NULL, NULL, "--data"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        child_args a = {0};
+        for (int k = 0; k < 8 && cases[i][k]; k++)
+            args_add(&a, strcmp(cases[i][k], "@") ? cases[i][k] : ckpt, NULL);
+        char what[256];
+        text_printf(what, sizeof what, "%s (an empty %s)", args_text(&a), cases[i][8]);
+        child_result r;
+        if (run_expect(&r, cwd, &a, 0, 2)) {
+            expect_one_error(&r, what, cases[i][8]);
+            expect_one_error(&r, what, "empty");
+        }
+        CHECK(r.out[0] == '\0', "%s: printed %s", what, r.out);
+        CHECK(count_entries(cwd) == 0, "%s: wrote into the working directory", what);
+        child_result_free(&r);
+    }
+    remove_tree(cwd);
+}
+
+/* A data directory that is a file or a symlink loop is not fixed by fetching
+ * the data: the message says what is wrong instead of "run make data". */
+static void test_data_dir_errors(void)
+{
+    char file[PATH_MAX], loop[PATH_MAX], missing[PATH_MAX], ckpt[PATH_MAX];
+    path_in(file, "data-is-a-file");
+    path_in(loop, "data-loop");
+    path_in(missing, "no-such-data");
+    path_in(ckpt, "data-dir.safetensors");
+    write_bytes(file, "not a directory\n", 16);
+    unlink(loop);
+    CHECK(symlink(loop, loop) == 0, "symlink %s: %s", loop, strerror(errno));
+    if (library_checkpoint(ckpt, 10)) return;
+    const struct {
+        const char *dir, *needle;
+    } cases[] = {{file, "not a directory"}, {loop, strerror(ELOOP)}, {missing, "make data"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int cmd = 0; cmd < 2; cmd++) {
+            child_args a = {0};
+            if (cmd) args_add(&a, "eval", "--checkpoint", ckpt, "--data", cases[i].dir, NULL);
+            else args_add(&a, "info", "--dataset", "mnist", "--data", cases[i].dir, NULL);
+            child_result r;
+            if (run_expect(&r, NULL, &a, 0, 1)) {
+                expect_one_error(&r, args_text(&a), cases[i].dir);
+                expect_one_error(&r, args_text(&a), cases[i].needle);
+                if (cases[i].dir != missing)
+                    CHECK(!strstr(r.err, "make data"), "%s: fetching would not help: %s",
+                          args_text(&a), r.err);
+            }
+            child_result_free(&r);
+        }
+    }
+    unlink(file);
+    unlink(loop);
+}
+
+/* A 2-class head used with a 10-class dataset: refused with both counts, not
+ * evaluated with labels past the logits. */
+static void test_class_count_mismatch(void)
+{
+    char ckpt[PATH_MAX], out[PATH_MAX], png[PATH_MAX], img[PATH_MAX];
+    path_in(ckpt, "two-classes.safetensors");
+    path_in(out, "two-classes-collapsed.safetensors");
+    path_in(png, "two-classes.png");
+    path_in(img, "two-classes-digit.pgm");
+    uint8_t pixels[784] = {0};
+    write_pnm(img, pixels, 28, 28, 1, 0);
+    if (library_checkpoint(ckpt, 2)) return;
+    const char *const lines[][10] = {
+        {"eval", "--checkpoint", ckpt, "--limit-test", "100", "--data", data_dir, NULL},
+        {"predict", "--checkpoint", ckpt, img, NULL},
+        {"attention", "--checkpoint", ckpt, "--out", png, "--data", data_dir, NULL},
+        {"collapse", "--checkpoint", ckpt, "--out", out, "--limit-test", "100", "--data", data_dir,
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        child_args a = {0};
+        for (int k = 0; lines[i][k]; k++) args_add(&a, lines[i][k], NULL);
+        child_result r;
+        if (run_expect(&r, NULL, &a, 0, 2)) {
+            expect_one_error(&r, args_text(&a), "2 classes");
+            expect_one_error(&r, args_text(&a), "10");
+        }
+        CHECK(r.out[0] == '\0', "%s: printed %s", args_text(&a), r.out);
+        child_result_free(&r);
+    }
+    CHECK(!file_exists(out) && !file_exists(png), "a refused command wrote its output");
+}
+
+/* collapse --out naming its own input (the same path, another spelling, a
+ * hard or symbolic link) would replace a resumable checkpoint with the
+ * collapsed model: refused before any work, the input byte for byte as it
+ * was. A bad OUT is found before the work too. */
+static void test_collapse_out_is_input(void)
+{
+    char dir[PATH_MAX], in[PATH_MAX], copy[PATH_MAX], hard[PATH_MAX], soft[PATH_MAX],
+        nodir[PATH_MAX];
+    path_in(dir, "collapse-onto-input");
+    path_in(copy, "collapse-onto-input.safetensors");
+    text_printf(in, sizeof in, "%s/run.safetensors", dir);
+    text_printf(hard, sizeof hard, "%s/hard.safetensors", dir);
+    text_printf(soft, sizeof soft, "%s/soft.safetensors", dir);
+    text_printf(nodir, sizeof nodir, "%s/no-such-dir/out.safetensors", dir);
+    if (library_checkpoint(copy, 10)) return;
+    const struct {
+        const char *cwd, *in, *out, *what;
+    } cases[] = {{NULL, in, in, "the same path"},
+                 {dir, "run.safetensors", "./run.safetensors", "another spelling"},
+                 {NULL, in, hard, "a hard link"},
+                 {NULL, in, soft, "a symbolic link"},
+                 {NULL, hard, in, "the input a hard link"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* Afresh for each case, so that one overwritten input cannot hide the next. */
+        remove_tree(dir);
+        mkdir(dir, 0755);
+        CHECK(copy_file(copy, in, -1) == 0 && link(in, hard) == 0 &&
+                  symlink("run.safetensors", soft) == 0,
+              "cannot set up %s: %s", dir, strerror(errno));
+        child_args a = {0};
+        args_add(&a, "collapse", "--checkpoint", cases[i].in, "--out", cases[i].out,
+                 "--limit-test", "100", NULL);
+        child_result r;
+        if (run_expect(&r, cases[i].cwd, &a, 1, 2)) expect_one_error(&r, cases[i].what, "same file");
+        CHECK(r.out[0] == '\0', "%s: collapse worked first: %s", cases[i].what, r.out);
+        CHECK(same_file(in, copy) && same_file(hard, copy), "%s: the input checkpoint changed",
+              cases[i].what);
+        struct stat sb;
+        CHECK(lstat(soft, &sb) == 0 && S_ISLNK(sb.st_mode), "%s: the symbolic link was replaced",
+              cases[i].what);
+        child_result_free(&r);
+    }
+
+    const struct {
+        const char *out, *needle;
+    } bad[] = {{nodir, "No such file or directory"}, {dir, "it is a directory"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        child_args a = {0};
+        args_add(&a, "collapse", "--checkpoint", copy, "--out", bad[i].out, "--limit-test", "100",
+                 NULL);
+        child_result r;
+        if (run_expect(&r, NULL, &a, 1, 1)) {
+            expect_one_error(&r, args_text(&a), bad[i].out);
+            expect_one_error(&r, args_text(&a), bad[i].needle);
+        }
+        CHECK(r.out[0] == '\0', "%s: collapse worked before finding out: %s", args_text(&a), r.out);
+        child_result_free(&r);
+    }
+    remove_tree(dir);
+}
+
+/* Runs the binary with stdout on fd and stderr captured. SIGPIPE is put back
+ * to its default in the child, so that only minformer's own handling keeps
+ * it alive (the test runner might ignore it). */
+static int run_with_stdout(child_result *r, int fd, const child_args *a)
+{
+    child_proc p;
+    memset(&p, 0, sizeof p);
+    int id = child_serial++;
+    text_printf(p.out_path, sizeof p.out_path, "%s/child-%d.none", child_tmp, id);
+    text_printf(p.err_path, sizeof p.err_path, "%s/child-%d.err", child_tmp, id);
+    text_printf(p.cmd, sizeof p.cmd, "minformer %s", args_text(a));
+    const char *argv[130];
+    argv[0] = child_bin;
+    for (int i = 0; i <= a->n; i++) argv[i + 1] = a->v[i];
+    fflush(stdout);
+    fflush(stderr);
+    p.started = child_now();
+    p.pid = fork();
+    if (p.pid < 0) {
+        memset(r, 0, sizeof *r);
+        r->status = -1;
+        r->out = calloc(1, 1);
+        r->err = calloc(1, 1);
+        return -1;
+    }
+    if (p.pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        int err = open(p.err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (err < 0 || dup2(fd, 1) < 0 || dup2(err, 2) < 0) _exit(126);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) dup2(devnull, 0);
+        execv(child_bin, (char *const *)argv);
+        _exit(127);
+    }
+    child_wait(&p, TIMEOUT, r);
+    return r->status;
+}
+
+/* Output that cannot be written (a reader that went away, a full disk) is a
+ * runtime error with the system's reason, not a silent death by SIGPIPE nor
+ * a success with the output lost. */
+static void test_output_write_errors(void)
+{
+    char ckpt[PATH_MAX];
+    path_in(ckpt, "closed-pipe.safetensors");
+    if (library_checkpoint(ckpt, 10)) return;
+    child_args params = {0}, eval = {0};
+    args_add(&params, "params", "--dataset", "mnist", "--json", NULL);
+    args_add(&eval, "eval", "--checkpoint", ckpt, "--limit-test", "100", "--json", "--data",
+             data_dir, NULL);
+    const child_args *runs[2] = {&params, &eval};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && !have_mnist) {
+            fprintf(stderr, "note: no MNIST in %s; eval into a closed pipe is left out\n", data_dir);
+            continue;
+        }
+        int fds[2];
+        if (pipe(fds)) {
+            CHECK(0, "pipe: %s", strerror(errno));
+            return;
+        }
+        close(fds[0]); /* no reader: every write fails with EPIPE */
+        child_result r;
+        run_with_stdout(&r, fds[1], runs[i]);
+        close(fds[1]);
+        CHECK(r.signal == 0, "'%s' into a closed pipe died by signal %d", args_text(runs[i]),
+              r.signal);
+        CHECK(r.status == 1, "'%s' into a closed pipe: status %d, expected 1; stderr %s",
+              args_text(runs[i]), r.status, r.err);
+        expect_one_error(&r, "closed pipe", "cannot write the output");
+        expect_one_error(&r, "closed pipe", strerror(EPIPE));
+        child_result_free(&r);
+    }
+    int full = open("/dev/full", O_WRONLY);
+    if (full < 0) {
+        fprintf(stderr, "note: no /dev/full (%s); the full-disk case is left out\n", strerror(errno));
+        return;
+    }
+    child_result r;
+    run_with_stdout(&r, full, &params);
+    close(full);
+    CHECK(r.status == 1, "params into /dev/full: status %d, expected 1; stderr %s", r.status, r.err);
+    expect_one_error(&r, "/dev/full", "cannot write the output");
+    expect_one_error(&r, "/dev/full", strerror(ENOSPC));
+    child_result_free(&r);
+}
+
 /* RUN, and in verbose mode how long the test took. */
 #define RUN_TIMED(test)                                                                         \
     do {                                                                                        \
@@ -1210,6 +1513,11 @@ int main(int argc, char **argv)
     RUN_TIMED(test_save_bad_path);
     RUN_TIMED(test_save_disk_full);
     RUN_TIMED(test_data_changes_between_runs);
+    RUN_TIMED(test_empty_paths);
+    RUN_TIMED(test_data_dir_errors);
+    RUN_TIMED(test_class_count_mismatch);
+    RUN_TIMED(test_collapse_out_is_input);
+    RUN_TIMED(test_output_write_errors);
     remove_tree(root);
     remove_tree(disk_root);
     return check_report();
