@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "json.h"
 
@@ -98,6 +99,36 @@ static int write_floats(int fd, const float *x, size_t n)
         if (write_all(fd, chunk, k * sizeof *x)) return -1;
     }
     return 0;
+}
+
+/* zlib's CRC-32 (the one of gzip, PNG and Python's zlib.crc32) of n bytes,
+ * continuing from crc (start with 0); zlib takes at most UINT_MAX at once. */
+static uint32_t crc32_bytes(uint32_t crc, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uLong c = crc;
+    while (n > 0) {
+        uInt chunk = n < ((size_t)1 << 30) ? (uInt)n : (uInt)1 << 30;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)c;
+}
+
+/* The CRC-32 of n floats as the little-endian bytes write_floats writes. */
+static uint32_t crc32_floats(const float *x, size_t n)
+{
+    if (host_little_endian()) return crc32_bytes(0, x, n * sizeof *x);
+    uint32_t crc = 0;
+    float chunk[4096];
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t k = n - i < 4096 ? n - i : 4096;
+        memcpy(chunk, x + i, k * sizeof *x);
+        swap32(chunk, k);
+        crc = crc32_bytes(crc, chunk, k * sizeof *x);
+    }
+    return crc;
 }
 
 /* A name or value from a file, fit for a one-line message: at most 80 bytes,
@@ -246,6 +277,117 @@ static mf_status check_coverage(const char *path, const mf_checkpoint_header *h,
     return MF_OK;
 }
 
+static int compare_tensor_names(const void *a, const void *b)
+{
+    const mf_checkpoint_tensor *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* "8 lowercase hex digits", exactly as the writer formats a CRC-32. */
+static int parse_crc32(const char *s, uint32_t *out)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') x = x << 4 | (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') x = x << 4 | (uint32_t)(c - 'a' + 10);
+        else return 0;
+    }
+    if (s[8]) return 0;
+    *out = x;
+    return 1;
+}
+
+static mf_status checksum_mismatch(mf_error *err, const char *path, const char *name,
+                                   uint32_t stored, uint32_t computed)
+{
+    char pn[96];
+    return bad(err, path, "tensor '%s' fails its checksum (stored %08lx, computed %08lx)",
+               printable(name, pn), (unsigned long)stored, (unsigned long)computed);
+}
+
+/* Attaches each checksum entry of the metadata to its tensor: every entry
+ * names a tensor of the file, and the tensors have all one or none, so a
+ * stray entry or a tensor that slipped past the writer's checksums is caught.
+ * Names are matched through a sorted index: a hostile header may hold
+ * millions of both. */
+static mf_status match_checksums(const char *path, mf_checkpoint_header *h, mf_error *err)
+{
+    const size_t plen = strlen(MF_CHECKPOINT_CRC32_PREFIX);
+    int entries = 0;
+    for (int i = 0; i < h->num_metadata; i++)
+        entries += !strncmp(h->metadata[i].key, MF_CHECKPOINT_CRC32_PREFIX, plen);
+    if (!entries) return MF_OK;
+    mf_checkpoint_tensor **by_name = malloc(((size_t)h->num_tensors + 1) * sizeof *by_name);
+    if (!by_name) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; i < h->num_tensors; i++) by_name[i] = &h->tensors[i];
+    qsort(by_name, (size_t)h->num_tensors, sizeof *by_name, compare_tensor_names);
+    mf_status st = MF_OK;
+    char pk[96], pv[96];
+    for (int i = 0; !st && i < h->num_metadata; i++) {
+        const mf_checkpoint_entry *e = &h->metadata[i];
+        if (strncmp(e->key, MF_CHECKPOINT_CRC32_PREFIX, plen)) continue;
+        mf_checkpoint_tensor key_tensor = {.name = e->key + plen};
+        const mf_checkpoint_tensor *key = &key_tensor;
+        mf_checkpoint_tensor **hit = bsearch(&key, by_name, (size_t)h->num_tensors,
+                                             sizeof *by_name, compare_tensor_names);
+        uint32_t crc;
+        if (!hit)
+            st = bad(err, path, "metadata '%s' is the checksum of a tensor the file does not hold",
+                     printable(e->key, pk));
+        else if (!parse_crc32(e->value, &crc))
+            st = bad(err, path, "metadata '%s' = '%s': expected a CRC-32 as 8 lowercase "
+                                "hexadecimal digits",
+                     printable(e->key, pk), printable(e->value, pv));
+        else {
+            (*hit)->has_crc32 = 1;
+            (*hit)->crc32 = crc;
+        }
+    }
+    free(by_name);
+    if (st) return st;
+    for (int i = 0; i < h->num_tensors; i++)
+        if (!h->tensors[i].has_crc32)
+            return bad(err, path, "tensor '%s' has no checksum (metadata '%s%s'), though others do",
+                       printable(h->tensors[i].name, pk), MF_CHECKPOINT_CRC32_PREFIX,
+                       printable(h->tensors[i].name, pv));
+    h->has_checksums = h->num_tensors > 0;
+    return MF_OK;
+}
+
+/* Reads the data section once, in order, and compares each tensor's bytes
+ * with its checksum. */
+static mf_status verify_checksums(const char *path, const mf_checkpoint_header *h, int fd,
+                                  mf_error *err)
+{
+    if (!h->has_checksums) return MF_OK;
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    mf_status st = MF_OK;
+    char pn[96];
+    for (int i = 0; !st && i < h->num_tensors; i++) {
+        const mf_checkpoint_tensor *t = &h->tensors[i];
+        uint32_t crc = 0;
+        for (uint64_t at = t->begin; !st && at < t->end;) {
+            size_t n = t->end - at < CHUNK ? (size_t)(t->end - at) : CHUNK;
+            ssize_t got = read_at(fd, buf, n, h->data_start + at);
+            if (got < 0)
+                st = mf_fail(err, MF_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+            else if ((size_t)got != n)
+                st = bad(err, path, "truncated inside the data of tensor '%s' (did the file "
+                                    "change?)",
+                         printable(t->name, pn));
+            else
+                crc = crc32_bytes(crc, buf, n);
+            at += n;
+        }
+        if (!st && crc != t->crc32) st = checksum_mismatch(err, path, t->name, t->crc32, crc);
+    }
+    free(buf);
+    return st;
+}
+
 void mf_checkpoint_header_free(mf_checkpoint_header *h)
 {
     if (!h) return;
@@ -274,17 +416,12 @@ mf_status mf_checkpoint_read_header(const char *path, mf_checkpoint_header *h, m
     in->fd = -1;
     h->internal = in;
 
-    in->fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (in->fd < 0 || fstat(in->fd, &sb)) {
-        st = mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* Never blocks: a FIFO or device is refused before anything waits on it. */
+    in->fd = mf_open_regular(path, 0, &h->file_size, err);
+    if (in->fd < 0) {
+        st = MF_ERR_IO;
         goto fail;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        st = mf_fail(err, MF_ERR_IO, "%s: not a regular file", path);
-        goto fail;
-    }
-    h->file_size = (uint64_t)sb.st_size;
     unsigned char len8[8];
     if (h->file_size < 8) {
         st = bad(err, path, "%llu bytes: too short for a safetensors file (the header length "
@@ -377,6 +514,10 @@ mf_status mf_checkpoint_read_header(const char *path, mf_checkpoint_header *h, m
     qsort(h->tensors, (size_t)h->num_tensors, sizeof *h->tensors, compare_by_offset);
     st = check_coverage(path, h, err);
     if (st) goto fail;
+    st = match_checksums(path, h, err);
+    if (st) goto fail;
+    st = verify_checksums(path, h, in->fd, err);
+    if (st) goto fail;
     return MF_OK;
 fail:
     mf_checkpoint_header_free(h);
@@ -412,6 +553,10 @@ mf_status mf_checkpoint_read_f32(const mf_checkpoint_header *h, const mf_checkpo
     if ((size_t)got != bytes)
         return bad(err, in->path, "truncated inside the data of tensor '%s' (did the file change?)",
                    printable(t->name, pn));
+    if (t->has_crc32) {
+        uint32_t crc = crc32_bytes(0, out, bytes);
+        if (crc != t->crc32) return checksum_mismatch(err, in->path, t->name, t->crc32, crc);
+    }
     if (!host_little_endian()) swap32(out, bytes / 4);
     return MF_OK;
 }
@@ -587,11 +732,18 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
     if ((st = meta_get(r, "format", &s))) return st;
     if (strcmp(s, "minformer")) return meta_invalid(r, "format", s, "not a minformer checkpoint");
     if ((st = meta_get(r, "version", &s))) return st;
-    char expected[16], why[64];
-    snprintf(expected, sizeof expected, "%d", MF_CHECKPOINT_VERSION);
-    snprintf(why, sizeof why, "this build reads checkpoint format version %d only",
-             MF_CHECKPOINT_VERSION);
-    if (strcmp(s, expected)) return meta_invalid(r, "version", s, why);
+    info->version = 0;
+    for (int v = MF_CHECKPOINT_OLDEST_VERSION; v <= MF_CHECKPOINT_VERSION; v++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", v);
+        if (!strcmp(s, text)) info->version = v;
+    }
+    if (!info->version) {
+        char why[80];
+        snprintf(why, sizeof why, "this build reads checkpoint format versions %d to %d",
+                 MF_CHECKPOINT_OLDEST_VERSION, MF_CHECKPOINT_VERSION);
+        return meta_invalid(r, "version", s, why);
+    }
     if ((st = meta_get(r, "dataset", &s))) return st;
     if (mf_dataset_parse(s, &info->dataset, NULL))
         return meta_invalid(r, "dataset", s, "unknown dataset");
@@ -670,6 +822,7 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
 void mf_checkpoint_info_init(mf_checkpoint_info *info)
 {
     memset(info, 0, sizeof *info);
+    info->version = MF_CHECKPOINT_VERSION;
     info->dataset = MF_MNIST;
     for (int c = 0; c < 3; c++) info->std[c] = 1.0f;
     mf_train_opts_default(&info->opts);
@@ -783,15 +936,27 @@ static void write_tensor_entry(mf_json_writer *w, const char *prefix, const mf_t
     *offset += bytes;
 }
 
-/* The JSON header, padded with spaces so the data starts 8-byte aligned. */
+/* The JSON header, padded with spaces so the data starts 8-byte aligned. The
+ * checksums close the metadata, computed from the bytes write_floats writes. */
 static void build_header(mf_json_writer *w, const mf_model *m, const mf_checkpoint_info *info,
                          int with_optimizer)
 {
     static const char *const prefixes[3] = {"", MF_CHECKPOINT_ADAM_M_PREFIX,
                                             MF_CHECKPOINT_ADAM_V_PREFIX};
+    const float *blocks[3] = {m->params, m->adam_m, m->adam_v};
     uint64_t offset = 0;
     mf_json_raw(w, "{\"__metadata__\":{");
     write_metadata(w, m, info);
+    for (int k = 0; k < (with_optimizer ? 3 : 1); k++)
+        for (int i = 0; i < m->num_tensors; i++) {
+            const mf_tensor_info *t = &m->tensors[i];
+            char key[200];
+            snprintf(key, sizeof key, "%s%s%s", MF_CHECKPOINT_CRC32_PREFIX, prefixes[k], t->name);
+            mf_json_raw(w, ",");
+            mf_json_string(w, key);
+            mf_json_printf(w, ":\"%08lx\"",
+                           (unsigned long)crc32_floats(blocks[k] + t->offset, t->numel));
+        }
     mf_json_raw(w, "}");
     for (int k = 0; k < (with_optimizer ? 3 : 1); k++)
         for (int i = 0; i < m->num_tensors; i++)
@@ -917,6 +1082,7 @@ mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_check
     if (write_all(fd, len8, 8) || write_all(fd, w.data, w.len))
         failed = "cannot write the new checkpoint";
     const float *blocks[3] = {m->params, m->adam_m, m->adam_v};
+    /* Writes the floats build_header's checksums were computed from. */
     for (int k = 0; !failed && k < (with_optimizer ? 3 : 1); k++)
         for (int i = 0; !failed && i < m->num_tensors; i++)
             if (write_floats(fd, blocks[k] + m->tensors[i].offset, m->tensors[i].numel))
@@ -1081,6 +1247,16 @@ mf_status mf_checkpoint_load(const char *path, mf_model *m, mf_checkpoint_info *
     meta_reader r = {path, h.metadata, h.num_metadata, err};
     st = parse_metadata(&r, &cfg, &info);
     if (st) goto done;
+    /* read_header verified the checksums a file has; from version 2 on they
+     * are required, so stripping them is not a way around the check. */
+    if (info.version >= 2 && !h.has_checksums && h.num_tensors > 0) {
+        char pn[96], pn2[96];
+        st = bad(err, path, "tensor '%s' has no checksum (metadata '%s%s'), which format version "
+                            "%d requires",
+                 printable(h.tensors[0].name, pn), MF_CHECKPOINT_CRC32_PREFIX,
+                 printable(h.tensors[0].name, pn2), info.version);
+        goto done;
+    }
     info.has_optimizer = 0;
     for (int i = 0; i < h.num_tensors; i++)
         if (has_prefix(h.tensors[i].name, MF_CHECKPOINT_ADAM_M_PREFIX) ||

@@ -1,6 +1,8 @@
 /* Checkpoints: bitwise round trips for every model variant, rejection of
- * malformed and hostile files with one clear error, atomic writes that leave
- * the previous checkpoint intact on failure, and a mutation fuzz loop.
+ * malformed and hostile files with one clear error, per-tensor checksums that
+ * catch damaged data, version-1 files (before checksums) still loading, FIFOs
+ * refused without blocking, atomic writes that leave the previous checkpoint
+ * intact on failure, and a mutation fuzz loop.
  * MF_TEST_VERBOSE=1 prints the message of every rejected file. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -13,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 #ifdef __linux__
 #include <sys/mount.h>
 #endif
@@ -88,6 +91,71 @@ static char *replace(const char *s, const char *find, const char *with)
     memcpy(out + a, with, wl);
     memcpy(out + a + wl, at + fl, sl - a - fl + 1);
     return out;
+}
+
+/* The data offsets of tensor name in a header text (0 when absent). */
+static int tensor_range(const char *header, const char *name, size_t *begin, size_t *end)
+{
+    char pat[256];
+    snprintf(pat, sizeof pat, "\"%s\":{", name);
+    const char *at = strstr(header, pat);
+    const char *offs = at ? strstr(at, "\"data_offsets\":[") : NULL;
+    unsigned long long b, e;
+    if (!offs || sscanf(offs, "\"data_offsets\":[%llu,%llu]", &b, &e) != 2) return 0;
+    *begin = (size_t)b;
+    *end = (size_t)e;
+    return 1;
+}
+
+/* Where the 8 hex digits of tensor name's checksum start in header, or NULL. */
+static char *checksum_text(char *header, const char *name)
+{
+    char pat[256];
+    snprintf(pat, sizeof pat, "\"crc32.%s\":\"", name);
+    char *at = strstr(header, pat);
+    return at ? at + strlen(pat) : NULL;
+}
+
+/* Rewrites every checksum in header (same length) to match data, so a test
+ * can reach the checks behind the checksum with damaged values. */
+static void resign(char *header, const unsigned char *data)
+{
+    for (char *at = header; (at = strstr(at, "\"crc32."));) {
+        char name[200];
+        const char *start = at + 7, *quote = strchr(start, '"');
+        size_t len = (size_t)(quote - start), b, e;
+        at = (char *)quote;
+        if (len >= sizeof name) continue;
+        memcpy(name, start, len);
+        name[len] = '\0';
+        char *hex = checksum_text(header, name);
+        if (!hex || !tensor_range(header, name, &b, &e)) continue;
+        char digits[9];
+        snprintf(digits, sizeof digits, "%08lx", crc32(0, data + b, (uInt)(e - b)));
+        memcpy(hex, digits, 8);
+    }
+}
+
+/* header without its checksum entries, at format version 1 and padded again
+ * to a multiple of 8: the file minformer wrote before checksums existed. */
+static char *version1_header(const char *header)
+{
+    char *h = malloc(strlen(header) + 1);
+    strcpy(h, header);
+    for (char *at; (at = strstr(h, ",\"crc32."));) {
+        char *value_end = strchr(strchr(strchr(at + 2, '"') + 1, '"') + 1, '"');
+        memmove(at, value_end + 1, strlen(value_end + 1) + 1);
+    }
+    char *v = strstr(h, "\"version\":\"2\"");
+    if (v) v[11] = '1';
+    size_t n = strlen(h);
+    while (n > 0 && h[n - 1] == ' ') h[--n] = '\0';
+    char *padded = malloc(n + 8);
+    memcpy(padded, h, n);
+    while (n % 8) padded[n++] = ' ';
+    padded[n] = '\0';
+    free(h);
+    return padded;
 }
 
 static int count_temp_files(const char *dir)
@@ -210,6 +278,7 @@ static void round_trip(const mf_config *cfg, int with_optimizer, const char *lab
         CHECK(got.has_optimizer == with_optimizer, "%s: has_optimizer %d", label,
               got.has_optimizer);
         CHECK(got.has_train_state == 1, "%s: no train state", label);
+        CHECK(got.version == MF_CHECKPOINT_VERSION, "%s: version %d", label, got.version);
         if (with_optimizer) {
             CHECK(same_bits(m.adam_m, back.adam_m, bytes), "%s: adam_m differs", label);
             CHECK(same_bits(m.adam_v, back.adam_v, bytes), "%s: adam_v differs", label);
@@ -552,9 +621,10 @@ static void test_bad_tensors(void)
         free(data);
 
         /* An extra tensor with its own 4 bytes at the end. */
-        char extra[160];
-        snprintf(extra, sizeof extra, "{\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%zu,%zu]},\"__metadata__\":", base_data_len, base_data_len + 4);
-        h = replace(base_header, "{\"__metadata__\":", extra);
+        char extra[200];
+        static const unsigned char zeros[4];
+        snprintf(extra, sizeof extra, "{\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%zu,%zu]},\"__metadata__\":{\"crc32.extra.weight\":\"%08lx\",", base_data_len, base_data_len + 4, crc32(0, zeros, 4));
+        h = replace(base_header, "{\"__metadata__\":{", extra);
         data = calloc(base_data_len + 4, 1);
         memcpy(data, base_data, base_data_len);
         write_checkpoint(path, h, strlen(h), data, base_data_len + 4);
@@ -562,8 +632,19 @@ static void test_bad_tensors(void)
         free(h);
         free(data);
     }
-    reject_replace("missing tensor", "\"head.bias\":", "\"head.bias_x\":", "tensor 'head.bias' is missing");
-    reject_replace("partial optimizer", "\"optimizer.adam_v.head.bias\":", "\"optimizer.adam_x.head.bias\":", "optimizer state");
+    {
+        /* Renamed with its checksum, so the loader's own check speaks. */
+        char *h = replace(base_header, "\"crc32.head.bias\":", "\"crc32.head.bias_x\":");
+        char *h2 = h ? replace(h, "\"head.bias\":", "\"head.bias_x\":") : NULL;
+        reject_header("missing tensor", h2, "tensor 'head.bias' is missing");
+        free(h);
+        free(h2);
+        h = replace(base_header, "\"crc32.optimizer.adam_v.head.bias\":", "\"crc32.optimizer.adam_x.head.bias\":");
+        h2 = h ? replace(h, "\"optimizer.adam_v.head.bias\":", "\"optimizer.adam_x.head.bias\":") : NULL;
+        reject_header("partial optimizer", h2, "optimizer state");
+        free(h);
+        free(h2);
+    }
 }
 
 static void test_bad_metadata(void)
@@ -580,7 +661,9 @@ static void test_bad_metadata(void)
     reject_replace("no metadata", "\"__metadata__\":", "\"__other__\":", "unknown field");
     reject_replace("metadata not an object", "\"__metadata__\":{", "\"__metadata__\":[],\"m\":{", "__metadata__ is not a JSON object");
     reject_replace("wrong format", "\"format\":\"minformer\"", "\"format\":\"pytorch\"", "not a minformer checkpoint");
-    reject_replace("future version", "\"version\":\"1\"", "\"version\":\"2\"", "version 1 only");
+    reject_replace("future version", "\"version\":\"2\"", "\"version\":\"3\"", "versions 1 to 2");
+    reject_replace("version 0", "\"version\":\"2\"", "\"version\":\"0\"", "versions 1 to 2");
+    reject_replace("version with a leading zero", "\"version\":\"2\"", "\"version\":\"02\"", "'version' = '02'");
     reject_replace("unknown dataset", "\"dataset\":\"fashion-mnist\"", "\"dataset\":\"imagenet\"", "unknown dataset");
     reject_replace("integer junk", "\"dim\":\"8\"", "\"dim\":\"8x\"", "'dim' = '8x'");
     reject_replace("integer plus", "\"dim\":\"8\"", "\"dim\":\"+8\"", "'dim' = '+8'");
@@ -602,16 +685,278 @@ static void test_bad_data(void)
     path_in(path, sizeof path, "bad.safetensors");
     unsigned char *data = malloc(base_data_len);
     memcpy(data, base_data, base_data_len);
+    char *header = malloc(base_header_len + 1);
+    memcpy(header, base_header, base_header_len + 1);
+    /* With checksums that match the damage, the value checks behind them speak. */
     float nan = NAN;
     memcpy(data + 8, &nan, 4);
-    write_checkpoint(path, base_header, base_header_len, data, base_data_len);
+    resign(header, data);
+    write_checkpoint(path, header, base_header_len, data, base_data_len);
     expect_status("NaN parameter", path, MF_ERR_FORMAT, "non-finite");
     memcpy(data, base_data, base_data_len);
     float neg = -1.0f;
     memcpy(data + base_data_len - 4, &neg, 4);
-    write_checkpoint(path, base_header, base_header_len, data, base_data_len);
+    resign(header, data);
+    write_checkpoint(path, header, base_header_len, data, base_data_len);
     expect_status("negative adam_v", path, MF_ERR_FORMAT, "negative second moment");
+    free(header);
     free(data);
+}
+
+/* ---- checksums ---------------------------------------------------------------- */
+
+/* The name of the tensor whose data holds byte `at` of the data section. */
+static int tensor_at(size_t at, char *name, size_t size)
+{
+    mf_json root;
+    char *copy = malloc(base_header_len + 1), msg[128];
+    memcpy(copy, base_header, base_header_len + 1);
+    int found = 0;
+    if (mf_json_parse(copy, base_header_len, &root, msg, sizeof msg) == 0) {
+        for (int i = 0; !found && i < root.count; i++) {
+            const mf_json *v = &root.u.items[i];
+            size_t b, e;
+            if (strcmp(v->key, "__metadata__") && tensor_range(base_header, v->key, &b, &e) &&
+                b <= at && at < e) {
+                snprintf(name, size, "%s", v->key);
+                found = 1;
+            }
+        }
+        mf_json_free(&root);
+    }
+    free(copy);
+    return found;
+}
+
+/* Every tensor's checksum as zlib computes it from the bytes in the file. */
+static void test_checksums_written(void)
+{
+    mf_json root;
+    char *copy = malloc(base_header_len + 1), msg[128];
+    memcpy(copy, base_header, base_header_len + 1);
+    CHECK(mf_json_parse(copy, base_header_len, &root, msg, sizeof msg) == 0, "%s", msg);
+    const mf_json *meta = mf_json_get(&root, "__metadata__");
+    const mf_json *version = meta ? mf_json_get(meta, "version") : NULL;
+    CHECK(version && !strcmp(version->u.string, "2"), "version is not 2");
+    int tensors = 0, entries = 0;
+    for (int i = 0; meta && i < meta->count; i++)
+        entries += !strncmp(meta->u.items[i].key, "crc32.", 6);
+    for (int i = 0; meta && i < root.count; i++) {
+        const mf_json *v = &root.u.items[i];
+        if (!strcmp(v->key, "__metadata__")) continue;
+        tensors++;
+        char key[200], want[9];
+        size_t b = 0, e = 0;
+        snprintf(key, sizeof key, "crc32.%s", v->key);
+        const mf_json *crc = mf_json_get(meta, key);
+        CHECK(tensor_range(base_header, v->key, &b, &e), "%s: no offsets", v->key);
+        snprintf(want, sizeof want, "%08lx", crc32(0, base_data + b, (uInt)(e - b)));
+        CHECK(crc && crc->type == MF_JSON_STRING && !strcmp(crc->u.string, want),
+              "%s: checksum %s, zlib computes %s", v->key, crc ? crc->u.string : "(none)", want);
+    }
+    CHECK(tensors > 0 && entries == tensors, "%d checksums for %d tensors", entries, tensors);
+    mf_json_free(&root);
+    free(copy);
+
+    /* The safetensors layer reports them. */
+    char path[128];
+    path_in(path, sizeof path, "base.safetensors");
+    mf_checkpoint_header h;
+    mf_error err;
+    CHECK(mf_checkpoint_read_header(path, &h, &err) == MF_OK, "%s", err.message);
+    CHECK(h.has_checksums == 1, "has_checksums %d", h.has_checksums);
+    for (int i = 0; i < h.num_tensors; i++)
+        CHECK(h.tensors[i].has_crc32, "tensor %s without its checksum", h.tensors[i].name);
+    mf_checkpoint_header_free(&h);
+}
+
+/* One byte of the data section changed: the first tensor, a parameter in the
+ * middle, an AdamW moment, the last tensor, then bytes all over the section
+ * (every bit position). Each is refused, by the loader and by the safetensors
+ * layer, naming the tensor that holds the byte. The first four keep the
+ * value finite, so only the checksum can tell. */
+static void test_damaged_data_refused(void)
+{
+    char path[128], name[200], needle[300];
+    path_in(path, sizeof path, "damaged.safetensors");
+    size_t b, e, mb, me;
+    CHECK(tensor_range(base_header, "optimizer.adam_m.head.weight", &mb, &me), "adam_m offsets");
+    CHECK(tensor_range(base_header, "blocks.0.attn.q.weight", &b, &e), "q offsets");
+    size_t named[4] = {0, b + 4 * 5, mb + 4 * ((me - mb) / 8), base_data_len - 4};
+    unsigned char *data = malloc(base_data_len);
+    int cases = 0;
+    for (size_t k = 0;; k++) {
+        size_t at;
+        unsigned bit;
+        if (k < 4) at = named[k], bit = 0;
+        else if ((at = (k - 4) * 37) < base_data_len) bit = (unsigned)(k % 8);
+        else break;
+        memcpy(data, base_data, base_data_len);
+        data[at] ^= (unsigned char)(1u << bit);
+        write_checkpoint(path, base_header, base_header_len, data, base_data_len);
+        if (!tensor_at(at, name, sizeof name)) {
+            CHECK(0, "no tensor holds data byte %zu", at);
+            break;
+        }
+        snprintf(needle, sizeof needle, "tensor '%s' fails its checksum (stored ", name);
+        char label[64];
+        snprintf(label, sizeof label, "data byte %zu bit %u", at, bit);
+        expect_status(label, path, MF_ERR_FORMAT, needle);
+        mf_checkpoint_header h;
+        mf_error err;
+        mf_error_clear(&err);
+        CHECK(mf_checkpoint_read_header(path, &h, &err) == MF_ERR_FORMAT &&
+                  strstr(err.message, needle) && strstr(err.message, ", computed "),
+              "%s: read_header says '%s'", label, err.message);
+        cases++;
+    }
+    CHECK(cases > 100, "only %d damaged bytes tried", cases);
+    free(data);
+}
+
+/* The file changes between mf_checkpoint_read_header and mf_checkpoint_read_f32. */
+static void test_read_f32_verifies(void)
+{
+    char path[128];
+    path_in(path, sizeof path, "changing.safetensors");
+    write_file(path, base_file, base_file_len);
+    mf_checkpoint_header h;
+    mf_error err;
+    CHECK(mf_checkpoint_read_header(path, &h, &err) == MF_OK, "%s", err.message);
+    const mf_checkpoint_tensor *t = mf_checkpoint_find(&h, "head.bias");
+    float bias[10];
+    CHECK(t && mf_checkpoint_read_f32(&h, t, bias, &err) == MF_OK, "read_f32: %s", err.message);
+    if (t) {
+        int fd = open(path, O_WRONLY);
+        unsigned char byte = base_file[h.data_start + t->begin + 4] ^ 0x10;
+        CHECK(fd >= 0 && pwrite(fd, &byte, 1, (off_t)(h.data_start + t->begin + 4)) == 1,
+              "pwrite: %s", strerror(errno));
+        if (fd >= 0) close(fd);
+        mf_error_clear(&err);
+        CHECK(mf_checkpoint_read_f32(&h, t, bias, &err) == MF_ERR_FORMAT &&
+                  strstr(err.message, "tensor 'head.bias' fails its checksum"),
+              "changed data read: %s", err.message);
+    }
+    mf_checkpoint_header_free(&h);
+}
+
+/* Checksum entries edited in the header. */
+static void test_checksum_entries(void)
+{
+    char *h = malloc(base_header_len + 1);
+    memcpy(h, base_header, base_header_len + 1);
+    char *hex = checksum_text(h, "head.weight");
+    CHECK(hex != NULL, "no checksum for head.weight");
+    if (!hex) {
+        free(h);
+        return;
+    }
+    char saved = hex[3];
+    hex[3] = hex[3] == '0' ? '1' : '0'; /* same length, another checksum */
+    reject_header("checksum edited", h, "tensor 'head.weight' fails its checksum (stored ");
+    hex[3] = 'G';
+    reject_header("checksum not hex", h, "'crc32.head.weight' = ");
+    hex[3] = saved;
+    saved = hex[0];
+    hex[0] = 'A';
+    reject_header("checksum upper case", h, "8 lowercase hexadecimal digits");
+    hex[0] = saved;
+    free(h);
+
+    reject_replace("checksum of no tensor", "\"format\":", "\"crc32.nope\":\"00000000\",\"format\":",
+                   "'crc32.nope' is the checksum of a tensor the file does not hold");
+    reject_replace("checksum 7 digits", "\"crc32.head.bias\":\"", "\"crc32.head.bias\":\"0\",\"x\":\"",
+                   "'crc32.head.bias' = '0'");
+    /* One entry gone, then all of them in a version-2 file. */
+    h = malloc(base_header_len + 1);
+    memcpy(h, base_header, base_header_len + 1);
+    char *at = strstr(h, ",\"crc32.head.bias\":\"");
+    CHECK(at != NULL, "no head.bias checksum");
+    if (at) memmove(at, at + 29, strlen(at + 29) + 1);
+    reject_header("a checksum missing", h, "tensor 'head.bias' has no checksum (metadata 'crc32.head.bias')");
+    free(h);
+    h = version1_header(base_header);
+    char *v2 = replace(h, "\"version\":\"1\"", "\"version\":\"2\"");
+    reject_header("version 2 without checksums", v2, "which format version 2 requires");
+    free(v2);
+    free(h);
+}
+
+/* Files written before checksums (version 1) still load, bit for bit; a
+ * version-1 file that does carry checksums has them checked. */
+static void test_version1_loads(void)
+{
+    char path[128], v1path[128];
+    path_in(path, sizeof path, "base.safetensors");
+    path_in(v1path, sizeof v1path, "v1.safetensors");
+    char *h = version1_header(base_header);
+    CHECK(strlen(h) % 8 == 0 && !strstr(h, "crc32.") && strstr(h, "\"version\":\"1\""),
+          "not a version-1 header: %.80s", h);
+    write_checkpoint(v1path, h, strlen(h), base_data, base_data_len);
+    free(h);
+    mf_model a, b;
+    mf_checkpoint_info ia, ib;
+    mf_error err;
+    CHECK(mf_checkpoint_load(path, &a, &ia, &err) == MF_OK, "%s", err.message);
+    mf_status st = mf_checkpoint_load(v1path, &b, &ib, &err);
+    CHECK(st == MF_OK, "version 1: %s", err.message);
+    if (st == MF_OK) {
+        size_t bytes = a.num_params * sizeof(float);
+        CHECK(ia.version == 2 && ib.version == 1, "versions %d %d", ia.version, ib.version);
+        CHECK(b.num_params == a.num_params && same_bits(a.params, b.params, bytes) &&
+                  same_bits(a.adam_m, b.adam_m, bytes) && same_bits(a.adam_v, b.adam_v, bytes),
+              "version 1 loads other values");
+        CHECK(ib.has_optimizer && ib.has_train_state && same_info(&ia, &ib, 1), "version 1 info");
+        mf_model_free(&b);
+    }
+    mf_model_free(&a);
+    mf_checkpoint_header hd;
+    CHECK(mf_checkpoint_read_header(v1path, &hd, &err) == MF_OK && hd.has_checksums == 0,
+          "version 1 header: %s", err.message);
+    mf_checkpoint_header_free(&hd);
+
+    h = replace(base_header, "\"version\":\"2\"", "\"version\":\"1\"");
+    unsigned char *data = malloc(base_data_len);
+    memcpy(data, base_data, base_data_len);
+    data[0] ^= 1;
+    path_in(path, sizeof path, "bad.safetensors");
+    write_checkpoint(path, h, strlen(h), data, base_data_len);
+    expect_status("version 1 with checksums", path, MF_ERR_FORMAT, "fails its checksum");
+    free(data);
+    free(h);
+}
+
+static void fifo_timeout(int sig)
+{
+    (void)sig;
+    static const char msg[] = "FAIL test_fifo_refused: opening a FIFO blocked for 10 s\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+/* A FIFO with no writer: opening it for reading would block forever. */
+static void test_fifo_refused(void)
+{
+    char path[128];
+    path_in(path, sizeof path, "fifo.safetensors");
+    if (mkfifo(path, 0600)) SKIP("mkfifo: %s", strerror(errno));
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fifo_timeout;
+    sigaction(SIGALRM, &sa, &old);
+    alarm(10);
+    double t0 = mf_now_seconds();
+    expect_status("FIFO", path, MF_ERR_IO, "not a regular file");
+    mf_checkpoint_header h;
+    mf_error err;
+    mf_error_clear(&err);
+    CHECK(mf_checkpoint_read_header(path, &h, &err) == MF_ERR_IO &&
+              !strncmp(err.message, path, strlen(path)),
+          "read_header on a FIFO: %s", err.message);
+    double seconds = mf_now_seconds() - t0;
+    alarm(0);
+    sigaction(SIGALRM, &old, NULL);
+    CHECK(seconds < 2, "refusing a FIFO took %.1f s", seconds);
 }
 
 static void test_io_errors(void)
@@ -621,7 +966,7 @@ static void test_io_errors(void)
     expect_status("missing file", path, MF_ERR_IO, "cannot open");
     path_in(path, sizeof path, "a-directory");
     mkdir(path, 0755);
-    expect_status("directory", path, MF_ERR_IO, "not a regular file");
+    expect_status("directory", path, MF_ERR_IO, "is a directory");
 }
 
 static void test_case_count(void)
@@ -645,8 +990,9 @@ static mf_model make_model(int dim, int layers, uint64_t seed)
     return m;
 }
 
+/* needle (may be NULL): the system's reason the message must give. */
 static void expect_save_fails(const char *label, const char *path, const mf_model *m,
-                              const char *dir)
+                              const char *dir, const char *needle)
 {
     mf_checkpoint_info info;
     mf_checkpoint_info_init(&info);
@@ -657,6 +1003,9 @@ static void expect_save_fails(const char *label, const char *path, const mf_mode
     CHECK(strstr(err.message, path) == err.message, "%s: message does not name the path: %s",
           label, err.message);
     CHECK(count_temp_files(dir) == 0, "%s: a temporary file was left in %s", label, dir);
+    if (needle)
+        CHECK(strstr(err.message, needle) != NULL, "%s: message '%s' lacks '%s'", label,
+              err.message, needle);
     if (verbose) printf("  %-28s %s\n", label, err.message);
 }
 
@@ -665,7 +1014,7 @@ static void test_save_missing_directory(void)
     char path[160];
     path_in(path, sizeof path, "no/such/dir/x.safetensors");
     mf_model m = make_model(8, 1, 1);
-    expect_save_fails("save into missing dir", path, &m, tmpdir);
+    expect_save_fails("save into missing dir", path, &m, tmpdir, strerror(ENOENT));
     struct stat sb;
     char dir[128];
     path_in(dir, sizeof dir, "no");
@@ -681,7 +1030,7 @@ static void test_save_onto_directory(void)
     snprintf(path, sizeof path, "%s/ckpt", dir);
     mkdir(path, 0755); /* the target is a directory: the rename must fail */
     mf_model m = make_model(8, 1, 1);
-    expect_save_fails("save onto a directory", path, &m, dir);
+    expect_save_fails("save onto a directory", path, &m, dir, "not a regular file");
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode), "the directory was replaced");
     mf_model_free(&m);
@@ -710,9 +1059,10 @@ static void test_save_replaces(void)
 
 /* Saving over old_path while writes fail must keep the old bytes. */
 static void check_old_survives(const char *label, const char *dir, const char *path,
-                               const unsigned char *old, size_t old_len, const mf_model *big)
+                               const unsigned char *old, size_t old_len, const mf_model *big,
+                               const char *needle)
 {
-    expect_save_fails(label, path, big, dir);
+    expect_save_fails(label, path, big, dir, needle);
     size_t now_len;
     unsigned char *now = read_file(path, &now_len);
     CHECK(now && now_len == old_len && !memcmp(now, old, old_len),
@@ -753,7 +1103,7 @@ static void test_save_write_failure(void)
         mf_model_free(&big);
         SKIP("setrlimit(RLIMIT_FSIZE) failed: %s", strerror(errno));
     }
-    check_old_survives("write fails part way", dir, path, old, old_len, &big);
+    check_old_survives("write fails part way", dir, path, old, old_len, &big, strerror(EFBIG));
     setrlimit(RLIMIT_FSIZE, &saved);
     signal(SIGXFSZ, prev);
     free(old);
@@ -779,7 +1129,7 @@ static void test_save_disk_full(void)
     CHECK(mf_checkpoint_save(path, &small, &info, 1, &err) == MF_OK, "%s", err.message);
     size_t old_len;
     unsigned char *old = read_file(path, &old_len);
-    check_old_survives("disk full", dir, path, old, old_len, &big);
+    check_old_survives("disk full", dir, path, old, old_len, &big, strerror(ENOSPC));
     free(old);
     mf_model_free(&small);
     mf_model_free(&big);
@@ -923,6 +1273,12 @@ int main(void)
     RUN(test_bad_tensors);
     RUN(test_bad_metadata);
     RUN(test_bad_data);
+    RUN(test_checksums_written);
+    RUN(test_damaged_data_refused);
+    RUN(test_read_f32_verifies);
+    RUN(test_checksum_entries);
+    RUN(test_version1_loads);
+    RUN(test_fifo_refused);
     RUN(test_io_errors);
     RUN(test_case_count);
     RUN(test_save_missing_directory);

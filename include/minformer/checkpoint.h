@@ -9,12 +9,19 @@
 #include "model.h"
 #include "train.h"
 
-#define MF_CHECKPOINT_VERSION 1                  /* metadata "version" */
+/* Metadata "version" written; every version from the oldest on is read.
+ * Version 2 added the per-tensor checksums, which it requires. */
+#define MF_CHECKPOINT_VERSION 2
+#define MF_CHECKPOINT_OLDEST_VERSION 1
 #define MF_CHECKPOINT_MAX_HEADER (100u << 20)    /* bytes of JSON header */
 #define MF_CHECKPOINT_MAX_NDIM 8
 /* Names of the AdamW moment tensors: prefix + the parameter's name. */
 #define MF_CHECKPOINT_ADAM_M_PREFIX "optimizer.adam_m."
 #define MF_CHECKPOINT_ADAM_V_PREFIX "optimizer.adam_v."
+/* Metadata key of a tensor's checksum: prefix + the tensor's name; the value
+ * is the zlib CRC-32 of the tensor's bytes in the file as 8 lowercase hex
+ * digits (docs/checkpoint.md). */
+#define MF_CHECKPOINT_CRC32_PREFIX "crc32."
 
 /* Everything a checkpoint holds besides the model's configuration (which is
  * m->cfg) and its tensors. */
@@ -26,6 +33,7 @@ typedef struct {
     int limit_train, limit_test; /* the run's dataset limits, 0 = whole split */
     uint64_t data_fingerprint; /* mf_dataset.fingerprint of the training data; 0 = unknown */
     /* Set by mf_checkpoint_load (ignored by save): */
+    int version;             /* the file's format version (1: written before checksums) */
     int has_optimizer;       /* the file held AdamW moments; else they are zero */
     int has_train_state;     /* the file held the resume keys; else opts and state
                                 are defaults except seed, state.epoch, state.test_acc */
@@ -58,6 +66,8 @@ typedef struct {
     int ndim;
     uint64_t shape[MF_CHECKPOINT_MAX_NDIM];
     uint64_t begin, end;     /* byte range in the data section */
+    int has_crc32;           /* the metadata holds its checksum ... */
+    uint32_t crc32;          /* ... this one, which its data matched */
 } mf_checkpoint_tensor;
 
 typedef struct {
@@ -73,20 +83,28 @@ typedef struct {
     mf_checkpoint_tensor *tensors; /* in data order (by begin) */
     int num_metadata;
     mf_checkpoint_entry *metadata; /* "__metadata__", in file order */
+    int has_checksums;       /* every tensor has a checksum (and there is one at least) */
     void *internal;          /* the open file, the header text */
 } mf_checkpoint_header;
 
-/* Reads and validates a safetensors header: its length against the file size
- * and MF_CHECKPOINT_MAX_HEADER, strict JSON, known dtypes, shapes consistent
- * with data_offsets, offsets in range, neither overlapping nor leaving holes,
- * string-valued metadata. No minformer-specific checks. Keeps the file open
- * for mf_checkpoint_read_f32 until mf_checkpoint_header_free. */
+/* Reads and validates a safetensors header: the file is a regular one (never
+ * blocks on a FIFO), its header length fits the file size and
+ * MF_CHECKPOINT_MAX_HEADER, strict JSON, known dtypes, shapes consistent with
+ * data_offsets, offsets in range, neither overlapping nor leaving holes,
+ * string-valued metadata. When the metadata holds checksums
+ * (MF_CHECKPOINT_CRC32_PREFIX keys), each must name a tensor of the file, all
+ * tensors must have one, and every tensor's data is read once and must match
+ * its checksum: an accepted header promises intact data. No other
+ * minformer-specific checks (the format version is load's business). Keeps
+ * the file open for mf_checkpoint_read_f32 until mf_checkpoint_header_free. */
 mf_status mf_checkpoint_read_header(const char *path, mf_checkpoint_header *h, mf_error *err);
 void mf_checkpoint_header_free(mf_checkpoint_header *h);
 /* NULL when absent. */
 const char *mf_checkpoint_metadata(const mf_checkpoint_header *h, const char *key);
 const mf_checkpoint_tensor *mf_checkpoint_find(const mf_checkpoint_header *h, const char *name);
-/* The data of an F32 tensor (numel floats, converted from little-endian). */
+/* The data of an F32 tensor (numel floats, converted from little-endian),
+ * checked again against its checksum when it has one, so a file changed since
+ * mf_checkpoint_read_header is still caught (MF_ERR_FORMAT). */
 mf_status mf_checkpoint_read_f32(const mf_checkpoint_header *h, const mf_checkpoint_tensor *t,
                                  float *out, mf_error *err);
 
