@@ -4,7 +4,9 @@
  * and evaluated again by tools/torch_checkpoint.py, which parses the
  * safetensors file and the dataset itself and runs tools/torch_reference.py's
  * model. Both must count the same correct predictions (at most 2 apart, for
- * near-ties under different float rounding) and agree on the loss. SKIP
+ * near-ties under different float rounding) and agree on the loss. The
+ * script also verifies the checksums: a copy with one data byte changed is
+ * refused, naming the tensor. SKIP
  * without /usr/bin/python3 with torch and numpy, or without the data. */
 #define _GNU_SOURCE
 #include <math.h>
@@ -22,6 +24,8 @@
 
 static char root[256];
 static char data_dir[PATH_MAX];
+static char script[PATH_MAX];
+static char a_checkpoint[PATH_MAX]; /* one trained by the first test, "" if none */
 
 static const struct {
     const char *name, *dataset, *flags;
@@ -53,7 +57,6 @@ static void test_torch_reproduces_eval(void)
         SKIP("no %s with torch and numpy", PYTHON);
     }
     child_result_free(&r);
-    char script[PATH_MAX];
     if (!realpath(SCRIPT, script)) SKIP("no %s here (run from the repository root)", SCRIPT);
 
     char paths[NCASES][PATH_MAX];
@@ -88,6 +91,7 @@ static void test_torch_reproduces_eval(void)
             count[i] = json_number(&j, "count");
             trained[i] = 1;
             args_add(&py, paths[i], NULL);
+            if (!a_checkpoint[0]) text_printf(a_checkpoint, sizeof a_checkpoint, "%s", paths[i]);
             json_line_free(&j);
         } else {
             CHECK(0, "%s: minformer eval failed: %s", cases[i].name, r.err);
@@ -137,6 +141,35 @@ static void test_torch_reproduces_eval(void)
     child_result_free(&r);
 }
 
+static void test_torch_refuses_damaged_data(void)
+{
+    if (!a_checkpoint[0] || !script[0]) SKIP("no checkpoint from the first test");
+    size_t len;
+    unsigned char *bytes = (unsigned char *)read_text(a_checkpoint, &len);
+    CHECK(bytes && len > 8, "cannot read %s", a_checkpoint);
+    if (!bytes || len <= 8) {
+        free(bytes);
+        return;
+    }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | bytes[i];
+    CHECK(8 + n + 100 < len, "%s: no data section", a_checkpoint);
+    if (8 + n + 100 < len) {
+        bytes[8 + n + 100] ^= 1;
+        char damaged[PATH_MAX + 32];
+        text_printf(damaged, sizeof damaged, "%s/damaged.safetensors", root);
+        CHECK(write_bytes(damaged, bytes, len) == 0, "cannot write %s", damaged);
+        child_result r;
+        child_args py = {0};
+        args_add(&py, script, "--data", data_dir, damaged, NULL);
+        int status = child_run_exe(&r, NULL, PYTHON, TIMEOUT, &py);
+        CHECK(status == 1 && strstr(r.err, "fails its checksum (stored "),
+              "the script on a damaged checkpoint: status %d, %s", status, r.err);
+        child_result_free(&r);
+    }
+    free(bytes);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -157,6 +190,7 @@ int main(int argc, char **argv)
     if (!realpath(data && data[0] ? data : "data", data_dir))
         snprintf(data_dir, sizeof data_dir, "data");
     RUN(test_torch_reproduces_eval);
+    RUN(test_torch_refuses_damaged_data);
     remove_tree(root);
     return check_report();
 }

@@ -2,7 +2,7 @@
 """Evaluates minformer checkpoints with PyTorch, independently of the C code.
 
 Reads each safetensors file directly (struct + json, no safetensors package),
-rebuilds the model for any variant from the metadata with the MinFormer
+verifies the per-tensor CRC-32 checksums of docs/checkpoint.md, rebuilds the model for any variant from the metadata with the MinFormer
 module of tools/torch_reference.py, loads the test split from the data
 directory (IDX raw or gzip, CIFAR-10 binary batches; parsed with struct and
 numpy), normalizes it with the checkpoint's mean/std as minformer does, and
@@ -23,8 +23,11 @@ import argparse
 import gzip
 import json
 import os
+import re
+import stat
 import struct
 import sys
+import zlib
 
 import numpy as np
 import torch
@@ -35,6 +38,7 @@ from torch_reference import MinFormer  # noqa: E402  (the model code of the pari
 
 OPTIMIZER_PREFIXES = ("optimizer.adam_m.", "optimizer.adam_v.")
 MAX_HEADER = 100 << 20  # MF_CHECKPOINT_MAX_HEADER
+CRC32_PREFIX = "crc32."  # MF_CHECKPOINT_CRC32_PREFIX
 
 
 class CheckpointError(Exception):
@@ -43,11 +47,49 @@ class CheckpointError(Exception):
 
 # ---- safetensors ---------------------------------------------------------------
 
+def read_regular_file(path):
+    """The bytes of path, refusing a FIFO or device before anything waits on it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError("%s: not a regular file" % path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return f.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def verify_checksums(path, meta, spans, data):
+    """The rules of mf_checkpoint_read_header and mf_checkpoint_load: every
+    checksum names a tensor, the tensors have all one or none (version 2: all),
+    and each matches zlib's CRC-32 of the tensor's bytes."""
+    crcs = {k[len(CRC32_PREFIX):]: v for k, v in meta.items() if k.startswith(CRC32_PREFIX)}
+    for name in crcs:
+        if name not in spans:
+            raise CheckpointError("%s: metadata '%s%s' is the checksum of a tensor the file does "
+                                  "not hold" % (path, CRC32_PREFIX, name))
+    unchecked = [name for name in spans if name not in crcs]
+    if unchecked and (crcs or (meta.get("format") == "minformer" and meta.get("version") != "1")):
+        raise CheckpointError("%s: tensor '%s' has no checksum (metadata '%s%s')"
+                              % (path, unchecked[0], CRC32_PREFIX, unchecked[0]))
+    for name, stored in crcs.items():
+        if not re.fullmatch("[0-9a-f]{8}", stored):
+            raise CheckpointError("%s: metadata '%s%s' = '%s': expected a CRC-32 as 8 lowercase "
+                                  "hexadecimal digits" % (path, CRC32_PREFIX, name, stored))
+        begin, end = spans[name]
+        computed = zlib.crc32(data[begin:end])
+        if computed != int(stored, 16):
+            raise CheckpointError("%s: tensor '%s' fails its checksum (stored %s, computed %08x)"
+                                  % (path, name, stored, computed))
+
+
 def read_safetensors(path):
     """(metadata dict, {name: float32 numpy array}) of an F32 safetensors file,
-    with the structural checks of docs/checkpoint.md."""
-    with open(path, "rb") as f:
-        blob = f.read()
+    with the structural and checksum checks of docs/checkpoint.md."""
+    blob = read_regular_file(path)
     if len(blob) < 8:
         raise CheckpointError("%s: %d bytes, too short for a safetensors file" % (path, len(blob)))
     (n,) = struct.unpack("<Q", blob[:8])
@@ -64,7 +106,7 @@ def read_safetensors(path):
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise CheckpointError("%s: __metadata__ is not an object of strings" % path)
     data = memoryview(blob)[8 + n:]
-    tensors, spans = {}, []
+    tensors, spans = {}, {}
     for name, entry in header.items():
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError("%s: tensor '%s': malformed entry" % (path, name))
@@ -78,14 +120,15 @@ def read_safetensors(path):
                                   "in a %d-byte data section" % (path, name, begin, end, shape,
                                                                   len(data)))
         tensors[name] = np.frombuffer(data, dtype="<f4", count=numel, offset=begin).reshape(shape)
-        spans.append((begin, end))
+        spans[name] = (begin, end)
     pos = 0
-    for begin, end in sorted(spans):
+    for begin, end in sorted(spans.values()):
         if begin != pos:
             raise CheckpointError("%s: the tensors do not tile the data section" % path)
         pos = end
     if pos != len(data):
         raise CheckpointError("%s: %d bytes after the last tensor" % (path, len(data) - pos))
+    verify_checksums(path, meta, spans, data)
     return meta, tensors
 
 
