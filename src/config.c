@@ -88,6 +88,12 @@ mf_status mf_config_validate(const mf_config *c, mf_error *err)
 {
     if (c->image_size <= 0 || c->channels <= 0 || c->channels > 3)
         return mf_fail(err, MF_ERR_CONFIG, "images must have 1 to 3 channels and a positive size");
+    /* The bounds a checkpoint may hold: within them every size computed
+     * from a configuration (tensor shapes in int, counts in size_t) is exact. */
+    if (c->image_size > 4096 || c->dim > 16384 || c->layers > 4096 || c->heads > 16384 ||
+        c->mlp_ratio > 64)
+        return mf_fail(err, MF_ERR_CONFIG, "image size, width, layers, heads or MLP ratio over "
+                       "the limits 4096, 16384, 4096, 16384, 64");
     if (c->classes < 2 || c->classes > 10)
         return mf_fail(err, MF_ERR_CONFIG, "the number of classes must be 2 to 10");
     if (c->patch <= 0 || c->image_size % c->patch)

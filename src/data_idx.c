@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 enum {
@@ -32,17 +32,54 @@ static const char *gz_message(gzFile f, const char *path, int *code)
     return msg ? msg : "unknown error";
 }
 
-/* Opens path for reading after checking it is a regular file. */
-static mf_status idx_open(const char *path, gzFile *out, mf_error *err)
+/* The largest IDX file, and the largest payload a header may announce, that
+ * is accepted: 4 GiB, five million 28x28 images (MNIST's training images are
+ * 47 MB). A gzip file could otherwise inflate a thousandfold past what its
+ * size suggests. */
+#define IDX_MAX_BYTES ((uint64_t)4 << 30)
+
+/* Opens path for reading, only as a regular file (a FIFO would block the
+ * open, a device such as /dev/zero would never end) of at most
+ * IDX_MAX_BYTES; *size is its size on disk. */
+static mf_status idx_open(const char *path, gzFile *out, uint64_t *size, mf_error *err)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return mf_fail(err, MF_ERR_IO, "%s: not a regular file", path);
-    gzFile f = gzopen(path, "rb");
-    if (!f) return mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd = mf_open_regular(path, 0, size, err);
+    if (fd < 0) return MF_ERR_IO;
+    if (*size > IDX_MAX_BYTES) {
+        close(fd);
+        return mf_fail(err, MF_ERR_IO, "%s: %llu bytes, over the %llu MiB limit for an IDX file",
+                       path, (unsigned long long)*size, (unsigned long long)(IDX_MAX_BYTES >> 20));
+    }
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for the gzip reader", path);
+    }
     gzbuffer(f, 1 << 17);
     *out = f;
+    return MF_OK;
+}
+
+/* After the header: a raw file's size must be exactly what the header
+ * implies, checked before reading anything more; a gzip file's payload must
+ * stay under the limit. */
+static mf_status idx_check_size(gzFile f, const char *path, uint64_t file_size,
+                                size_t header_bytes, uint64_t payload, mf_error *err)
+{
+    uint64_t expected = header_bytes + payload;
+    if (gzdirect(f)) {
+        if (file_size < expected)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: truncated: expected %llu bytes, found %llu",
+                           path, (unsigned long long)expected, (unsigned long long)file_size);
+        if (file_size > expected)
+            return mf_fail(err, MF_ERR_FORMAT, "%s: %llu trailing bytes after the %llu the header "
+                           "implies", path, (unsigned long long)(file_size - expected),
+                           (unsigned long long)expected);
+    } else if (payload > IDX_MAX_BYTES) {
+        return mf_fail(err, MF_ERR_FORMAT, "%s: the header implies %llu bytes of data, over the "
+                       "%llu MiB limit for an IDX file", path, (unsigned long long)payload,
+                       (unsigned long long)(IDX_MAX_BYTES >> 20));
+    }
     return MF_OK;
 }
 
@@ -158,7 +195,8 @@ static mf_status idx_read_header(gzFile f, const char *path, uint32_t magic, int
 static mf_status idx_load_images(const char *path, mf_split *out, mf_error *err)
 {
     gzFile f;
-    mf_status st = idx_open(path, &f, err);
+    uint64_t file_size;
+    mf_status st = idx_open(path, &f, &file_size, err);
     if (st) return st;
     uint32_t d[3];
     st = idx_read_header(f, path, IDX_MAGIC_IMAGES, 3, d, err);
@@ -173,7 +211,8 @@ static mf_status idx_load_images(const char *path, mf_split *out, mf_error *err)
                      (unsigned)d[1], (unsigned)d[2]);
     if (!st) {
         size_t payload = (size_t)d[0] * d[1] * d[2];
-        st = idx_read_payload(f, path, 16, payload, &out->images, err);
+        st = idx_check_size(f, path, file_size, 16, payload, err);
+        if (!st) st = idx_read_payload(f, path, 16, payload, &out->images, err);
     }
     gzclose(f);
     if (st) return st;
@@ -187,7 +226,8 @@ static mf_status idx_load_labels(const char *path, int classes, uint8_t **labels
                                  mf_error *err)
 {
     gzFile f;
-    mf_status st = idx_open(path, &f, err);
+    uint64_t file_size;
+    mf_status st = idx_open(path, &f, &file_size, err);
     if (st) return st;
     uint32_t n = 0;
     st = idx_read_header(f, path, IDX_MAGIC_LABELS, 1, &n, err);
@@ -195,6 +235,7 @@ static mf_status idx_load_labels(const char *path, int classes, uint8_t **labels
         st = mf_fail(err, MF_ERR_FORMAT, "%s: label count %u outside [1, %d]", path, (unsigned)n,
                      IDX_MAX_COUNT);
     uint8_t *buf = NULL;
+    if (!st) st = idx_check_size(f, path, file_size, 8, n, err);
     if (!st) st = idx_read_payload(f, path, 8, n, &buf, err);
     gzclose(f);
     if (st) return st;
@@ -232,6 +273,7 @@ mf_status mf_idx_load(const char *images_path, const char *labels_path, int clas
         mf_split_free(&s);
         return st;
     }
+    s.classes = classes;
     *out = s;
     return MF_OK;
 }

@@ -1,15 +1,26 @@
 /* Training logs and the figures drawn from them: loss curves, accuracy
  * against parameters, attention maps with rollout. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "minformer/figures.h"
 
 /* ---- training logs ------------------------------------------------------- */
+
+/* Limits on a log, generous for real use: a line is about 250 bytes, so a
+ * 100,000-epoch run writes about 25 MB; 256 MiB is ten times that, and
+ * 64 KiB a hundred times the longest line a writer emits. They keep a
+ * device or a runaway file from filling memory. */
+#define LOG_MAX_BYTES ((uint64_t)256 << 20)
+#define LOG_MAX_LINE ((size_t)64 << 10)
+#define LOG_MAX_EPOCH 1000000
+#define LOG_CHUNK ((size_t)64 << 10)
 
 static int by_epoch(const void *a, const void *b)
 {
@@ -17,86 +28,167 @@ static int by_epoch(const void *a, const void *b)
     return (x->epoch > y->epoch) - (x->epoch < y->epoch);
 }
 
+typedef struct {
+    const char *path;
+    size_t lineno;
+    mf_training_log *log;
+    int capacity;
+    int *slot_of;  /* epoch -> index in log->epochs + 1, 0 for none yet */
+    int slot_cap;  /* entries of slot_of */
+} log_reader;
+
+/* A metric: a number, or null or absent for one the run could not give (a
+ * writer writes a non-finite value as null): NaN then. Anything else is an
+ * error (0). */
+static int log_metric(const mf_json *root, const char *key, double *out)
+{
+    const mf_json *v = mf_json_get(root, key);
+    if (!v || v->type == MF_JSON_NULL) {
+        *out = NAN;
+        return 1;
+    }
+    if (v->type != MF_JSON_NUMBER) return 0;
+    *out = v->u.number.value;
+    return 1;
+}
+
+static mf_status log_line(log_reader *r, char *line, size_t len, mf_error *err)
+{
+    size_t first = 0;
+    while (first < len && (line[first] == ' ' || line[first] == '\t' || line[first] == '\r')) first++;
+    if (first == len) return MF_OK;
+    mf_json root;
+    char msg[128];
+    int rc = mf_json_parse(line, len, &root, msg, sizeof msg);
+    if (rc == -2) return mf_fail(err, MF_ERR_NOMEM, "%s:%zu: out of memory", r->path, r->lineno);
+    if (rc) return mf_fail(err, MF_ERR_FORMAT, "%s:%zu: not JSON (%s)", r->path, r->lineno, msg);
+    uint64_t epoch = 0;
+    const mf_json *ev = root.type == MF_JSON_OBJECT ? mf_json_get(&root, "epoch") : NULL;
+    if (!ev || !mf_json_u64(ev, &epoch) || epoch < 1 || epoch > LOG_MAX_EPOCH) {
+        mf_json_free(&root);
+        return mf_fail(err, MF_ERR_FORMAT, "%s:%zu: not an epoch record (an object with an integer "
+                       "\"epoch\" in [1, %d])", r->path, r->lineno, LOG_MAX_EPOCH);
+    }
+    static const char *const keys[9] = {"lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                                        "seconds", "images_per_second", "train_seconds", "images"};
+    double v[9];
+    for (int k = 0; k < 9; k++) {
+        if (!log_metric(&root, keys[k], &v[k])) {
+            mf_json_free(&root);
+            return mf_fail(err, MF_ERR_FORMAT, "%s:%zu: \"%s\" is neither a number nor null",
+                           r->path, r->lineno, keys[k]);
+        }
+    }
+    mf_json_free(&root);
+    /* A count (the long conversion would be undefined for NaN or a huge value). */
+    if (!isnan(v[8]) && !(v[8] >= 0 && v[8] <= 1e15 && v[8] == floor(v[8])))
+        return mf_fail(err, MF_ERR_FORMAT, "%s:%zu: \"images\" is not a count of images", r->path,
+                       r->lineno);
+    mf_log_epoch e;
+    e.epoch = (int)epoch;
+    e.lr = (float)v[0];
+    e.train_loss = (float)v[1];
+    e.train_acc = (float)v[2];
+    e.test_loss = (float)v[3];
+    e.test_acc = (float)v[4];
+    e.seconds = v[5];
+    e.images_per_second = v[6];
+    e.train_seconds = v[7];
+    e.images = isnan(v[8]) ? 0 : (long)v[8];
+
+    mf_training_log *log = r->log;
+    if (e.epoch >= r->slot_cap) {
+        int ncap = r->slot_cap ? r->slot_cap : 64;
+        while (ncap <= e.epoch) ncap *= 2;
+        if (ncap > LOG_MAX_EPOCH + 1) ncap = LOG_MAX_EPOCH + 1;
+        int *ns = realloc(r->slot_of, (size_t)ncap * sizeof *ns);
+        if (!ns) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", r->path);
+        memset(ns + r->slot_cap, 0, (size_t)(ncap - r->slot_cap) * sizeof *ns);
+        r->slot_of = ns;
+        r->slot_cap = ncap;
+    }
+    int slot = r->slot_of[e.epoch] - 1; /* a repeated epoch: the last line wins */
+    if (slot < 0) {
+        if (log->count == r->capacity) {
+            int ncap = r->capacity ? 2 * r->capacity : 16;
+            mf_log_epoch *ne = realloc(log->epochs, (size_t)ncap * sizeof *ne);
+            if (!ne) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", r->path);
+            log->epochs = ne;
+            r->capacity = ncap;
+        }
+        slot = log->count++;
+        r->slot_of[e.epoch] = slot + 1;
+    }
+    log->epochs[slot] = e;
+    return MF_OK;
+}
+
 mf_status mf_training_log_read(const char *path, mf_training_log *log, mf_error *err)
 {
     memset(log, 0, sizeof *log);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mf_fail(err, MF_ERR_IO, "%s: cannot open the log: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0, lineno = 0;
-    int capacity = 0;
-    mf_status st = MF_OK;
-    for (;;) {
-        /* getline is POSIX, not C11: read by hand, any length. */
-        size_t len = 0;
-        int c;
-        while ((c = fgetc(f)) != EOF && c != '\n') {
-            if (len + 2 > cap) {
-                size_t ncap = cap ? 2 * cap : 256;
-                char *nl = realloc(line, ncap);
-                if (!nl) {
-                    st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-                    goto done;
-                }
-                line = nl;
-                cap = ncap;
-            }
-            line[len++] = (char)c;
-        }
-        if (c == EOF && len == 0) break;
-        lineno++;
-        size_t first = 0;
-        while (first < len && (line[first] == ' ' || line[first] == '\t' || line[first] == '\r')) first++;
-        if (first == len) continue;
-        mf_json root;
-        char msg[128];
-        if (mf_json_parse(line, len, &root, msg, sizeof msg)) {
-            st = mf_fail(err, MF_ERR_FORMAT, "%s:%zu: not JSON (%s)", path, lineno, msg);
-            goto done;
-        }
-        uint64_t epoch = 0;
-        const mf_json *ev = root.type == MF_JSON_OBJECT ? mf_json_get(&root, "epoch") : NULL;
-        if (!ev || !mf_json_u64(ev, &epoch) || epoch < 1 || epoch > 1000000) {
-            mf_json_free(&root);
-            st = mf_fail(err, MF_ERR_FORMAT, "%s:%zu: not an epoch record (an object with a positive "
-                         "integer \"epoch\")", path, lineno);
-            goto done;
-        }
-        mf_log_epoch e;
-        e.epoch = (int)epoch;
-        e.lr = (float)mf_json_number(&root, "lr", NAN);
-        e.train_loss = (float)mf_json_number(&root, "train_loss", NAN);
-        e.train_acc = (float)mf_json_number(&root, "train_acc", NAN);
-        e.test_loss = (float)mf_json_number(&root, "test_loss", NAN);
-        e.test_acc = (float)mf_json_number(&root, "test_acc", NAN);
-        e.seconds = mf_json_number(&root, "seconds", NAN);
-        e.images_per_second = mf_json_number(&root, "images_per_second", NAN);
-        e.train_seconds = mf_json_number(&root, "train_seconds", NAN);
-        e.images = (long)mf_json_number(&root, "images", 0);
-        mf_json_free(&root);
-        int slot = log->count;
-        for (int i = 0; i < log->count; i++)
-            if (log->epochs[i].epoch == e.epoch) slot = i; /* a repeated epoch: the last line wins */
-        if (slot == log->count) {
-            if (log->count == capacity) {
-                int ncap = capacity ? 2 * capacity : 16;
-                mf_log_epoch *ne = realloc(log->epochs, (size_t)ncap * sizeof *ne);
-                if (!ne) {
-                    st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-                    goto done;
-                }
-                log->epochs = ne;
-                capacity = ncap;
-            }
-            log->count++;
-        }
-        log->epochs[slot] = e;
-        if (c == EOF) break;
+    /* Only a regular file: a FIFO would block the open, a device such as
+     * /dev/zero would never end. */
+    uint64_t size;
+    int fd = mf_open_regular(path, 0, &size, err);
+    if (fd < 0) return MF_ERR_IO;
+    if (size > LOG_MAX_BYTES) {
+        close(fd);
+        return mf_fail(err, MF_ERR_IO, "%s: %llu bytes, over the %llu MiB limit for a training log",
+                       path, (unsigned long long)size, (unsigned long long)(LOG_MAX_BYTES >> 20));
     }
-    if (ferror(f)) st = mf_fail(err, MF_ERR_IO, "%s: read error", path);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        mf_status st = mf_fail(err, MF_ERR_IO, "%s: cannot open the log: %s", path, strerror(errno));
+        close(fd);
+        return st;
+    }
+    log_reader r = {.path = path, .log = log};
+    char *chunk = malloc(LOG_CHUNK), *line = malloc(LOG_MAX_LINE + 1);
+    mf_status st = MF_OK;
+    if (!chunk || !line) st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    size_t len = 0;
+    uint64_t total = 0;
+    while (!st) {
+        size_t got = fread(chunk, 1, LOG_CHUNK, f);
+        total += got;
+        /* Checked while reading too: a file can grow, and some (in /proc)
+         * say nothing of their size. */
+        if (total > LOG_MAX_BYTES) {
+            st = mf_fail(err, MF_ERR_IO, "%s: more than the %llu MiB limit for a training log",
+                         path, (unsigned long long)(LOG_MAX_BYTES >> 20));
+            break;
+        }
+        for (size_t i = 0; i < got && !st;) {
+            const char *nl = memchr(chunk + i, '\n', got - i);
+            size_t n = nl ? (size_t)(nl - (chunk + i)) : got - i;
+            if (len + n > LOG_MAX_LINE) {
+                st = mf_fail(err, MF_ERR_FORMAT, "%s:%zu: line longer than the %zu KiB limit for a "
+                             "training log", path, r.lineno + 1, LOG_MAX_LINE >> 10);
+                break;
+            }
+            memcpy(line + len, chunk + i, n);
+            len += n;
+            i += n;
+            if (nl) {
+                i++;
+                r.lineno++;
+                st = log_line(&r, line, len, err);
+                len = 0;
+            }
+        }
+        if (got < LOG_CHUNK) {
+            if (!st && ferror(f)) st = mf_fail(err, MF_ERR_IO, "%s: read error: %s", path, strerror(errno));
+            break;
+        }
+    }
+    if (!st && len) { /* a last line without a newline */
+        r.lineno++;
+        st = log_line(&r, line, len, err);
+    }
     if (!st && log->count) qsort(log->epochs, (size_t)log->count, sizeof *log->epochs, by_epoch);
-done:
+    free(chunk);
     free(line);
+    free(r.slot_of);
     fclose(f);
     if (st) mf_training_log_free(log);
     return st;
@@ -140,24 +232,30 @@ mf_status mf_figure_curves(const char *path, int width, int height, const char *
     for (int i = 0; i < n; i++) {
         int c = logs[i].count;
         if (c && logs[i].epochs[c - 1].epoch > max_epochs) max_epochs = logs[i].epochs[c - 1].epoch;
-        buf[i] = malloc(3 * (size_t)(c ? c : 1) * sizeof(double));
+        buf[i] = malloc(4 * (size_t)(c ? c : 1) * sizeof(double));
         if (!buf[i]) {
             st = mf_fail(err, MF_ERR_NOMEM, "out of memory for a figure");
             goto done;
         }
-        double *x = buf[i], *tr = x + c, *te = tr + c;
+        /* An epoch without a value (NaN: the run could not compute it) is
+         * left out of its curve, which joins its neighbours; a gap would
+         * hide a value that has no finite neighbour. */
+        double *xtr = buf[i], *tr = xtr + c, *xte = tr + c, *te = xte + c;
+        int ntr = 0, nte = 0;
         for (int e = 0; e < c; e++) {
             const mf_log_epoch *r = &logs[i].epochs[e];
-            x[e] = r->epoch;
-            tr[e] = metric_acc ? 100.0 * r->train_acc : r->train_loss;
-            te[e] = metric_acc ? 100.0 * r->test_acc : r->test_loss;
+            double a = metric_acc ? 100.0 * r->train_acc : r->train_loss;
+            double b = metric_acc ? 100.0 * r->test_acc : r->test_loss;
+            if (isfinite(a)) xtr[ntr] = r->epoch, tr[ntr++] = a;
+            if (isfinite(b)) xte[nte] = r->epoch, te[nte++] = b;
         }
-        mf_marker marker = run_marker(i, c < 2);
+        mf_marker marker = run_marker(i, ntr < 2 && nte < 2);
         mf_rgb color = mf_palette(i);
-        series[2 * i] = (mf_plot_series){.x = x, .y = tr, .n = c, .color = color, .has_color = 1,
+        series[2 * i] = (mf_plot_series){.x = xtr, .y = tr, .n = ntr, .color = color, .has_color = 1,
                                          .style = MF_LINE_SOLID, .marker = marker};
-        series[2 * i + 1] = (mf_plot_series){.x = x, .y = te, .n = c, .color = color, .has_color = 1,
-                                             .style = MF_LINE_DASHED, .marker = marker};
+        series[2 * i + 1] = (mf_plot_series){.x = xte, .y = te, .n = nte, .color = color,
+                                             .has_color = 1, .style = MF_LINE_DASHED,
+                                             .marker = marker};
     }
     /* The legend goes in a column right of the chart: with a dozen runs an
      * inner legend would hide the curves. */
@@ -237,7 +335,10 @@ mf_status mf_figure_accuracy_params(const char *path, int width, int height, con
     for (int g = 0; g < groups; g++) {
         int start = k;
         for (int i = 0; i < n; i++) {
-            if (group[i] != g) continue;
+            /* A point without a value (NaN) or off the log axis is left out. */
+            if (group[i] != g || !isfinite(params[i]) || params[i] <= 0 ||
+                !isfinite(acc_percent[i]))
+                continue;
             xs[k] = params[i];
             ys[k] = acc_percent[i];
             labs[k] = point_labels ? point_labels[i] : NULL;
@@ -258,9 +359,11 @@ mf_status mf_figure_accuracy_params(const char *path, int width, int height, con
     spec.series = series;
     spec.series_count = groups;
     spec.log_x = 1;
-    /* Room for the point labels on the right. */
-    spec.x_min = lo / 1.5;
-    spec.x_max = hi * 2.5;
+    /* Room for the point labels on the right (none to make without points). */
+    if (k > 0) {
+        spec.x_min = lo / 1.5;
+        spec.x_max = hi * 2.5;
+    }
     mf_status st = mf_plot_scatter_png(path, width, height, &spec, err);
     free(series);
     free(xs);

@@ -21,9 +21,10 @@
 static const char not_an_image[] = "not a PNG, PGM or PPM image";
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 
-/* Files larger than this are refused before they fill memory; the biggest
- * valid binary image (16384^2 RGB, 16-bit) is 1.5 GiB. */
-#define MAX_FILE_BYTES ((size_t)2 << 30)
+/* The largest image file `predict` reads: 256 MiB, refused before any of it
+ * is read. A digit or a photo to classify is kilobytes to megabytes; this
+ * still takes an 8-bit 9000x9000 RGB PPM or a 16-bit 6500x6500 one. */
+#define MAX_FILE_BYTES ((uint64_t)256 << 20)
 
 /* ---- PNG writer ---------------------------------------------------------- */
 
@@ -185,39 +186,44 @@ static mf_status read_whole_file(const char *path, uint8_t **out, size_t *out_si
 {
     *out = NULL;
     *out_size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, size = 0;
+    /* Only a regular file: a FIFO would block the open, a device such as
+     * /dev/zero would never end. */
+    uint64_t file_size;
+    int fd = mf_open_regular(path, 0, &file_size, err);
+    if (fd < 0) return MF_ERR_IO;
+    if (file_size > MAX_FILE_BYTES) {
+        close(fd);
+        return mf_fail(err, MF_ERR_IO, "%s: %llu bytes, over the %llu MiB limit for an image",
+                       path, (unsigned long long)file_size,
+                       (unsigned long long)(MAX_FILE_BYTES >> 20));
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        mf_status st = mf_fail(err, MF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return st;
+    }
+    /* One byte more than the size on disk, to notice a file that grew. */
+    size_t cap = (size_t)file_size + 1, size = 0;
     uint8_t *data = malloc(cap);
     mf_status status = MF_OK;
     if (!data) status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-    while (status == MF_OK) {
-        if (size == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                status = mf_fail(err, MF_ERR_FORMAT, "%s: file is over %zu MiB, too large "
-                                 "for an image", path, MAX_FILE_BYTES >> 20);
-                break;
-            }
-            uint8_t *bigger = realloc(data, cap * 2);
-            if (!bigger) {
-                status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            data = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(data + size, 1, cap - size, f);
+    while (status == MF_OK && size < cap) {
+        /* The first 8 bytes alone tell a non-image (a large file passed by
+         * mistake), which is then not read any further. */
+        size_t want = cap - size;
+        if (size < 8 && want > 8 - size) want = 8 - size;
+        size_t got = fread(data + size, 1, want, f);
         size += got;
-        if (got == 0) {
+        if (got < want) {
             if (ferror(f))
                 status = mf_fail(err, MF_ERR_IO, "%s: read failed: %s", path, strerror(errno));
             break;
         }
-        /* Give up on a non-image at once rather than reading all of it
-         * (say, a large file passed by mistake, or /dev/zero). */
-        if (size == got && !could_be_image(data, size < 8 ? size : 8))
-            break;
+        if (size == 8 && !could_be_image(data, 8)) break;
     }
+    if (status == MF_OK && size == cap)
+        status = mf_fail(err, MF_ERR_IO, "%s: grew while being read", path);
     fclose(f);
     if (status != MF_OK) {
         free(data);

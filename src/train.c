@@ -3,6 +3,7 @@
  * stopped after any step and resumed from its mf_train_state repeats the
  * uninterrupted run bit for bit. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "minformer/train.h"
@@ -71,12 +72,35 @@ int mf_argmax(const float *x, int n)
     return best;
 }
 
+/* Whether split fits the model: the same image geometry (a batch is filled
+ * with the split's geometry into buffers sized for the model's), the same
+ * class count, and every label one of the model's classes (the loss reads
+ * the logit of each label). what names the data in the message. */
+static mf_status check_split(const mf_config *c, const mf_split *split, const char *what,
+                             mf_error *err)
+{
+    if (split->channels != c->channels || split->size != c->image_size)
+        return mf_fail(err, MF_ERR_CONFIG, "the model expects %dx%dx%d images; the %s has %dx%dx%d",
+                       c->channels, c->image_size, c->image_size, what, split->channels,
+                       split->size, split->size);
+    if (split->classes > 0 && split->classes != c->classes)
+        return mf_fail(err, MF_ERR_CONFIG, "the model has %d classes; the %s has %d", c->classes,
+                       what, split->classes);
+    for (int i = 0; i < split->count; i++)
+        if (split->labels[i] >= c->classes)
+            return mf_fail(err, MF_ERR_CONFIG, "the model has %d classes; the %s has label %d "
+                           "(image %d)", c->classes, what, split->labels[i], i);
+    return MF_OK;
+}
+
 mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, const float *std,
                       int batch, mf_eval_result *out, mf_error *err)
 {
     const mf_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
     if (split->count == 0) return MF_OK;
+    mf_status cst = check_split(c, split, "data", err);
+    if (cst) return cst;
     if (batch > split->count) batch = split->count;
     /* A model that already holds activations (during training: for its
      * training batch) evaluates in batches of at most that size instead of
@@ -134,10 +158,14 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
     if (train->count < B)
         return mf_fail(err, MF_ERR_CONFIG, "the training split has %d images, fewer than one batch of %d",
                        train->count, B);
-    if (train->channels != c->channels || train->size != c->image_size)
-        return mf_fail(err, MF_ERR_CONFIG, "the model expects %dx%dx%d images, the data has %dx%dx%d",
-                       c->channels, c->image_size, c->image_size, train->channels, train->size,
-                       train->size);
+    char what[80];
+    snprintf(what, sizeof what, "%s data", ds->name ? ds->name : "training");
+    if (ds->classes > 0 && ds->classes != c->classes)
+        return mf_fail(err, MF_ERR_CONFIG, "the model has %d classes; the %s has %d", c->classes,
+                       what, ds->classes);
+    mf_status cst = check_split(c, train, what, err);
+    if (!cst && ds->test.count > 0) cst = check_split(c, &ds->test, what, err);
+    if (cst) return cst;
     mf_status status = mf_model_reserve(m, B, err);
     if (status) return status;
     long spe = mf_steps_per_epoch(train->count, B);

@@ -14,6 +14,10 @@ typedef struct {
     int size;
     uint8_t *images; /* count * channels * size * size */
     uint8_t *labels; /* count, each < classes */
+    /* The dataset's class count (the loaders set it); 0 when unknown, as in
+     * a split built by hand: then only the labels themselves are checked
+     * against a model. */
+    int classes;
 } mf_split;
 
 typedef struct {

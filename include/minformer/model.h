@@ -112,12 +112,41 @@ typedef struct {
     mf_activations *acts;
 } mf_model;
 
+/* Allocates a model (parameters zero until mf_model_init_weights). Refuses
+ * with MF_ERR_NOMEM, before allocating, when the model with activations for
+ * one image would not fit in the memory available (mf_memory_available). */
 mf_status mf_model_create(mf_model *m, const mf_config *cfg, mf_error *err);
 void mf_model_free(mf_model *m);
 /* The documented initialization (docs/model.md), drawn from seed. */
 void mf_model_init_weights(mf_model *m, uint64_t seed);
-/* Ensures activations for batches of up to B images. */
+/* Ensures activations for batches of up to B images. Refuses with
+ * MF_ERR_NOMEM, before allocating, when they would not fit beside the
+ * parameters in the memory available. */
 mf_status mf_model_reserve(mf_model *m, int B, mf_error *err);
+
+/* The memory a model of cfg needs for batches of `batch` images, in bytes:
+ * what mf_model_create allocates (parameters, gradients and the two AdamW
+ * moments: 16 bytes per parameter) and what mf_model_reserve allocates for
+ * the batch (the activations forward keeps for backward, the gradient
+ * scratch), plus the batch of inputs mf_train and mf_evaluate fill. The
+ * dataset itself is not included. */
+typedef struct {
+    uint64_t parameters, activations, total;
+} mf_memory_estimate;
+mf_status mf_model_memory_estimate(const mf_config *cfg, int batch, mf_memory_estimate *out,
+                                   mf_error *err);
+
+/* Bytes this process can still allocate, and where that figure comes from
+ * (*source, may be NULL): "cgroup limit" (the memory cgroup of the process or
+ * one above it, cgroup v2 memory.max less memory.current or v1's
+ * memory.limit_in_bytes less memory.usage_in_bytes, the reclaimable file
+ * cache not counted as used) or "MemAvailable" (/proc/meminfo), whichever is
+ * smaller; UINT64_MAX and "unknown" when neither can be read.
+ * The environment variable MINFORMER_MEMORY_LIMIT=BYTES (decimal) replaces
+ * both ("MINFORMER_MEMORY_LIMIT"): then the whole model, parameters and
+ * activations, must fit in BYTES; a value that is not a number is
+ * MF_ERR_CONFIG. Reads only small files, never blocking. */
+mf_status mf_memory_available(uint64_t *bytes, const char **source, mf_error *err);
 const mf_tensor_info *mf_model_find_tensor(const mf_model *m, const char *name);
 /* Parameter count of a configuration without building it. */
 size_t mf_config_num_params(const mf_config *cfg);
@@ -126,6 +155,8 @@ size_t mf_config_num_params(const mf_config *cfg);
  * cross-entropy over the batch when labels is non-NULL (0 otherwise). The
  * logits (B x classes) stay in the model: see mf_model_logits. */
 float mf_model_forward(mf_model *m, const float *images, const int *labels, int B);
+/* (A label outside [0, classes) makes the loss NaN: it is never used as an
+ * index.) */
 const float *mf_model_logits(const mf_model *m);
 /* The predicted class of one row of logits: the index of the largest of n
  * values (the first one on ties). */
