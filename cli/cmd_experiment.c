@@ -39,7 +39,13 @@ static const char *help_tail =
     "  --threads T        threads (default: all cores)\n\n"
     "Without --lr or --tune-lr a run uses 2e-2 when it has no W_v/W_o (--vo none)\n"
     "and 4e-3 otherwise, as train does. SIGINT or SIGTERM saves the current run and\n"
-    "stops the grid with status 130 or 143; rerun the command to resume.\n";
+    "stops the grid with status 130 or 143 (SIGHUP: 129); rerun the command to resume.\n"
+    "A run's directory holds run.json with every setting that affects its result and\n"
+    "the data's fingerprint; a rerun with other settings (seed, batch, lr, --tune-lr,\n"
+    "--no-augment, limits, epochs, other data) is refused with the list of what\n"
+    "differs. Several processes may work on one directory at once: each run is\n"
+    "locked by the process that trains it, others skip it for now, and the summary\n"
+    "always covers every finished run of the grid.\n";
 
 enum {
     OPT_EPOCHS = 1, OPT_OUT, OPT_DATA, OPT_THREADS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_SEED,
@@ -126,8 +132,8 @@ int cmd_experiment(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_EPOCHS: rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &epochs); break;
-        case OPT_OUT: eo.out_dir = optarg; break;
-        case OPT_DATA: data_dir = optarg; break;
+        case OPT_OUT: rc = cli_path_arg(cmd, "--out", optarg); eo.out_dir = optarg; break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", optarg); data_dir = optarg; break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
         case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", optarg, 1, 1 << 30, &limit_train); break;
         case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &eo.limit_test); break;
@@ -164,20 +170,25 @@ int cmd_experiment(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal: save and stop, as for SIGTERM */
 
     progress pr = {cli_isatty_stderr(), eo.batch};
     mf_experiment_hooks hooks = {&pr, show_message, show_batch, show_epoch};
     mf_experiment_result *results = calloc((size_t)grid->count, sizeof *results);
+    mf_experiment_result *summary = calloc((size_t)grid->count, sizeof *summary);
     mf_dataset data[3];
     int loaded[3] = {0, 0, 0};
+    uint64_t fingerprints[3] = {0, 0, 0};
     memset(data, 0, sizeof data);
-    if (!results) {
-        fprintf(stderr, "minformer: out of memory\n");
-        return EXIT_RUNTIME;
-    }
     mf_error err;
     mf_error_clear(&err);
-    int n = 0, failed = 0, selected = 0;
+    if (!results || !summary) {
+        free(results);
+        free(summary);
+        mf_fail(&err, MF_ERR_NOMEM, "out of memory");
+        return cli_report(&err);
+    }
+    int n = 0, failed = 0, selected = 0, busy = 0, in_summary = 0, other = 0;
     for (int i = 0; i < grid->count; i++) {
         char run[96];
         mf_experiment_run_name(&grid->specs[i], run, sizeof run);
@@ -202,27 +213,38 @@ int cmd_experiment(int argc, char **argv)
             }
             mf_dataset_limit(&data[d], eo.limit_train, eo.limit_test);
             loaded[d] = 1;
+            fingerprints[d] = data[d].fingerprint;
         }
         printf("[%d/%d] %s\n", k, selected, run);
         fflush(stdout);
-        mf_status s = mf_experiment_run(&eo, spec, &data[d], &hooks, &stop_signal, &results[n], &err);
+        mf_experiment_result *r = &results[n];
+        mf_status s = mf_experiment_run(&eo, spec, &data[d], &hooks, &stop_signal, r, &err);
         if (pr.tty) fprintf(stderr, "\r\033[K");
         if (s == MF_ERR_INTERRUPTED) {
-            fprintf(stderr, "minformer: %s; saved %s/%s/checkpoint.safetensors\n", err.message,
-                    eo.out_dir, run);
+            if (r->saved)
+                fprintf(stderr, "minformer: %s; saved %s/%s/checkpoint.safetensors\n", err.message,
+                        eo.out_dir, run);
+            else
+                fprintf(stderr, "minformer: %s; %s had no checkpoint yet (stopped while tuning "
+                        "its learning rate, or its save failed)\n", err.message, run);
             break;
+        }
+        if (s == MF_ERR_CONFIG || s == MF_ERR_IO || s == MF_ERR_NOMEM || s == MF_ERR_FORMAT) {
+            /* Settings that differ, a bad file or a full disk concern every run: stop. */
+            rc = cli_report(&err);
+            goto out;
         }
         if (s) {
             /* One failed run (a diverged one, say) does not cost the rest of the grid. */
             fprintf(stderr, "minformer: %s: %s\n", run, err.message);
             failed++;
-            if (s == MF_ERR_CONFIG || s == MF_ERR_IO || s == MF_ERR_NOMEM) {
-                rc = cli_report(&err);
-                goto out;
-            }
             continue;
         }
-        const mf_experiment_result *r = &results[n];
+        if (r->in_progress) {
+            printf("  in progress in another process; skipped for now\n");
+            busy++;
+            continue;
+        }
         if (r->skipped)
             printf("  finished before: test acc %.2f%% after %d epochs (lr %g); skipped\n",
                    100.0 * r->test_acc, r->epochs, (double)r->lr);
@@ -231,28 +253,42 @@ int cmd_experiment(int argc, char **argv)
                    r->params, (double)r->lr, 100.0 * r->test_acc, 100.0 * r->best_test_acc,
                    r->best_epoch, r->seconds);
         n++;
-        if (mf_experiment_write_results(eo.out_dir, grid->name, results, n, &err)) {
+        if (!r->skipped && mf_experiment_write_summary(&eo, grid, fingerprints, summary, &in_summary,
+                                                       &other, &err)) {
             rc = cli_report(&err);
             goto out;
         }
     }
-    if (n) {
-        char *md = mf_experiment_markdown(results, n);
+    /* The summary covers every finished run of the grid in the directory made
+     * with these settings, whoever trained it, not only this call's runs. */
+    if (mf_experiment_write_summary(&eo, grid, fingerprints, summary, &in_summary, &other, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    if (in_summary) {
+        char *md = mf_experiment_markdown(summary, in_summary);
         printf("\n%s\n", md ? md : "");
         free(md);
-        printf("Results: %s/results.md and %s/results.csv\n", eo.out_dir, eo.out_dir);
+        printf("Results: %s/results.md and %s/results.csv (%d finished run%s of %d)\n", eo.out_dir,
+               eo.out_dir, in_summary, in_summary == 1 ? "" : "s", grid->count);
         printf("Figures: %s/accuracy-params.png", eo.out_dir);
         for (int d = 0; d < 3; d++) {
             int any = 0;
-            for (int i = 0; i < n; i++) any |= (int)results[i].spec.dataset == d;
+            for (int i = 0; i < in_summary; i++) any |= (int)summary[i].spec.dataset == d;
             if (any) printf(", %s/loss-%s.png", eo.out_dir, mf_dataset_name((mf_dataset_kind)d));
         }
         printf("\nRuns: %s/<run>/ (log.jsonl, checkpoint.safetensors; see minformer attention "
                "--checkpoint)\n", eo.out_dir);
     }
+    if (other)
+        printf("(%d finished run%s in %s made with other settings %s left out of the summary)\n",
+               other, other == 1 ? "" : "s", eo.out_dir, other == 1 ? "is" : "are");
+    if (busy)
+        printf("%d run%s in progress in another process; rerun the command later to collect %s\n",
+               busy, busy == 1 ? " is" : "s are", busy == 1 ? "it" : "them");
     if (stop_signal) {
         fprintf(stderr, "minformer: stopped; rerun the same command to resume\n");
-        rc = stop_signal == SIGINT ? 130 : 143;
+        rc = 128 + stop_signal;
     } else if (failed) {
         fprintf(stderr, "minformer: %d run%s failed\n", failed, failed == 1 ? "" : "s");
         rc = EXIT_RUNTIME;
@@ -261,5 +297,6 @@ out:
     for (int d = 0; d < 3; d++)
         if (loaded[d]) mf_dataset_free(&data[d]);
     free(results);
+    free(summary);
     return rc;
 }

@@ -40,8 +40,9 @@ static const char *help =
     "  --resume PATH      continue the run saved in PATH exactly; model, data and\n"
     "                     training options come from the checkpoint (--epochs may\n"
     "                     extend the run); saves back to PATH unless --save is given\n"
-    "SIGINT or SIGTERM finishes the current step, saves, prints how to resume and\n"
-    "exits with 130 or 143.\n\n"
+    "SIGINT, SIGTERM or SIGHUP finishes the current step, saves, prints how to\n"
+    "resume and exits with 130, 143 or 129. A log or output that cannot be\n"
+    "written (a full disk, a closed pipe) stops the run after saving the epoch.\n\n"
     "Output:\n"
     "  --log FILE         append one JSON object per epoch to FILE\n"
     "  --json             end with one JSON object summarizing the run\n";
@@ -82,6 +83,9 @@ static void show_progress(void *vctx, int epoch, int batch, int batches, float l
     fflush(stderr);
 }
 
+/* After each epoch: the line on stdout, the log line, the checkpoint. A log
+ * or an output that cannot be written (a full disk, a closed pipe) stops the
+ * run, but only after the epoch's checkpoint is saved, so no work is lost. */
 static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_state *st, mf_error *err)
 {
     run_ctx *ctx = vctx;
@@ -90,25 +94,47 @@ static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_st
            "%.0f img/s\n",
            s->epoch, ctx->epochs, s->lr, s->train_loss, 100.0 * s->train_acc, s->test_loss,
            100.0 * s->test_acc, s->seconds, s->images_per_second);
-    fflush(stdout);
+    errno = 0;
+    int out_errno = fflush(stdout) || ferror(stdout) ? (errno ? errno : EIO) : 0;
     ctx->last = *s;
+    int log_errno = 0;
     if (ctx->log) {
-        fprintf(ctx->log,
-                "{\"epoch\":%d,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_loss\":%.6f,"
-                "\"test_acc\":%.6f,\"seconds\":%.3f,\"images_per_second\":%.1f}\n",
-                s->epoch, s->lr, s->train_loss, s->train_acc, s->test_loss, s->test_acc, s->seconds,
-                s->images_per_second);
-        if (fflush(ctx->log) || ferror(ctx->log))
-            return mf_fail(err, MF_ERR_IO, "%s: cannot write the log", ctx->log_path);
+        char line[1024];
+        errno = 0;
+        if (mf_run_log_line(s, line, sizeof line) < 0 || fputs(line, ctx->log) == EOF ||
+            fflush(ctx->log) || ferror(ctx->log))
+            log_errno = errno ? errno : EIO;
     }
     ctx->train_images += (double)s->images;
     ctx->train_seconds += s->train_seconds;
-    if (ctx->save_path && (s->epoch % ctx->save_every == 0 || s->epoch == ctx->epochs)) {
+    int save = ctx->save_path && (s->epoch % ctx->save_every == 0 || s->epoch == ctx->epochs);
+    if (ctx->save_path && (log_errno || out_errno)) save = 1;
+    if (save) {
         ctx->info->state = *st;
         mf_status rc = mf_checkpoint_save(ctx->save_path, ctx->model, ctx->info, 1, err);
         if (rc) return rc;
     }
+    if (log_errno || out_errno) {
+        char saved[1200];
+        if (save)
+            snprintf(saved, sizeof saved, "; epoch %d is saved in %s (resume with minformer train "
+                     "--resume %s)", s->epoch, ctx->save_path, ctx->save_path);
+        else
+            snprintf(saved, sizeof saved, "; nothing was saved (no --save)");
+        if (log_errno)
+            return mf_fail(err, MF_ERR_IO, "%s: cannot write the log: %s%s", ctx->log_path,
+                           strerror(log_errno), saved);
+        return mf_fail(err, MF_ERR_IO, "cannot write the output: %s%s", strerror(out_errno), saved);
+    }
     return MF_OK;
+}
+
+/* Two paths that name one file: the same text, or the same inode. */
+static int same_file(const char *a, const char *b)
+{
+    if (!strcmp(a, b)) return 1;
+    struct stat sa, sb;
+    return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* What a save would trip over, checked before training rather than after the
@@ -185,7 +211,7 @@ int cmd_train(int argc, char **argv)
         }
         switch (opt) {
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_DATA: data_dir = optarg; break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", optarg); data_dir = optarg; break;
         case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", optarg, 1, 1 << 30, &limit_train); break;
         case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit_test); break;
         case OPT_AUGMENT: to.augment = 1; break;
@@ -194,9 +220,9 @@ int cmd_train(int argc, char **argv)
             epochs_given = 1;
             rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &to.epochs);
             break;
-        case OPT_SAVE: save_path = optarg; break;
+        case OPT_SAVE: rc = cli_path_arg(cmd, "--save", optarg); save_path = optarg; break;
         case OPT_SAVE_EVERY: rc = cli_parse_int(cmd, "save-every", optarg, 1, 100000, &save_every); break;
-        case OPT_RESUME: resume_path = optarg; break;
+        case OPT_RESUME: rc = cli_path_arg(cmd, "--resume", optarg); resume_path = optarg; break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &to.batch); break;
         case OPT_LR:
             lr_given = 1;
@@ -206,7 +232,7 @@ int cmd_train(int argc, char **argv)
         case OPT_WARMUP: rc = cli_parse_float(cmd, "warmup", optarg, 0.0, 1e6, &to.warmup_epochs); break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &to.seed); break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
-        case OPT_LOG: log_path = optarg; break;
+        case OPT_LOG: rc = cli_path_arg(cmd, "--log", optarg); log_path = optarg; break;
         case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
@@ -219,6 +245,10 @@ int cmd_train(int argc, char **argv)
                                     "the checkpoint; give only --data, --epochs, --threads, --save, "
                                     "--save-every, --log or --json");
     if (!dataset && !resume_path) return cli_usage_error(cmd, "--dataset is required");
+    if (log_path && ((save_path && same_file(log_path, save_path)) ||
+                     (resume_path && !save_path && same_file(log_path, resume_path))))
+        return cli_usage_error(cmd, "--log %s is the checkpoint's file: each would overwrite the "
+                               "other", log_path);
     mf_error err;
     mf_error_clear(&err);
     mf_dataset_kind kind = MF_MNIST;
@@ -233,14 +263,12 @@ int cmd_train(int argc, char **argv)
     mf_checkpoint_info_init(&info);
     mf_train_state st;
     mf_train_state_init(&st);
+    mf_run_identity stored_id;
+    memset(&stored_id, 0, sizeof stored_id);
     if (resume_path) {
-        if (mf_checkpoint_load(resume_path, &model, &info, &err)) return cli_report(&err);
-        if (!info.has_optimizer || !info.has_train_state) {
-            mf_model_free(&model);
-            mf_fail(&err, MF_ERR_FORMAT, "%s: holds no optimizer state or training state to resume from",
-                    resume_path);
-            return cli_report(&err);
-        }
+        /* The data is compared once it is loaded, below. */
+        if (mf_run_resume_load(resume_path, NULL, NULL, &model, &info, &err)) return cli_report(&err);
+        mf_run_identity_of_checkpoint(&stored_id, &model.cfg, &info);
         if (dataset && kind != info.dataset) {
             mf_model_free(&model);
             return cli_usage_error(cmd, "--dataset %s differs from the checkpoint's %s", dataset,
@@ -279,14 +307,19 @@ int cmd_train(int argc, char **argv)
                              ds.train.count);
         goto out;
     }
-    if (resume_path && info.data_fingerprint && info.data_fingerprint != ds.fingerprint) {
-        mf_fail(&err, MF_ERR_FORMAT,
-                "%s: the %s data differs from the data this run was trained on (fingerprint "
-                "%016llx, checkpoint %016llx); resuming would not continue the same run",
-                mf_data_dir(data_dir), ds.name, (unsigned long long)ds.fingerprint,
-                (unsigned long long)info.data_fingerprint);
-        rc = cli_report(&err);
-        goto out;
+    if (resume_path) {
+        /* Everything but the data comes from the checkpoint; --epochs may
+         * change the length on purpose. The data must be the run's own. */
+        mf_run_identity want = stored_id;
+        char fp[32];
+        snprintf(fp, sizeof fp, "%016llx", (unsigned long long)ds.fingerprint);
+        mf_run_identity_set(&want, "data", fp, NULL);
+        if (mf_run_identity_check(resume_path, &stored_id, &want,
+                                  "resuming on other data would not continue the same run; give "
+                                  "--data with the run's data", &err)) {
+            rc = cli_report(&err);
+            goto out;
+        }
     }
     info.data_fingerprint = ds.fingerprint;
     info.dataset = kind;
@@ -313,7 +346,8 @@ int cmd_train(int argc, char **argv)
     ctx.save_path = save_path;
     ctx.save_every = save_every;
     if (log_path && !(ctx.log = fopen(log_path, "a"))) {
-        mf_fail(&err, MF_ERR_IO, "%s: cannot open the log for appending", log_path);
+        mf_fail(&err, MF_ERR_IO, "%s: cannot open the log for appending: %s", log_path,
+                strerror(errno));
         rc = cli_report(&err);
         goto out;
     }
@@ -326,6 +360,7 @@ int cmd_train(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal: save and stop, as for SIGTERM */
     mf_train_hooks hooks = {&ctx, show_progress, on_epoch};
     double t0 = mf_now_seconds();
     mf_status s = mf_train(&model, &ds, &to, &st, &hooks, &stop_signal, &err);
@@ -343,7 +378,7 @@ int cmd_train(int argc, char **argv)
         /* The data directory is not in the checkpoint: a resume needs it again. */
         fprintf(stderr, "minformer: saved %s; resume with: minformer train --resume %s%s%s\n", path,
                 path, data_dir ? " --data " : "", data_dir ? data_dir : "");
-        rc = stop_signal == SIGINT ? 130 : 143;
+        rc = 128 + stop_signal;
         goto out;
     }
     if (s) {

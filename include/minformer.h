@@ -7,6 +7,7 @@
  * image.h  canvases, PNG writing, image reading, charts
  * checkpoint.h  safetensors checkpoints: save, load, validate, resume
  * figures.h  loss curves, accuracy vs parameters, attention maps
+ * run.h    a run's identity, its log line, resuming, the per-run lock
  * experiment.h  the paper's grids: run, skip, resume, tabulate */
 #ifndef MINFORMER_H
 #define MINFORMER_H
@@ -16,6 +17,7 @@
 #include "minformer/model.h"
 #include "minformer/train.h"
 #include "minformer/checkpoint.h"
+#include "minformer/run.h"
 #include "minformer/image.h"
 #include "minformer/figures.h"
 #include "minformer/experiment.h"

@@ -175,6 +175,98 @@ int mf_open_regular(const char *path, uint64_t max_bytes, uint64_t *size, mf_err
     return fd;
 }
 
+mf_status mf_file_read(const char *path, uint64_t max_bytes, char **text, size_t *len,
+                       mf_error *err)
+{
+    *text = NULL;
+    if (len) *len = 0;
+    uint64_t size;
+    int fd = mf_open_regular(path, max_bytes, &size, err);
+    if (fd < 0) return MF_ERR_IO;
+    /* The size may change while reading: read until end of file, within the cap. */
+    size_t cap = (size_t)size + 1, n = 0;
+    char *buf = malloc(cap);
+    mf_status st = MF_OK;
+    for (;;) {
+        if (!buf) {
+            st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+            break;
+        }
+        if (n + 1 >= cap) {
+            if (max_bytes && n >= max_bytes) {
+                st = mf_fail(err, MF_ERR_IO, "%s: more than the %llu bytes accepted for such a file",
+                             path, (unsigned long long)max_bytes);
+                break;
+            }
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+            continue;
+        }
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            st = mf_fail(err, MF_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+        if (got == 0) break;
+        n += (size_t)got;
+    }
+    close(fd);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    if (len) *len = n;
+    return MF_OK;
+}
+
+mf_status mf_file_replace(const char *path, const void *data, size_t len, mf_error *err)
+{
+    if (!path || !path[0]) return mf_fail(err, MF_ERR_IO, "an empty file name");
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        mf_fail(err, MF_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+        free(tmp);
+        return MF_ERR_IO;
+    }
+    const char *p = data;
+    size_t left = len;
+    int e = 0;
+    while (left && !e) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) e = w < 0 ? errno : EIO;
+        else p += w, left -= (size_t)w;
+    }
+    if (!e && fsync(fd)) e = errno;
+    if (close(fd) && !e) e = errno;
+    if (!e && rename(tmp, path)) e = errno;
+    if (e) {
+        unlink(tmp);
+        free(tmp);
+        return mf_fail(err, MF_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    free(tmp);
+    /* The rename is durable once the directory is. */
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return MF_OK;
+}
+
 void *mf_alloc(size_t bytes)
 {
     if (bytes == 0) bytes = 64;

@@ -68,6 +68,19 @@ int mf_get_threads(void);
  * than the cap, or the system's reason). */
 int mf_open_regular(const char *path, uint64_t max_bytes, uint64_t *size, mf_error *err);
 
+/* The whole of a regular file (mf_open_regular's checks, at most max_bytes)
+ * as a NUL-terminated malloc'd string in *text, its length in *len. MF_ERR_IO
+ * "PATH: reason", or MF_ERR_NOMEM. */
+mf_status mf_file_read(const char *path, uint64_t max_bytes, char **text, size_t *len,
+                       mf_error *err);
+
+/* Replaces path with len bytes atomically: written to a temporary file in the
+ * same directory whose name carries the process id (so concurrent writers
+ * never share one), fsync'd, renamed over path, and the directory fsync'd. A
+ * crash leaves the old file or the new one, never a torn one. MF_ERR_IO
+ * "PATH: cannot write: reason". */
+mf_status mf_file_replace(const char *path, const void *data, size_t len, mf_error *err);
+
 /* Allocation aligned to 64 bytes, zero-filled; NULL on failure. */
 void *mf_alloc(size_t bytes);
 void mf_free(void *p);

@@ -1,0 +1,106 @@
+/* minformer runs: what identifies a training run, the one writer of its
+ * JSON-lines log, the one path that resumes it from a checkpoint, and the
+ * lock that gives a run one owner.
+ *
+ * A run's identity is every setting that can change its result (dataset,
+ * model configuration, training options, data limits) plus a fingerprint of
+ * the data it trains on, as an ordered list of named text values. `train
+ * --resume` and every skip or resume of an experiment run compare the stored
+ * identity with the requested one and refuse any difference, naming each
+ * setting with its stored and requested value. */
+#ifndef MINFORMER_RUN_H
+#define MINFORMER_RUN_H
+
+#include "checkpoint.h"
+#include "data.h"
+#include "model.h"
+#include "train.h"
+
+#define MF_RUN_MAX_SETTINGS 48
+#define MF_RUN_NAME_MAX 24   /* bytes of a setting's name, NUL included */
+#define MF_RUN_VALUE_MAX 48  /* bytes of a setting's value, NUL included */
+
+typedef struct {
+    char name[MF_RUN_NAME_MAX];   /* "seed", "dim", "data", ... */
+    char value[MF_RUN_VALUE_MAX]; /* "1", "64", "9f3c..." */
+} mf_run_setting;
+
+typedef struct {
+    int count;
+    mf_run_setting items[MF_RUN_MAX_SETTINGS];
+} mf_run_identity;
+
+/* The identity of a run of cfg on dataset with opts and the given limits
+ * (0 = whole split), trained on data whose mf_dataset.fingerprint is
+ * fingerprint (0 = unknown, written "unknown"). A float is written as the
+ * shortest text that reads back as the same float, so equal text means
+ * equal bits. */
+void mf_run_identity_make(mf_run_identity *id, mf_dataset_kind dataset, const mf_config *cfg,
+                          const mf_train_opts *opts, int limit_train, int limit_test,
+                          uint64_t fingerprint);
+/* The identity of the run a checkpoint holds: its configuration, options,
+ * limits and data fingerprint. */
+void mf_run_identity_of_checkpoint(mf_run_identity *id, const mf_config *cfg,
+                                   const mf_checkpoint_info *info);
+/* The shortest decimal text (6 to 9 significant digits) that reads back as
+ * the same float: 0.02 stays "0.02", and equal text means equal bits. */
+void mf_run_format_float(float x, char *out, size_t size);
+
+/* Sets setting name to value (adds it, or replaces its value). MF_ERR_CONFIG
+ * when the name or value is too long or the identity is full. */
+mf_status mf_run_identity_set(mf_run_identity *id, const char *name, const char *value,
+                              mf_error *err);
+/* The value of setting name, or NULL. */
+const char *mf_run_identity_get(const mf_run_identity *id, const char *name);
+
+/* Compares a stored identity with a requested one over the union of their
+ * settings (a setting present in one only differs: "absent"). Returns the
+ * number of differences and writes them to out as
+ * "seed: stored 1, requested 2; lr: stored 0.004, requested 0.01" (cut with
+ * "..." when out is too small). */
+int mf_run_identity_diff(const mf_run_identity *stored, const mf_run_identity *requested,
+                         char *out, size_t size);
+/* MF_OK when equal; else MF_ERR_CONFIG with "WHERE: made with other settings
+ * (DIFFERENCES); HINT". */
+mf_status mf_run_identity_check(const char *where, const mf_run_identity *stored,
+                                const mf_run_identity *requested, const char *hint,
+                                mf_error *err);
+
+/* The identity as a JSON object of strings, in order; malloc'd, NULL when
+ * out of memory. */
+char *mf_run_identity_to_json(const mf_run_identity *id);
+/* Parses text[0..len) (a JSON object whose members are all strings, names
+ * and values within the sizes above, no duplicates): the inverse of
+ * mf_run_identity_to_json. MF_ERR_FORMAT "WHAT: problem" when invalid. */
+mf_status mf_run_identity_parse(const char *text, size_t len, mf_run_identity *id,
+                                const char *what, mf_error *err);
+
+/* ---- the run log ---------------------------------------------------------- */
+
+/* One JSON line (newline included) for an epoch's statistics, the only
+ * format minformer writes to a run log: epoch, lr, train_loss, train_acc,
+ * test_loss, test_acc, seconds, images_per_second, images, train_seconds. A
+ * non-finite number is written as null (JSON has no NaN). Returns the length,
+ * or -1 when it does not fit in size. mf_training_log_read reads it. */
+int mf_run_log_line(const mf_epoch_stats *s, char *out, size_t size);
+
+/* ---- resuming --------------------------------------------------------------- */
+
+/* The one path that resumes a run: loads the checkpoint at path into *m and
+ * *info (as mf_checkpoint_load), requires its AdamW moments and training
+ * state, and, when requested is not NULL, compares the checkpoint's identity
+ * with it (mf_run_identity_check; hint is the advice on a mismatch). On
+ * failure *m is freed and zeroed. */
+mf_status mf_run_resume_load(const char *path, const mf_run_identity *requested, const char *hint,
+                             mf_model *m, mf_checkpoint_info *info, mf_error *err);
+
+/* ---- one owner per run -------------------------------------------------------- */
+
+/* Takes an exclusive advisory lock (flock) on path, creating the file. The
+ * lock lives as long as the returned descriptor (the kernel drops it when
+ * the holder exits or dies). Returns the descriptor (>= 0); -2 when another
+ * open file holds the lock (nothing waits); -1 with MF_ERR_IO on failure. */
+int mf_run_lock_try(const char *path, mf_error *err);
+void mf_run_lock_release(int fd);
+
+#endif
