@@ -319,6 +319,91 @@ static void safetensors_seed(const char *name, const char *json, size_t data_byt
     free(b.data);
 }
 
+/* A seed written by checkpoint_seed, split into header text and data. */
+typedef struct {
+    char *header;
+    uint8_t *data;
+    size_t data_len;
+} checkpoint_parts;
+
+static checkpoint_parts read_checkpoint_seed(const char *name)
+{
+    FILE *f = fopen(path_of("checkpoint", name), "rb");
+    if (!f) die(name);
+    bytes b = {0};
+    uint8_t chunk[4096];
+    for (size_t got; (got = fread(chunk, 1, sizeof chunk, f)) > 0;) put(&b, chunk, got);
+    fclose(f);
+    size_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | b.data[i];
+    checkpoint_parts c;
+    c.header = malloc(n + 1);
+    c.data_len = b.len - 8 - n;
+    c.data = malloc(c.data_len + 1);
+    if (!c.header || !c.data) die("out of memory");
+    memcpy(c.header, b.data + 8, n);
+    c.header[n] = '\0';
+    memcpy(c.data, b.data + 8 + n, c.data_len);
+    free(b.data);
+    return c;
+}
+
+/* header (trailing padding dropped, padded again) and data as a seed. */
+static void write_checkpoint_parts(const char *name, const char *header, const uint8_t *data,
+                                   size_t data_len)
+{
+    bytes b = {0};
+    size_t n = strlen(header);
+    while (n > 0 && header[n - 1] == ' ') n--;
+    size_t padded = (n + 7) / 8 * 8;
+    for (int i = 0; i < 8; i++) put_byte(&b, (int)((padded >> (8 * i)) & 0xff));
+    put(&b, header, n);
+    for (size_t i = n; i < padded; i++) put_byte(&b, ' ');
+    put(&b, data, data_len);
+    write_seed("checkpoint", name, b.data, b.len);
+    free(b.data);
+}
+
+/* Drops the checksum entries ("crc32.NAME") from a minformer header. */
+static void strip_checksums(char *header)
+{
+    for (char *at; (at = strstr(header, ",\"crc32."));) {
+        char *end = strchr(strchr(strchr(at + 2, '"') + 1, '"') + 1, '"');
+        memmove(at, end + 1, strlen(end + 1) + 1);
+    }
+}
+
+/* Seeds derived from a valid one: the format before checksums (version 1,
+ * so mutations of the data reach the value checks behind the checksums) and
+ * near-valid files that each break one checksum rule. */
+static void checksum_seeds(const char *from, const char *v1_name, int broken)
+{
+    checkpoint_parts c = read_checkpoint_seed(from);
+    char *v1 = strdup(c.header);
+    char *version = strstr(v1, "\"version\":\"2\"");
+    if (!v1 || !version) die("no version 2 header");
+    strip_checksums(v1);
+    version = strstr(v1, "\"version\":\"2\"");
+    version[11] = '1';
+    write_checkpoint_parts(v1_name, v1, c.data, c.data_len);
+    if (broken) {
+        char *v2 = strdup(v1);
+        strstr(v2, "\"version\":\"1\"")[11] = '2';
+        write_checkpoint_parts("checksums_missing_version2.safetensors", v2, c.data, c.data_len);
+        free(v2);
+        c.data[c.data_len / 2] ^= 0x01;
+        write_checkpoint_parts("checksum_mismatch.safetensors", c.header, c.data, c.data_len);
+        c.data[c.data_len / 2] ^= 0x01;
+        char *key = strstr(c.header, "\"crc32.");
+        char *digits = strchr(strchr(key + 1, '"') + 1, '"') + 1;
+        digits[0] = 'X';
+        write_checkpoint_parts("checksum_not_hex.safetensors", c.header, c.data, c.data_len);
+    }
+    free(v1);
+    free(c.header);
+    free(c.data);
+}
+
 static void make_checkpoint(void)
 {
     char dir[1024];
@@ -339,6 +424,28 @@ static void make_checkpoint(void)
     mf_config f = c;
     f.qk = MF_QK_SHARED, f.heads = 2, f.classes = 2, f.mlp_ratio = 0;
     checkpoint_seed("shared_two_heads.safetensors", &f, 0, 0);
+    checksum_seeds("separate_cls_optimizer.safetensors", "version1_separate_cls_optimizer.safetensors", 1);
+    checksum_seeds("collapsed_two_layers.safetensors", "version1_collapsed_two_layers.safetensors", 0);
+    safetensors_seed("checksum_of_no_tensor.safetensors",
+                     "{\"__metadata__\":{\"crc32.a\":\"00000000\",\"crc32.b\":\"00000000\"},"
+                     "\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}",
+                     0);
+    {
+        /* A generic file with checksums: zlib's CRC-32 of safetensors_seed's data. */
+        uint8_t data[15];
+        for (int i = 0; i < 15; i++) data[i] = (uint8_t)(i * 13);
+        char json[600];
+        snprintf(json, sizeof json,
+                 "{\"__metadata__\":{\"crc32.a\":\"%08lx\",\"crc32.b\":\"%08lx\","
+                 "\"crc32.c\":\"%08lx\",\"crc32.d\":\"%08lx\"},"
+                 "\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,8]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[8,12]},"
+                 "\"c\":{\"dtype\":\"I8\",\"shape\":[0,3],\"data_offsets\":[12,12]},"
+                 "\"d\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[12,15]}}",
+                 crc32(0, data, 8), crc32(0, data + 8, 4), crc32(0, data + 12, 0),
+                 crc32(0, data + 12, 3));
+        safetensors_seed("generic_with_checksums.safetensors", json, 15);
+    }
 
     safetensors_seed("generic_dtypes.safetensors",
                      "{\"__metadata__\":{\"k\":\"v\"},"
