@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "targets.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include "../cli/cli.h"
 #include "minformer.h"
 #include "minformer/checkpoint.h"
+#include "minformer/experiment.h"
+#include "minformer/run.h"
 
 char fuzz_last_problem[600];
 
@@ -487,11 +490,122 @@ done:
     return bad;
 }
 
+/* ---- run directory files --------------------------------------------------------- */
+
+int fuzz_one_run_identity(const uint8_t *data, size_t size)
+{
+    mf_run_identity id, back;
+    mf_error err;
+    mf_error_clear(&err);
+    mf_status st = mf_run_identity_parse((const char *)data, size, &id, "fuzz", &err);
+    fuzz_say("run identity", st, &err);
+    if (st) {
+        if (st != MF_ERR_FORMAT && st != MF_ERR_NOMEM)
+            return fuzz_problem("run_identity", "refused with status %d", (int)st);
+        if (id.count != 0) return fuzz_problem("run_identity", "refused but %d settings kept", id.count);
+        if (strncmp(err.message, "fuzz: ", 6))
+            return fuzz_problem("run_identity", "message does not name the file: %s", err.message);
+        return 0;
+    }
+    if (id.count < 0 || id.count > MF_RUN_MAX_SETTINGS)
+        return fuzz_problem("run_identity", "%d settings", id.count);
+    for (int i = 0; i < id.count; i++)
+        if (!id.items[i].name[0] || strlen(id.items[i].name) >= MF_RUN_NAME_MAX ||
+            strlen(id.items[i].value) >= MF_RUN_VALUE_MAX)
+            return fuzz_problem("run_identity", "setting %d out of its limits", i);
+    char *json = mf_run_identity_to_json(&id);
+    if (!json) return 0;
+    st = mf_run_identity_parse(json, strlen(json), &back, "again", &err);
+    char diff[200];
+    int n = st ? -1 : mf_run_identity_diff(&id, &back, diff, sizeof diff);
+    free(json);
+    if (n) return fuzz_problem("run_identity", "round trip changed it: %s", st ? err.message : diff);
+    return 0;
+}
+
+void fuzz_requested_identity(int tuned, mf_run_identity *out)
+{
+    mf_experiment_opts o;
+    mf_experiment_opts_default(&o);
+    o.tune_lr = tuned;
+    const mf_experiment_grid *g = mf_experiment_grid_find("quick");
+    mf_experiment_identity(&o, &g->specs[0], 0x0123456789abcdefULL, out);
+}
+
+int fuzz_one_result(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    int flags = data[0];
+    mf_run_identity req;
+    fuzz_requested_identity(0, &req);
+    mf_experiment_result r;
+    memset(&r, 0, sizeof r);
+    if (!(flags & 2)) {
+        snprintf(r.name, sizeof r.name, "mnist-L6-H1-mlp4-unchanged");
+        r.params = 305034;
+        r.epochs = 1;
+    }
+    mf_error err;
+    mf_error_clear(&err);
+    mf_status st = mf_experiment_parse_result((const char *)data + 1, size - 1, &req, flags & 1, &r,
+                                              "fuzz", &err);
+    fuzz_say("result.json", st, &err);
+    if (st) {
+        if (st != MF_ERR_FORMAT && st != MF_ERR_CONFIG && st != MF_ERR_NOMEM)
+            return fuzz_problem("result", "refused with status %d", (int)st);
+        if (strncmp(err.message, "fuzz: ", 6))
+            return fuzz_problem("result", "message does not name the file: %s", err.message);
+        return 0;
+    }
+    /* What an accepted result promises to the tables. */
+    if (!(r.train_acc >= 0 && r.train_acc <= 1 && r.test_acc >= 0 && r.test_acc <= 1 &&
+          r.best_test_acc >= r.test_acc && r.best_test_acc <= 1))
+        return fuzz_problem("result", "accuracies out of range");
+    if (r.epochs < 1 || r.best_epoch < 1 || r.best_epoch > r.epochs)
+        return fuzz_problem("result", "best epoch %d of %d", r.best_epoch, r.epochs);
+    if (!(r.train_loss >= 0 && r.test_loss >= 0 && isfinite(r.seconds) && r.seconds >= 0 &&
+          isfinite(r.images_per_second) && r.images_per_second >= 0 && r.lr > 0 && isfinite(r.lr)))
+        return fuzz_problem("result", "a loss, time, rate or learning rate out of range");
+    if (!(flags & 2) && (strcmp(r.name, "mnist-L6-H1-mlp4-unchanged") || r.params != 305034))
+        return fuzz_problem("result", "accepted another run's name or size");
+    if (r.lr != 4e-3f || r.lr_tuned) return fuzz_problem("result", "accepted learning rate %g", (double)r.lr);
+    return 0;
+}
+
+int fuzz_one_lr(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    mf_run_identity req;
+    fuzz_requested_identity(1, &req);
+    float lr = -1.0f;
+    mf_error err;
+    mf_error_clear(&err);
+    mf_status st = mf_experiment_parse_lr((const char *)data + 1, size - 1,
+                                          (data[0] & 1) ? NULL : &req, &lr, "fuzz", &err);
+    fuzz_say("lr.json", st, &err);
+    if (st) {
+        if (st != MF_ERR_FORMAT && st != MF_ERR_CONFIG && st != MF_ERR_NOMEM)
+            return fuzz_problem("lr", "refused with status %d", (int)st);
+        if (lr != 0.0f) return fuzz_problem("lr", "refused but the learning rate is %g", (double)lr);
+        if (strncmp(err.message, "fuzz: ", 6))
+            return fuzz_problem("lr", "message does not name the file: %s", err.message);
+        return 0;
+    }
+    const float lrs[MF_EXPERIMENT_TUNE_COUNT] = MF_EXPERIMENT_TUNE_LRS;
+    int ok = 0;
+    for (int i = 0; i < MF_EXPERIMENT_TUNE_COUNT; i++) ok |= lr == lrs[i];
+    if (!ok) return fuzz_problem("lr", "accepted learning rate %g, not a candidate", (double)lr);
+    return 0;
+}
+
 const fuzz_target fuzz_targets[] = {
     {"idx", fuzz_one_idx},
     {"cifar", fuzz_one_cifar},
     {"image", fuzz_one_image},
     {"checkpoint", fuzz_one_checkpoint},
     {"cli", fuzz_one_cli},
+    {"run_identity", fuzz_one_run_identity},
+    {"result", fuzz_one_result},
+    {"lr", fuzz_one_lr},
 };
 const int fuzz_target_count = (int)(sizeof fuzz_targets / sizeof fuzz_targets[0]);

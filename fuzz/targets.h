@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "minformer/run.h"
+
 /* IDX images and labels through mf_idx_load (10 classes). Input: one flag
  * byte (bit 0: gzip the images file, bit 1: gzip the labels file, done here
  * so the fuzzer mutates the IDX bytes, not the deflate stream), the labels
@@ -43,6 +45,27 @@ int fuzz_one_checkpoint(const uint8_t *data, size_t size);
  * argument through cli_parse_int, cli_parse_float and cli_parse_u64. These
  * print to stdout and stderr; the caller silences them. */
 int fuzz_one_cli(const uint8_t *data, size_t size);
+
+/* A run identity (an experiment run's run.json "identity", see
+ * include/minformer/run.h) through mf_run_identity_parse; an accepted one
+ * must survive a round trip through mf_run_identity_to_json. Input: the
+ * JSON text, unframed. */
+int fuzz_one_run_identity(const uint8_t *data, size_t size);
+
+/* An experiment run's result.json through mf_experiment_parse_result,
+ * checked against the identity of fuzz_requested_identity (the first run of
+ * the quick grid, 1 epoch, fingerprint 0123456789abcdef). Input: one flag
+ * byte (bit 0: any_data, bit 1: no expected name or params), then the file. */
+int fuzz_one_result(const uint8_t *data, size_t size);
+
+/* A --tune-lr sweep (lr.json) through mf_experiment_parse_lr against the
+ * tuned form of that identity. Input: one flag byte (bit 0: no identity to
+ * compare), then the file. */
+int fuzz_one_lr(const uint8_t *data, size_t size);
+
+/* The identities those two compare against: tuned selects the --tune-lr
+ * form. fuzz/make_run_corpus.c writes their seeds from the same function. */
+void fuzz_requested_identity(int tuned, mf_run_identity *id);
 
 typedef struct {
     const char *name; /* the directory under fuzz/corpus and fuzz/regressions */

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 CC=${FUZZ_CC:-clang}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli"}
+TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli run_identity result lr"}
 BUILD=${FUZZ_BUILD:-build/fuzz}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc"
@@ -94,7 +94,9 @@ for t in $TARGETS; do
         cli) opts="-max_len=512 -close_fd_mask=3" ;;
         *) opts="-max_len=4096" ;;
     esac
-    [ -f "fuzz/$t.dict" ] && opts="$opts -dict=fuzz/$t.dict"
+    # The run directory's three JSON files share one dictionary.
+    case $t in run_identity|result|lr) dict=fuzz/run.dict ;; *) dict=fuzz/$t.dict ;; esac
+    [ -f "$dict" ] && opts="$opts -dict=$dict"
     log="$BUILD/fuzz_$t.log"
     echo "fuzz: running $t for ${SECONDS_EACH}s (log: $log)"
     # shellcheck disable=SC2086

@@ -151,6 +151,9 @@ static void test_replay_cifar(void) { replay_target("cifar"); }
 static void test_replay_image(void) { replay_target("image"); }
 static void test_replay_checkpoint(void) { replay_target("checkpoint"); }
 static void test_replay_cli(void) { replay_target("cli"); }
+static void test_replay_run_identity(void) { replay_target("run_identity"); }
+static void test_replay_result(void) { replay_target("result"); }
+static void test_replay_lr(void) { replay_target("lr"); }
 
 /* A directory of inputs without a target of that name would never run. */
 static void test_every_directory_has_a_target(void)
@@ -210,6 +213,9 @@ int main(int argc, char **argv)
     RUN(test_replay_image);
     RUN(test_replay_checkpoint);
     RUN(test_replay_cli);
+    RUN(test_replay_run_identity);
+    RUN(test_replay_result);
+    RUN(test_replay_lr);
     RUN(test_every_directory_has_a_target);
     return check_report();
 }

@@ -1,0 +1,14 @@
+/* libFuzzer target for an experiment run's lr.json (a --tune-lr sweep). The work is fuzz_one_lr in
+ * targets.c, which tests/test_fuzz_regressions.c replays; scripts/fuzz.sh
+ * builds and runs this. */
+#include <stdlib.h>
+
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (fuzz_one_lr(data, size)) abort(); /* a broken guarantee is a finding too */
+    return 0;
+}
