@@ -239,6 +239,28 @@ static inline int child_ended(const child_proc *p)
            info.si_pid == p->pid;
 }
 
+/* Waits until the child's stdout holds needle, it ends, or timeout seconds
+ * pass since it started: 1 when the text appeared. */
+static inline int child_wait_for_output(child_proc *p, const char *needle, double timeout)
+{
+    while (!child_ended(p) && child_now() - p->started < timeout) {
+        char *t = read_text(p->out_path, NULL);
+        int seen = t && strstr(t, needle);
+        free(t);
+        if (seen) return 1;
+        child_sleep(0.005);
+    }
+    return 0;
+}
+
+/* The data directory the end-to-end tests use, made absolute: $MINFORMER_DATA,
+ * else ./data (out holds PATH_MAX bytes). */
+static inline void child_data_dir(char *out)
+{
+    const char *data = getenv("MINFORMER_DATA");
+    if (!realpath(data && data[0] ? data : "data", out)) snprintf(out, PATH_MAX, "data");
+}
+
 /* Waits up to timeout seconds (then kills it: status -1) and collects its output. */
 static inline void child_wait(child_proc *p, double timeout, child_result *r)
 {

@@ -1489,9 +1489,7 @@ int main(int argc, char **argv)
 #endif
     /* Two shared cores: OpenMP threads sleep rather than spin while waiting. */
     setenv("OMP_WAIT_POLICY", "passive", 0);
-    const char *data = getenv("MINFORMER_DATA");
-    if (!realpath(data && data[0] ? data : "data", data_dir))
-        snprintf(data_dir, sizeof data_dir, "data");
+    child_data_dir(data_dir);
     char probe[PATH_MAX + 64];
     text_printf(probe, sizeof probe, "%s/mnist", data_dir);
     have_mnist = file_exists(probe);

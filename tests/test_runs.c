@@ -556,14 +556,7 @@ static void test_sighup_saves_like_sigterm(void)
     args_add(&a, "--data", data_dir, NULL);
     child_proc p;
     child_start(&p, root, &a);
-    /* After the first epoch's line. */
-    while (!child_ended(&p) && child_now() - p.started < TIMEOUT) {
-        char *t = read_text(p.out_path, NULL);
-        int seen = t && strstr(t, "epoch 1/50");
-        free(t);
-        if (seen) break;
-        child_sleep(0.01);
-    }
+    child_wait_for_output(&p, "epoch 1/50", TIMEOUT); /* after the first epoch's line */
     kill(p.pid, SIGHUP);
     child_result r;
     child_wait(&p, TIMEOUT, &r);
@@ -611,13 +604,7 @@ static void test_sigterm_while_tuning_claims_no_checkpoint(void)
     args_add(&a, "--data", data_dir, NULL);
     child_proc p;
     child_start(&p, root, &a);
-    while (!child_ended(&p) && child_now() - p.started < TIMEOUT) {
-        char *t = read_text(p.out_path, NULL);
-        int seen = t && strstr(t, "tuning the learning rate");
-        free(t);
-        if (seen) break;
-        child_sleep(0.01);
-    }
+    child_wait_for_output(&p, "tuning the learning rate", TIMEOUT);
     child_sleep(0.3);
     kill(p.pid, SIGTERM);
     child_result r;
@@ -643,9 +630,7 @@ int main(int argc, char **argv)
         return 1;
     }
     setenv("OMP_WAIT_POLICY", "passive", 0);
-    const char *data = getenv("MINFORMER_DATA");
-    if (!realpath(data && data[0] ? data : "data", data_dir))
-        snprintf(data_dir, sizeof data_dir, "data");
+    child_data_dir(data_dir);
     char probe[PATH_MAX + 64];
     text_printf(probe, sizeof probe, "%s/mnist", data_dir);
     have_mnist = file_exists(probe);

@@ -186,9 +186,7 @@ int main(int argc, char **argv)
         return 1;
     }
     setenv("OMP_WAIT_POLICY", "passive", 0);
-    const char *data = getenv("MINFORMER_DATA");
-    if (!realpath(data && data[0] ? data : "data", data_dir))
-        snprintf(data_dir, sizeof data_dir, "data");
+    child_data_dir(data_dir);
     RUN(test_torch_reproduces_eval);
     RUN(test_torch_refuses_damaged_data);
     remove_tree(root);
