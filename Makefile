@@ -13,20 +13,26 @@ endif
 
 # Never -ffast-math: NaN checks, erf-based GELU and bitwise determinism rely on IEEE semantics.
 CFLAGS  ?= $(OPT)
-CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc $(EXTRA_CFLAGS)
+CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc -Iapp $(EXTRA_CFLAGS)
 LDLIBS  := $(OMPFLAG) -lpng -lz -lm
 ifeq ($(OMPFLAG),)
 # A serial build ignores the OpenMP pragmas on purpose.
 CFLAGS  += -Wno-unknown-pragmas
 endif
 
-LIB_SRC  := $(sort $(wildcard src/*.c))
-CLI_SRC  := $(sort $(wildcard cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/test_*.c))
+# The library (src/, one folder per layer: base, kernels, model, data, train,
+# io) and the application on top of it (app/: the experiment grids and the
+# figures, in libminformer-app.a, and the command line).
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+APP_SRC  := $(sort $(wildcard app/experiment/*.c app/figures/*.c))
+CLI_SRC  := $(sort $(wildcard app/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*.h cli/*.h tests/*.h)
+TEST_BIN := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
+HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*/*.h app/*/*.h tests/support/*.h)
+APP_LIB  := $(BUILD)/libminformer-app.a
 # Sources some tests include directly (the fuzz targets' bodies, replayed by a test).
 TEST_DEPS := $(wildcard fuzz/*.c fuzz/*.h)
 
@@ -44,17 +50,26 @@ $(BUILD)/libminformer.a: $(LIB_OBJ)
 $(BUILD)/libminformer.so: $(LIB_OBJ)
 	$(CC) -shared $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/minformer: $(CLI_OBJ) $(BUILD)/libminformer.a
-	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+$(APP_LIB): $(APP_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libminformer.a $(HEADERS) $(TEST_DEPS)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+$(BUILD)/minformer: $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+# Tests by kind: tests/unit (one library part each), tests/e2e (the binary as
+# a child process), tests/fuzz (the fuzz corpora replayed).
+define test_rule
+$(BUILD)/tests/$(notdir $(1:.c=)): $(1) $(APP_LIB) $(BUILD)/libminformer.a $(HEADERS) $(TEST_DEPS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -Itests/support $$< $(APP_LIB) $(BUILD)/libminformer.a -o $$@ $$(LDFLAGS) $$(LDLIBS)
+endef
+$(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
 
 # Helper programs (benchmarks, converters): tools/NAME.c -> build/tools/NAME.
-$(BUILD)/tools/%: tools/%.c $(BUILD)/libminformer.a $(HEADERS)
+$(BUILD)/tools/%: tools/%.c $(APP_LIB) $(BUILD)/libminformer.a $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $< $(APP_LIB) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # Runs every test program; scripts/run_tests.sh sums their counts into one
 # closing line "N passed, M failed" and fails if any test failed.

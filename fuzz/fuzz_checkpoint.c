@@ -1,6 +1,6 @@
 /* libFuzzer target for the safetensors checkpoint reader
  * (mf_checkpoint_read_header, mf_checkpoint_load).
- * The work is fuzz_one_checkpoint in targets.c, which tests/test_fuzz_regressions.c
+ * The work is fuzz_one_checkpoint in targets.c, which tests/fuzz/test_fuzz_regressions.c
  * replays; scripts/fuzz.sh builds and runs this. */
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /* libFuzzer target for the CIFAR-10 binary loader (mf_cifar_load).
- * The work is fuzz_one_cifar in targets.c, which tests/test_fuzz_regressions.c
+ * The work is fuzz_one_cifar in targets.c, which tests/fuzz/test_fuzz_regressions.c
  * replays; scripts/fuzz.sh builds and runs this. */
 #include <stdlib.h>
 

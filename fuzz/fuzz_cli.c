@@ -1,5 +1,5 @@
-/* libFuzzer target for the command line (minformer params and cli/options.c).
- * The work is fuzz_one_cli in targets.c, which tests/test_fuzz_regressions.c
+/* libFuzzer target for the command line (minformer params and app/cli/options.c).
+ * The work is fuzz_one_cli in targets.c, which tests/fuzz/test_fuzz_regressions.c
  * replays; scripts/fuzz.sh builds and runs this. */
 #include <stdio.h>
 #include <stdlib.h>

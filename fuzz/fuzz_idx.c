@@ -1,5 +1,5 @@
 /* libFuzzer target for the IDX loader (mf_idx_load), raw and gzip.
- * The work is fuzz_one_idx in targets.c, which tests/test_fuzz_regressions.c
+ * The work is fuzz_one_idx in targets.c, which tests/fuzz/test_fuzz_regressions.c
  * replays; scripts/fuzz.sh builds and runs this. */
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /* libFuzzer target for the PNG, PGM and PPM readers (mf_image_decode, mf_image_read).
- * The work is fuzz_one_image in targets.c, which tests/test_fuzz_regressions.c
+ * The work is fuzz_one_image in targets.c, which tests/fuzz/test_fuzz_regressions.c
  * replays; scripts/fuzz.sh builds and runs this. */
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /* libFuzzer target for an experiment run's lr.json (a --tune-lr sweep). The work is fuzz_one_lr in
- * targets.c, which tests/test_fuzz_regressions.c replays; scripts/fuzz.sh
+ * targets.c, which tests/fuzz/test_fuzz_regressions.c replays; scripts/fuzz.sh
  * builds and runs this. */
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /* libFuzzer target for a run's identity (run.json's settings). The work is fuzz_one_run_identity in
- * targets.c, which tests/test_fuzz_regressions.c replays; scripts/fuzz.sh
+ * targets.c, which tests/fuzz/test_fuzz_regressions.c replays; scripts/fuzz.sh
  * builds and runs this. */
 #include <stdlib.h>
 

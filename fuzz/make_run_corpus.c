@@ -2,8 +2,8 @@
  * lr) into fuzz/corpus/TARGET/: a valid file of each kind, built from the
  * same identity the targets compare against, and near-valid ones that each
  * break one rule. Build and run from the repository root:
- *   make && cc -std=c11 -Iinclude -Isrc -Ifuzz fuzz/make_run_corpus.c fuzz/targets.c \
- *      cli/options.c cli/cmd_params.c build/libminformer.a -fopenmp -lpng -lz -lm -o /tmp/mrc
+ *   make && cc -std=c11 -Iinclude -Isrc -Iapp -Ifuzz fuzz/make_run_corpus.c fuzz/targets.c \
+ *      app/cli/options.c app/cli/cmd_params.c build/libminformer-app.a build/libminformer.a -fopenmp -lpng -lz -lm -o /tmp/mrc
  *   /tmp/mrc */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>

@@ -14,10 +14,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../cli/cli.h"
+#include "cli/cli.h"
 #include "minformer.h"
 #include "minformer/checkpoint.h"
-#include "minformer/experiment.h"
+#include "experiment/experiment.h"
 #include "minformer/run.h"
 
 char fuzz_last_problem[600];

@@ -1,6 +1,6 @@
 /* Fuzz entry points: one function per parser of outside bytes. The libFuzzer
  * targets (fuzz/fuzz_*.c, built by scripts/fuzz.sh) wrap them, and
- * tests/test_fuzz_regressions.c replays every file of fuzz/corpus/ and
+ * tests/fuzz/test_fuzz_regressions.c replays every file of fuzz/corpus/ and
  * fuzz/regressions/ through the same functions under `make test` and
  * `make asan`.
  *

@@ -6,9 +6,10 @@
  * train.h  the training loop and evaluation
  * image.h  canvases, PNG writing, image reading, charts
  * checkpoint.h  safetensors checkpoints: save, load, validate, resume
- * figures.h  loss curves, accuracy vs parameters, attention maps
  * run.h    a run's identity, its log line, resuming, the per-run lock
- * experiment.h  the paper's grids: run, skip, resume, tabulate */
+ *
+ * The application on top of it (app/: the command line, the experiment
+ * grids, the figures) has headers of its own. */
 #ifndef MINFORMER_H
 #define MINFORMER_H
 
@@ -19,7 +20,5 @@
 #include "minformer/checkpoint.h"
 #include "minformer/run.h"
 #include "minformer/image.h"
-#include "minformer/figures.h"
-#include "minformer/experiment.h"
 
 #endif

@@ -3,7 +3,8 @@
 #   make fuzz                                  # every target, 60 s each
 #   FUZZ_SECONDS=600 FUZZ_TARGETS="idx image" sh scripts/fuzz.sh
 #
-# The library, cli/options.c, cli/cmd_params.c and fuzz/targets.c are compiled
+# The library, the application (app/experiment, app/figures), app/cli/options.c,
+# app/cli/cmd_params.c and fuzz/targets.c are compiled
 # with -fsanitize=fuzzer-no-link,address,undefined (UB is fatal), each
 # fuzz/fuzz_TARGET.c is linked with -fsanitize=fuzzer. A target starts from its
 # seeds (fuzz/corpus/TARGET) and past findings (fuzz/regressions/TARGET),
@@ -23,7 +24,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli run_identity result lr"}
 BUILD=${FUZZ_BUILD:-build/fuzz}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc"
+CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -Iapp"
 WARN="-Wall -Wextra" # on fuzz/ only: `make` already holds the library to its warnings
 
 if ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; return (int)n * 0; }' |
@@ -37,9 +38,9 @@ fi
 # file that does not compile is left out with a warning: the link then says
 # whether the targets needed it.
 mkdir -p "$BUILD/obj"
-headers=$(ls include/*.h include/minformer/*.h src/*.h cli/*.h fuzz/*.h)
+headers=$(ls include/*.h include/minformer/*.h src/*/*.h app/*/*.h fuzz/*.h)
 objects=""
-for src in src/*.c cli/options.c cli/cmd_params.c fuzz/targets.c; do
+for src in src/*/*.c app/experiment/*.c app/figures/*.c app/cli/options.c app/cli/cmd_params.c fuzz/targets.c; do
     obj="$BUILD/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
     # shellcheck disable=SC2086
     if [ ! -f "$obj" ] || [ -n "$(find "$src" $headers -newer "$obj" 2>/dev/null | head -n 1)" ]; then

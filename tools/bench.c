@@ -43,9 +43,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "minformer.h"
-#include "profile.h"
+#include "base/profile.h"
 
 typedef struct {
     const char *name;

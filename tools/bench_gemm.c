@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "minformer/core.h"
 
 typedef struct {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference tensors for tests/test_parity.c, computed by an independent
+"""Reference tensors for tests/unit/test_parity.c, computed by an independent
 PyTorch implementation of the minformer model.
 
 Run it with Debian's interpreter, which has PyTorch 1.13 (CPU):

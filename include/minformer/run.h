@@ -77,12 +77,41 @@ mf_status mf_run_identity_parse(const char *text, size_t len, mf_run_identity *i
 
 /* ---- the run log ---------------------------------------------------------- */
 
-/* One JSON line (newline included) for an epoch's statistics, the only
- * format minformer writes to a run log: epoch, lr, train_loss, train_acc,
- * test_loss, test_acc, seconds, images_per_second, images, train_seconds. A
- * non-finite number is written as null (JSON has no NaN). Returns the length,
- * or -1 when it does not fit in size. mf_training_log_read reads it. */
+/* The run log is JSON lines, one object per finished epoch, written by
+ * `train --log` and by every experiment run (DIR/<run>/log.jsonl):
+ *   epoch              integer >= 1 (required)
+ *   lr                 the learning rate at the epoch's last step
+ *   train_loss, train_acc   running mean over the epoch's training batches
+ *   test_loss, test_acc     evaluation on the test split after the epoch
+ *   seconds            wall time of the epoch, evaluation included
+ *   images_per_second  training images per second of training-step time
+ *   images             training images of the epoch (since a mid-epoch resume)
+ *   train_seconds      wall time in training steps
+ * Every metric is a number, or null when it is not finite (JSON has no NaN).
+ * mf_run_log_line is the one writer and mf_training_log_read the one reader.
+ *
+ * One line (newline included) for an epoch's statistics. Returns the length,
+ * or -1 when it does not fit in size. */
 int mf_run_log_line(const mf_epoch_stats *s, char *out, size_t size);
+
+/* One epoch of a training log. */
+typedef struct {
+    int epoch;
+    float lr, train_loss, train_acc, test_loss, test_acc;
+    double seconds, images_per_second, train_seconds;
+    long images;         /* 0 when the log does not say */
+} mf_log_epoch;
+
+typedef struct {
+    int count;
+    mf_log_epoch *epochs; /* sorted by epoch; a repeated epoch keeps its last line */
+} mf_training_log;
+
+/* Reads a JSON-lines log. Blank lines are skipped; a line that is not a JSON
+ * object with a positive integer "epoch" is MF_ERR_FORMAT naming the file and
+ * line. Missing metrics read as NaN. */
+mf_status mf_training_log_read(const char *path, mf_training_log *log, mf_error *err);
+void mf_training_log_free(mf_training_log *log);
 
 /* ---- resuming --------------------------------------------------------------- */
 

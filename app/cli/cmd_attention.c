@@ -1,0 +1,114 @@
+/* minformer attention: a test image next to the CLS token's attention over
+ * the patches in every layer and the attention rollout, as a PNG. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "minformer/checkpoint.h"
+#include "figures/figures.h"
+
+static const char *help =
+    "Usage: minformer attention --checkpoint PATH [--index I] [--out FILE.png] [options]\n\n"
+    "Draws test image I, then for every layer the CLS token's attention over the\n"
+    "patches (averaged over heads) as a heat map at the image's resolution over the\n"
+    "faded image, then the attention rollout across layers (Abnar & Zuidema 2020):\n"
+    "the product of 0.5 A + 0.5 I over the layers, rows renormalized.\n\n"
+    "  --checkpoint PATH  a checkpoint written by train or experiment\n"
+    "  --index I          test image (0-based, default 0)\n"
+    "  --out FILE.png     the picture (default attention.png)\n"
+    "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
+    "                     empty, else ./data)\n"
+    "  --dataset NAME     another dataset with the same image shape\n"
+    "  --threads T        threads (default: all cores)\n";
+
+enum { OPT_CKPT = 1, OPT_INDEX, OPT_OUT, OPT_DATA, OPT_DATASET, OPT_THREADS };
+
+int cmd_attention(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
+                                             {"index", required_argument, 0, OPT_INDEX},
+                                             {"out", required_argument, 0, OPT_OUT},
+                                             {"data", required_argument, 0, OPT_DATA},
+                                             {"dataset", required_argument, 0, OPT_DATASET},
+                                             {"threads", required_argument, 0, OPT_THREADS},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *cmd = "attention", *ckpt = NULL, *out = "attention.png", *data_dir = NULL,
+               *dataset = NULL;
+    int index = 0, threads = 0, opt, rc = 0;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
+        case OPT_INDEX: rc = cli_parse_int(cmd, "index", optarg, 0, 1 << 30, &index); break;
+        case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
+        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
+        case OPT_DATASET: dataset = optarg; break;
+        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return cli_bad_option(cmd, argv);
+        }
+        if (rc) return rc;
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
+    if ((rc = cli_check_output(out, "the picture"))) return rc;
+    mf_set_threads(threads);
+    mf_error err;
+    mf_error_clear(&err);
+    mf_model m;
+    mf_checkpoint_info info;
+    if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
+    mf_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    float *x = NULL, *maps = NULL, *layers = NULL, *roll = NULL;
+    int y = 0;
+    if ((rc = cli_load_eval_split(cmd, dataset, data_dir, info.dataset, &m.cfg, 0, &ds))) goto out;
+    if (index >= ds.test.count) {
+        rc = cli_usage_error(cmd, "--index %d: the %s test split has %d images", index, ds.name,
+                             ds.test.count);
+        goto out;
+    }
+    const mf_config *c = &m.cfg;
+    int T = mf_config_tokens(c), G = c->image_size / c->patch;
+    size_t img = (size_t)c->channels * c->image_size * c->image_size;
+    x = malloc(img * sizeof *x);
+    maps = malloc((size_t)c->layers * T * T * sizeof *maps);
+    layers = malloc((size_t)c->layers * G * G * sizeof *layers);
+    roll = malloc((size_t)G * G * sizeof *roll);
+    if (!x || !maps || !layers || !roll) {
+        fprintf(stderr, "minformer: out of memory\n");
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    if (mf_model_reserve(&m, 1, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    /* Normalized as the model was trained, not by this dataset's statistics. */
+    mf_batch_fill(&ds.test, &index, 1, info.mean, info.std, MF_AUGMENT_NONE, 0, x, &y);
+    m.forward_only = 1;
+    m.full_attention = 1; /* the rollout multiplies whole maps */
+    mf_model_forward(&m, x, NULL, 1);
+    int pred = mf_argmax(mf_model_logits(&m), c->classes);
+    mf_model_attention_maps(&m, 0, maps);
+    mf_attention_cls_maps(c, maps, layers, roll);
+    char header[256];
+    snprintf(header, sizeof header, "%s test image %d: label %s, predicted %s", ds.name, index,
+             mf_dataset_class_name(ds.kind, y), mf_dataset_class_name(ds.kind, pred));
+    if (mf_figure_attention(out, c, ds.test.images + (size_t)index * img, layers, roll, header, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    printf("%s\nwrote %s\n", header, out);
+out:
+    free(x);
+    free(maps);
+    free(layers);
+    free(roll);
+    mf_dataset_free(&ds);
+    mf_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,1062 @@
+/* The paper's experiment grids and a runner that trains, checkpoints,
+ * resumes and skips each run in its own directory, then tabulates the grid. */
+#define _POSIX_C_SOURCE 200809L /* lstat, nanosleep */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "train/run_json.h"
+#include "minformer/checkpoint.h"
+#include "experiment/experiment.h"
+#include "figures/figures.h"
+
+/* ---- the grids ------------------------------------------------------------ */
+
+#define SEP MF_QK_SEPARATE
+#define SHARED MF_QK_SHARED
+#define QKC MF_QK_COLLAPSED
+#define SYM MF_QK_SYMMETRIC
+#define CHOL MF_QK_CHOLESKY
+#define VOS MF_VO_SEPARATE
+#define VOC MF_VO_COLLAPSED
+#define VON MF_VO_NONE
+
+/* Table 1: {6, 12} encoders x {1, 4} heads x {MLP 4, no MLP}, unchanged, on both datasets. */
+static const mf_experiment_spec table1[] = {
+    {MF_MNIST, 6, 1, 4, "unchanged", SEP, VOS},    {MF_MNIST, 6, 4, 4, "unchanged", SEP, VOS},
+    {MF_MNIST, 6, 1, 0, "unchanged", SEP, VOS},    {MF_MNIST, 6, 4, 0, "unchanged", SEP, VOS},
+    {MF_MNIST, 12, 1, 4, "unchanged", SEP, VOS},   {MF_MNIST, 12, 4, 4, "unchanged", SEP, VOS},
+    {MF_MNIST, 12, 1, 0, "unchanged", SEP, VOS},   {MF_MNIST, 12, 4, 0, "unchanged", SEP, VOS},
+    {MF_CIFAR10, 6, 1, 4, "unchanged", SEP, VOS},  {MF_CIFAR10, 6, 4, 4, "unchanged", SEP, VOS},
+    {MF_CIFAR10, 6, 1, 0, "unchanged", SEP, VOS},  {MF_CIFAR10, 6, 4, 0, "unchanged", SEP, VOS},
+    {MF_CIFAR10, 12, 1, 4, "unchanged", SEP, VOS}, {MF_CIFAR10, 12, 4, 4, "unchanged", SEP, VOS},
+    {MF_CIFAR10, 12, 1, 0, "unchanged", SEP, VOS}, {MF_CIFAR10, 12, 4, 0, "unchanged", SEP, VOS},
+};
+
+/* Tables 2 and 3: the paper's ten rows, then the options it discussed but did
+ * not run: mirrored symmetric W_qk, Cholesky W_qk = L L^T, collapsed W_vo, and
+ * no W_v/W_o with 4 heads. */
+#define REDUCTION_ROWS(D)                                                                       \
+    {D, 6, 1, 4, "unchanged", SEP, VOS}, {D, 6, 4, 4, "unchanged", SEP, VOS},                   \
+    {D, 6, 1, 4, "wqk", QKC, VOS},       {D, 6, 1, 4, "minimal", QKC, VON},                     \
+    {D, 6, 1, 0, "unchanged", SEP, VOS}, {D, 6, 4, 0, "unchanged", SEP, VOS},                   \
+    {D, 6, 1, 0, "symmetric", SHARED, VOS}, {D, 6, 4, 0, "symmetric", SHARED, VOS},             \
+    {D, 6, 1, 0, "wqk", QKC, VOS},       {D, 6, 1, 0, "minimal", QKC, VON},                     \
+    {D, 6, 1, 0, "mirrored", SYM, VOS},  {D, 6, 1, 0, "cholesky", CHOL, VOS},                   \
+    {D, 6, 1, 0, "wvo", SEP, VOC},       {D, 6, 4, 0, "vo-none", SEP, VON}
+
+static const mf_experiment_spec table2[] = {REDUCTION_ROWS(MF_MNIST)};
+static const mf_experiment_spec table3[] = {REDUCTION_ROWS(MF_CIFAR10)};
+
+/* The demo: the original model, the same without its MLP, and the minimal one. */
+static const mf_experiment_spec quick[] = {
+    {MF_MNIST, 6, 1, 4, "unchanged", SEP, VOS},
+    {MF_MNIST, 6, 1, 0, "unchanged", SEP, VOS},
+    {MF_MNIST, 6, 1, 0, "minimal", QKC, VON},
+};
+
+#define COUNT(a) (int)(sizeof a / sizeof a[0])
+static const mf_experiment_grid grids[] = {
+    {"quick", "MNIST demo: unchanged, unchanged without MLP, minimal without MLP", 2, 0,
+     quick, COUNT(quick)},
+    {"table1", "{6, 12} encoders x {1, 4} heads x {MLP 4, none}, MNIST and CIFAR-10", 10, 0,
+     table1, COUNT(table1)},
+    {"table2", "the reductions on MNIST, and the options the paper did not run", 10, 0, table2,
+     COUNT(table2)},
+    {"table3", "the reductions on CIFAR-10, and the options the paper did not run", 10, 0, table3,
+     COUNT(table3)},
+};
+
+const mf_experiment_grid *mf_experiment_grids(int *count)
+{
+    *count = COUNT(grids);
+    return grids;
+}
+
+const mf_experiment_grid *mf_experiment_grid_find(const char *name)
+{
+    for (int i = 0; i < COUNT(grids); i++)
+        if (!strcmp(grids[i].name, name)) return &grids[i];
+    return NULL;
+}
+
+void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size)
+{
+    snprintf(out, size, "%s-L%d-H%d-mlp%d-%s", mf_dataset_name(s->dataset), s->layers, s->heads,
+             s->mlp_ratio, s->variant);
+}
+
+mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err)
+{
+    mf_config_default(cfg, mf_dataset_image_size(s->dataset), mf_dataset_channels(s->dataset), 10);
+    cfg->layers = s->layers;
+    cfg->heads = s->heads;
+    cfg->mlp_ratio = s->mlp_ratio;
+    cfg->qk = s->qk;
+    cfg->vo = s->vo;
+    return mf_config_validate(cfg, err);
+}
+
+void mf_experiment_opts_default(mf_experiment_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->out_dir = "runs";
+    o->epochs = 1;
+    o->seed = 1;
+    o->batch = 128;
+    o->tune_images = 10000;
+    o->tune_val = 5000;
+    o->augment = 1;
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* A run directory's JSON files are small (a result is about 1.5 KB, a
+ * learning-rate sweep 0.5 KB): anything past 1 MiB is not one of them. A log
+ * holds one line of about 250 bytes per epoch. */
+#define SMALL_FILE_MAX (1u << 20)
+#define LOG_FILE_MAX (256u << 20)
+
+static mf_status make_dirs(const char *path, mf_error *err)
+{
+    char buf[1024];
+    if (!path[0]) return mf_fail(err, MF_ERR_CONFIG, "the output directory is an empty string");
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return mf_fail(err, MF_ERR_IO, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return mf_fail(err, MF_ERR_IO, "%s: cannot create the directory: %s", buf, strerror(errno));
+            *p = saved;
+            if (!saved) break;
+        }
+    }
+    struct stat sb;
+    if (stat(path, &sb) || !S_ISDIR(sb.st_mode))
+        return mf_fail(err, MF_ERR_IO, "%s: not a directory", path);
+    return MF_OK;
+}
+
+/* Anything at path, even a dangling link or a FIFO: a run directory holding
+ * such a thing is not empty. */
+static int path_exists(const char *path)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+static mf_status write_text(const char *path, const char *text, mf_error *err)
+{
+    return mf_file_replace(path, text, strlen(text), err);
+}
+
+static void run_path(char *out, size_t size, const char *dir, const char *run, const char *file)
+{
+    snprintf(out, size, "%s/%s/%s", dir, run, file);
+}
+
+static void message(const mf_experiment_hooks *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void message(const mf_experiment_hooks *h, const char *fmt, ...)
+{
+    if (!h || !h->on_message) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    h->on_message(h->ctx, buf);
+}
+
+/* Parses text[0..len) as a JSON object into *root, which borrows *copy (free
+ * both). MF_ERR_FORMAT "WHAT: ..." otherwise. */
+static mf_status parse_object(const char *text, size_t len, const char *what, char **copy,
+                              mf_json *root, mf_error *err)
+{
+    memset(root, 0, sizeof *root);
+    *copy = malloc(len + 1);
+    if (!*copy) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", what);
+    memcpy(*copy, text, len);
+    (*copy)[len] = '\0';
+    char msg[128];
+    int rc = mf_json_parse(*copy, len, root, msg, sizeof msg);
+    if (!rc && root->type == MF_JSON_OBJECT) return MF_OK;
+    if (!rc) mf_json_free(root);
+    memset(root, 0, sizeof *root);
+    free(*copy);
+    *copy = NULL;
+    if (rc == -2) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", what);
+    return mf_fail(err, MF_ERR_FORMAT, "%s: %s%s%s", what, rc ? "not JSON (" : "not a JSON object",
+                   rc ? msg : "", rc ? ")" : "");
+}
+
+/* ---- what a run is asked to be ------------------------------------------------- */
+
+/* The training options of a run of cfg under o, with the learning rate o
+ * gives or the default rule's (a tuned rate replaces it later). */
+static void run_train_opts(const mf_experiment_opts *o, const mf_config *cfg, mf_train_opts *to)
+{
+    mf_train_opts_default(to);
+    to->epochs = o->epochs;
+    to->batch = o->batch;
+    to->seed = o->seed;
+    to->augment = o->augment;
+    to->lr = o->lr > 0 ? o->lr : mf_default_lr(cfg); /* the rule `train` uses */
+}
+
+void mf_experiment_identity(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+                            uint64_t fingerprint, mf_run_identity *id)
+{
+    mf_config cfg;
+    memset(id, 0, sizeof *id);
+    if (mf_experiment_config(spec, &cfg, NULL)) return;
+    mf_train_opts to;
+    run_train_opts(o, &cfg, &to);
+    mf_run_identity_make(id, spec->dataset, &cfg, &to, o->limit_train, o->limit_test, fingerprint);
+    char v[32];
+    if (o->lr > 0) {
+        mf_run_identity_set(id, "lr_choice", "given", NULL);
+    } else if (o->tune_lr) {
+        mf_run_identity_set(id, "lr", "tuned", NULL);
+        mf_run_identity_set(id, "lr_choice", "tuned", NULL);
+        snprintf(v, sizeof v, "%d", o->tune_images);
+        mf_run_identity_set(id, "tune_images", v, NULL);
+        snprintf(v, sizeof v, "%d", o->tune_val);
+        mf_run_identity_set(id, "tune_val", v, NULL);
+    } else {
+        mf_run_identity_set(id, "lr_choice", "default", NULL);
+    }
+}
+
+/* The stored identity under key "identity" of a parsed file, compared with
+ * the requested one. With any_data, the data fingerprint is not compared
+ * (the summary of a grid whose other dataset is not loaded). */
+static mf_status check_embedded_identity(const mf_json *root, const mf_run_identity *requested,
+                                         int any_data, const char *what, mf_error *err)
+{
+    mf_run_identity stored;
+    mf_status st = mf_run_identity_from_object(mf_json_get(root, "identity"), &stored, what, err);
+    if (st) return st;
+    mf_run_identity want = *requested;
+    const char *data = mf_run_identity_get(&stored, "data");
+    if (any_data && data) mf_run_identity_set(&want, "data", data, NULL);
+    return mf_run_identity_check(what, &stored, &want,
+                                 "use another --out, or delete the run's directory to rerun it", err);
+}
+
+/* A number member within [lo, hi]: 1 and *out, else 0. */
+static int number_in(const mf_json *o, const char *key, double lo, double hi, double *out)
+{
+    const mf_json *v = mf_json_get(o, key);
+    if (!v || v->type != MF_JSON_NUMBER || !(v->u.number.value >= lo && v->u.number.value <= hi))
+        return 0;
+    *out = v->u.number.value;
+    return 1;
+}
+
+/* An integer member within [lo, hi] (no fraction). */
+static int int_in(const mf_json *o, const char *key, long lo, long hi, long *out)
+{
+    double d;
+    if (!number_in(o, key, (double)lo, (double)hi, &d) || d != floor(d)) return 0;
+    *out = (long)d;
+    return 1;
+}
+
+static int is_candidate_lr(double lr)
+{
+    const float lrs[MF_EXPERIMENT_TUNE_COUNT] = MF_EXPERIMENT_TUNE_LRS;
+    for (int i = 0; i < MF_EXPERIMENT_TUNE_COUNT; i++)
+        if ((float)lr == lrs[i]) return 1;
+    return 0;
+}
+
+/* ---- lr.json: a --tune-lr sweep ------------------------------------------------ */
+
+mf_status mf_experiment_parse_lr(const char *text, size_t len, const mf_run_identity *requested,
+                                 float *lr, const char *what, mf_error *err)
+{
+    *lr = 0.0f;
+    char *copy;
+    mf_json root;
+    mf_status st = parse_object(text, len, what, &copy, &root, err);
+    if (st) return st;
+    const mf_json *sweep = mf_json_get(&root, "sweep");
+    long train = 0, val = 0, epochs = 0;
+    double best = 0;
+    const char *bad = NULL;
+    if (!int_in(&root, "train_images", 1, 1L << 30, &train)) bad = "train_images";
+    else if (!int_in(&root, "val_images", 1, 1L << 30, &val)) bad = "val_images";
+    else if (!int_in(&root, "epochs", 1, 1, &epochs)) bad = "epochs";
+    else if (!number_in(&root, "lr", 1e-12, 1e6, &best) || !is_candidate_lr(best)) bad = "lr";
+    else if (!sweep || sweep->type != MF_JSON_ARRAY || sweep->count != MF_EXPERIMENT_TUNE_COUNT)
+        bad = "sweep";
+    for (int i = 0; !bad && i < sweep->count; i++) {
+        const mf_json *e = &sweep->u.items[i];
+        double x;
+        const float lrs[MF_EXPERIMENT_TUNE_COUNT] = MF_EXPERIMENT_TUNE_LRS;
+        if (e->type != MF_JSON_OBJECT || !number_in(e, "lr", 0, 1e6, &x) || (float)x != lrs[i] ||
+            !number_in(e, "val_acc", 0, 1, &x) || !number_in(e, "val_loss", -1, 1e30, &x))
+            bad = "sweep";
+    }
+    if (bad) st = mf_fail(err, MF_ERR_FORMAT, "%s: not a learning-rate sweep of minformer: '%s' "
+                          "is missing or invalid; delete the file to tune again", what, bad);
+    else if (requested) st = check_embedded_identity(&root, requested, 0, what, err);
+    if (!st) *lr = (float)best;
+    mf_json_free(&root);
+    free(copy);
+    return st;
+}
+
+/* ---- result.json: a finished run ---------------------------------------------------- */
+
+mf_status mf_experiment_parse_result(const char *text, size_t len, const mf_run_identity *requested,
+                                     int any_data, mf_experiment_result *r, const char *what,
+                                     mf_error *err)
+{
+    char *copy;
+    mf_json root;
+    mf_status st = parse_object(text, len, what, &copy, &root, err);
+    if (st) return st;
+    const mf_json *name = mf_json_get(&root, "name");
+    long params = 0, train_images = 0, lr_tuned = 0, epochs = 0, best_epoch = 0;
+    double lr = 0, tl = 0, ta = 0, vl = 0, va = 0, best = 0, seconds = 0, ips = 0;
+    const char *bad = NULL;
+    if (!name || name->type != MF_JSON_STRING || (r->name[0] && strcmp(name->u.string, r->name)))
+        bad = "name";
+    else if (!int_in(&root, "params", 1, 1L << 40, &params) || (r->params && (size_t)params != r->params))
+        bad = "params";
+    else if (!int_in(&root, "train_images", 1, 1L << 30, &train_images)) bad = "train_images";
+    else if (!number_in(&root, "lr", 1e-12, 1e6, &lr)) bad = "lr";
+    else if (!int_in(&root, "lr_tuned", 0, 1, &lr_tuned)) bad = "lr_tuned";
+    else if (!int_in(&root, "epochs", 1, 100000, &epochs) || (r->epochs && epochs != r->epochs))
+        bad = "epochs";
+    else if (!number_in(&root, "train_loss", 0, 1e30, &tl)) bad = "train_loss";
+    else if (!number_in(&root, "train_acc", 0, 1, &ta)) bad = "train_acc";
+    else if (!number_in(&root, "test_loss", 0, 1e30, &vl)) bad = "test_loss";
+    else if (!number_in(&root, "test_acc", 0, 1, &va)) bad = "test_acc";
+    else if (!number_in(&root, "best_test_acc", va, 1, &best)) bad = "best_test_acc";
+    else if (!int_in(&root, "best_epoch", 1, epochs, &best_epoch)) bad = "best_epoch";
+    else if (!number_in(&root, "seconds", 0, 1e12, &seconds)) bad = "seconds";
+    else if (!number_in(&root, "images_per_second", 0, 1e12, &ips)) bad = "images_per_second";
+    if (bad) {
+        st = mf_fail(err, MF_ERR_FORMAT, "%s: not a result of minformer: '%s' is missing or "
+                     "invalid; delete the file to rerun the run", what, bad);
+        goto out;
+    }
+    if (requested) {
+        if ((st = check_embedded_identity(&root, requested, any_data, what, err))) goto out;
+        /* The rate the run used: the one requested, or one of the sweep's. */
+        const char *want = mf_run_identity_get(requested, "lr");
+        int tuned = want && !strcmp(want, "tuned");
+        char got[32];
+        mf_run_format_float((float)lr, got, sizeof got);
+        if (tuned != (int)lr_tuned || (tuned ? !is_candidate_lr(lr) : !want || strcmp(want, got))) {
+            st = mf_fail(err, MF_ERR_FORMAT, "%s: its learning rate %s%s contradicts its settings; "
+                         "delete the file to rerun the run", what, got, lr_tuned ? " (tuned)" : "");
+            goto out;
+        }
+    }
+    snprintf(r->name, sizeof r->name, "%s", name->u.string);
+    r->params = (size_t)params;
+    r->train_images = (int)train_images;
+    r->lr = (float)lr;
+    r->lr_tuned = (int)lr_tuned;
+    r->epochs = (int)epochs;
+    r->train_loss = (float)tl;
+    r->train_acc = (float)ta;
+    r->test_loss = (float)vl;
+    r->test_acc = (float)va;
+    r->best_test_acc = (float)best;
+    r->best_epoch = (int)best_epoch;
+    r->seconds = seconds;
+    r->images_per_second = ips;
+out:
+    mf_json_free(&root);
+    free(copy);
+    return st;
+}
+
+static mf_status write_result(const char *path, const mf_experiment_result *r,
+                              const mf_run_identity *id, mf_error *err)
+{
+    char *ids = mf_run_identity_to_json(id);
+    mf_json_writer w = {0};
+    mf_json_raw(&w, "{\"name\":");
+    mf_json_string(&w, r->name);
+    mf_json_printf(&w, ",\"identity\":%s", ids ? ids : "null");
+    mf_json_printf(&w,
+                   ",\"params\":%zu,\"train_images\":%d,\"lr\":%.9g,\"lr_tuned\":%d,\"epochs\":%d,"
+                   "\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_loss\":%.6f,\"test_acc\":%.6f,"
+                   "\"best_test_acc\":%.6f,\"best_epoch\":%d,\"seconds\":%.3f,"
+                   "\"images_per_second\":%.1f}\n",
+                   r->params, r->train_images, (double)r->lr, r->lr_tuned, r->epochs, r->train_loss,
+                   r->train_acc, r->test_loss, r->test_acc, r->best_test_acc, r->best_epoch,
+                   r->seconds, r->images_per_second);
+    mf_status st = !ids || w.failed ? mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path)
+                                    : write_text(path, w.data, err);
+    free(ids);
+    mf_json_writer_free(&w);
+    return st;
+}
+
+/* ---- run.json: what the run was started as ------------------------------------------- */
+
+/* The first file of a run: written before any work, checked on every later
+ * visit, so a rerun with other settings is refused before it trains, tunes
+ * or skips anything. */
+static mf_status check_run_json(const char *path, const char *dir, const char *name,
+                                const mf_run_identity *req, int has_work, mf_error *err)
+{
+    if (!path_exists(path)) {
+        if (has_work)
+            return mf_fail(err, MF_ERR_CONFIG, "%s: holds a run's files but no run.json, so its "
+                           "settings are unknown (made by an older minformer?); delete the "
+                           "directory to rerun the run, or use another --out", dir);
+        char *ids = mf_run_identity_to_json(req);
+        mf_json_writer w = {0};
+        mf_json_raw(&w, "{\"name\":");
+        mf_json_string(&w, name);
+        mf_json_printf(&w, ",\"identity\":%s}\n", ids ? ids : "null");
+        mf_status st = !ids || w.failed ? mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path)
+                                        : write_text(path, w.data, err);
+        free(ids);
+        mf_json_writer_free(&w);
+        return st;
+    }
+    char *text, *copy;
+    size_t len;
+    mf_status st = mf_file_read(path, SMALL_FILE_MAX, &text, &len, err);
+    if (st) return st;
+    mf_json root;
+    if (!(st = parse_object(text, len, path, &copy, &root, err))) {
+        const mf_json *n = mf_json_get(&root, "name");
+        if (!n || n->type != MF_JSON_STRING || strcmp(n->u.string, name))
+            st = mf_fail(err, MF_ERR_FORMAT, "%s: not the run.json of run %s; delete the run's "
+                         "directory to rerun it", path, name);
+        else
+            st = check_embedded_identity(&root, req, 0, path, err);
+        mf_json_free(&root);
+        free(copy);
+    }
+    free(text);
+    return st;
+}
+
+/* ---- one run ------------------------------------------------------------------ */
+
+typedef struct {
+    mf_model *model;
+    mf_checkpoint_info *info;
+    const char *ckpt_path, *log_path;
+    const mf_experiment_hooks *user;
+    int epochs;
+    /* for the learning-rate sweep, which keeps no files */
+    int sweep;
+    mf_epoch_stats last;
+} run_ctx;
+
+static void forward_batch(void *vctx, int epoch, int batch, int batches, float loss, float acc,
+                          double ips)
+{
+    run_ctx *ctx = vctx;
+    if (ctx->user && ctx->user->on_batch)
+        ctx->user->on_batch(ctx->user->ctx, epoch, batch, batches, loss, acc, ips);
+}
+
+/* Appends one line to the log: all of it, or an error with the reason. */
+static mf_status append_line(const char *path, const char *line, mf_error *err)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) return mf_fail(err, MF_ERR_IO, "%s: cannot open the log: %s", path, strerror(errno));
+    size_t n = strlen(line);
+    int e = 0;
+    if (fwrite(line, 1, n, f) != n || fflush(f)) e = errno ? errno : EIO;
+    if (fclose(f) && !e) e = errno ? errno : EIO;
+    if (e) return mf_fail(err, MF_ERR_IO, "%s: cannot write the log: %s", path, strerror(e));
+    return MF_OK;
+}
+
+static mf_status after_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_state *st,
+                             mf_error *err)
+{
+    run_ctx *ctx = vctx;
+    ctx->last = *s;
+    if (ctx->sweep) return MF_OK;
+    /* The log line first, then the checkpoint: after a crash between the
+     * two, the resumed run repeats the epoch and its line replaces this one.
+     * A log that cannot be written still gets the epoch's checkpoint. */
+    char line[1024];
+    mf_status log_st = MF_OK;
+    mf_error log_err;
+    if (mf_run_log_line(s, line, sizeof line) < 0)
+        log_st = mf_fail(&log_err, MF_ERR_IO, "%s: log line too long", ctx->log_path);
+    else
+        log_st = append_line(ctx->log_path, line, &log_err);
+    ctx->info->state = *st;
+    mf_status rc = mf_checkpoint_save(ctx->ckpt_path, ctx->model, ctx->info, 1, err);
+    if (rc) return rc;
+    if (log_st) {
+        *err = log_err;
+        return log_st;
+    }
+    if (ctx->user && ctx->user->on_epoch) ctx->user->on_epoch(ctx->user->ctx, s, ctx->epochs);
+    return MF_OK;
+}
+
+/* Keeps the log's lines for epochs 1..epoch: a resumed run rewrites the rest. */
+static mf_status trim_log(const char *path, int epoch, mf_error *err)
+{
+    if (!path_exists(path)) return MF_OK;
+    size_t len;
+    char *text;
+    mf_status st = mf_file_read(path, LOG_FILE_MAX, &text, &len, err);
+    if (st) return st;
+    char *out = malloc(len + 1);
+    if (!out) {
+        free(text);
+        return mf_fail(err, MF_ERR_NOMEM, "out of memory");
+    }
+    size_t n = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        size_t ll = end ? (size_t)(end - line + 1) : strlen(line);
+        int e = 0;
+        if (sscanf(line, "{\"epoch\":%d", &e) == 1 && e >= 1 && e <= epoch && end) {
+            memcpy(out + n, line, ll);
+            n += ll;
+        }
+        line += ll;
+    }
+    out[n] = '\0';
+    st = write_text(path, out, err);
+    free(text);
+    free(out);
+    return st;
+}
+
+/* A training split whose last `val` images stand in as the test split: the
+ * views borrow ds's memory (never free them). */
+static void validation_view(const mf_dataset *ds, int train, int val, mf_dataset *view)
+{
+    *view = *ds;
+    size_t img = (size_t)ds->channels * ds->size * ds->size;
+    int start = ds->train.count - val;
+    view->train.count = train;
+    view->test = ds->train;
+    view->test.count = val;
+    view->test.images = ds->train.images + (size_t)start * img;
+    view->test.labels = ds->train.labels + start;
+}
+
+static mf_status tune_lr(const mf_experiment_opts *o, const mf_config *cfg, const mf_dataset *ds,
+                         const mf_experiment_hooks *hooks, volatile sig_atomic_t *stop,
+                         const char *lr_path, const mf_run_identity *req, float *best_lr,
+                         mf_error *err)
+{
+    const float lrs[MF_EXPERIMENT_TUNE_COUNT] = MF_EXPERIMENT_TUNE_LRS;
+    int n = ds->train.count;
+    int val = o->tune_val < n / 5 ? o->tune_val : n / 5;
+    int train = n - val < o->tune_images ? n - val : o->tune_images;
+    if (val < 1 || train < o->batch)
+        return mf_fail(err, MF_ERR_CONFIG, "--tune-lr needs more training images than %d", n);
+    mf_dataset view;
+    validation_view(ds, train, val, &view);
+    mf_train_opts to;
+    run_train_opts(o, cfg, &to);
+    to.epochs = 1;
+    char *ids = mf_run_identity_to_json(req);
+    mf_json_writer w = {0};
+    mf_json_printf(&w, "{\"identity\":%s,\"train_images\":%d,\"val_images\":%d,\"epochs\":1,"
+                   "\"sweep\":[", ids ? ids : "null", train, val);
+    free(ids);
+    float best_acc = -1.0f, best_loss = INFINITY;
+    mf_status st = MF_OK;
+    for (int i = 0; i < MF_EXPERIMENT_TUNE_COUNT; i++) {
+        mf_model m;
+        if ((st = mf_model_create(&m, cfg, err))) break;
+        mf_model_init_weights(&m, o->seed);
+        to.lr = lrs[i];
+        mf_train_state ts;
+        mf_train_state_init(&ts);
+        run_ctx ctx = {.model = &m, .user = hooks, .epochs = 1, .sweep = 1};
+        mf_train_hooks th = {&ctx, forward_batch, after_epoch};
+        st = mf_train(&m, &view, &to, &ts, &th, stop, err);
+        mf_model_free(&m);
+        float acc = ctx.last.test_acc, loss = ctx.last.test_loss;
+        if (st == MF_ERR_NUMERIC) { /* diverged: the worst possible score */
+            acc = 0.0f;
+            loss = INFINITY;
+            st = MF_OK;
+        } else if (st) {
+            break;
+        }
+        message(hooks, "  lr %-6g validation acc %6.2f%% loss %.4f (%d train / %d held-out images)",
+                (double)lrs[i], 100.0 * acc, (double)loss, train, val);
+        if (acc > best_acc || (acc == best_acc && loss < best_loss)) {
+            best_acc = acc;
+            best_loss = loss;
+            *best_lr = lrs[i];
+        }
+        mf_json_printf(&w, "%s{\"lr\":%.9g,\"val_acc\":%.6f,\"val_loss\":%.6f}", i ? "," : "",
+                       (double)lrs[i], acc, isfinite(loss) ? loss : -1.0);
+    }
+    mf_json_printf(&w, "],\"lr\":%.9g}\n", (double)*best_lr);
+    if (!st) st = w.failed ? mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", lr_path)
+                           : write_text(lr_path, w.data, err);
+    mf_json_writer_free(&w);
+    return st;
+}
+
+/* Reads a small file and hands it to a parser of this file's formats. */
+static mf_status read_small(const char *path, char **text, size_t *len, mf_error *err)
+{
+    return mf_file_read(path, SMALL_FILE_MAX, text, len, err);
+}
+
+/* Final and best metrics, total time and throughput, from the run's log. */
+static mf_status summarize_log(const char *path, mf_experiment_result *r, mf_error *err)
+{
+    mf_training_log log;
+    mf_status st = mf_training_log_read(path, &log, err);
+    if (st) return st;
+    if (log.count == 0) {
+        mf_training_log_free(&log);
+        return mf_fail(err, MF_ERR_FORMAT, "%s: no epochs logged", path);
+    }
+    const mf_log_epoch *last = &log.epochs[log.count - 1];
+    r->train_loss = last->train_loss;
+    r->train_acc = last->train_acc;
+    r->test_loss = last->test_loss;
+    r->test_acc = last->test_acc;
+    r->best_test_acc = -1.0f;
+    r->best_epoch = last->epoch;
+    double seconds = 0.0, images = 0.0, train_seconds = 0.0;
+    for (int i = 0; i < log.count; i++) {
+        const mf_log_epoch *e = &log.epochs[i];
+        if (e->test_acc > r->best_test_acc) {
+            r->best_test_acc = e->test_acc;
+            r->best_epoch = e->epoch;
+        }
+        if (isfinite(e->seconds)) seconds += e->seconds;
+        if (isfinite(e->train_seconds)) train_seconds += e->train_seconds;
+        images += (double)e->images;
+    }
+    r->seconds = seconds;
+    r->images_per_second = train_seconds > 0 ? images / train_seconds : 0.0;
+    mf_training_log_free(&log);
+    return MF_OK;
+}
+
+/* What mf_experiment_run fills before it looks at any file. */
+static mf_status describe_run(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+                              mf_experiment_result *res, mf_config *cfg, mf_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->spec = *spec;
+    mf_experiment_run_name(spec, res->name, sizeof res->name);
+    mf_config base;
+    mf_status st = mf_experiment_config(spec, cfg, err);
+    if (st) return st;
+    mf_experiment_spec bs = {spec->dataset, spec->layers, 1, 4, "unchanged", MF_QK_SEPARATE, MF_VO_SEPARATE};
+    if ((st = mf_experiment_config(&bs, &base, err))) return st;
+    res->params = mf_config_num_params(cfg);
+    res->baseline_params = mf_config_num_params(&base);
+    res->epochs = o->epochs;
+    return MF_OK;
+}
+
+/* The run, with its lock held. */
+static mf_status run_locked(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+                            const mf_config *cfg, const mf_dataset *ds,
+                            const mf_experiment_hooks *hooks, volatile sig_atomic_t *stop,
+                            mf_experiment_result *res, mf_error *err)
+{
+    char dir[1024], ckpt[1100], log[1100], lrp[1100], done[1100], runj[1100];
+    snprintf(dir, sizeof dir, "%s/%s", o->out_dir, res->name);
+    run_path(ckpt, sizeof ckpt, o->out_dir, res->name, "checkpoint.safetensors");
+    run_path(log, sizeof log, o->out_dir, res->name, "log.jsonl");
+    run_path(lrp, sizeof lrp, o->out_dir, res->name, "lr.json");
+    run_path(done, sizeof done, o->out_dir, res->name, "result.json");
+    run_path(runj, sizeof runj, o->out_dir, res->name, "run.json");
+
+    mf_run_identity req;
+    mf_experiment_identity(o, spec, ds->fingerprint, &req);
+    int has_work = path_exists(ckpt) || path_exists(done) || path_exists(log) || path_exists(lrp);
+    mf_status st = check_run_json(runj, dir, res->name, &req, has_work, err);
+    if (st) return st;
+
+    char *text = NULL;
+    size_t len;
+    if (path_exists(done)) {
+        if ((st = read_small(done, &text, &len, err))) return st;
+        mf_experiment_result saved = *res;
+        st = mf_experiment_parse_result(text, len, &req, 0, &saved, done, err);
+        free(text);
+        if (st) return st;
+        *res = saved;
+        res->skipped = 1;
+        return MF_OK;
+    }
+
+    /* The learning rate: given, the default rule's, or tuned (once: the
+     * sweep's choice is kept in lr.json with the settings it was made for). */
+    float lr = o->lr > 0 ? o->lr : mf_default_lr(cfg);
+    if (o->lr <= 0 && o->tune_lr) {
+        if (path_exists(lrp)) {
+            if ((st = read_small(lrp, &text, &len, err))) return st;
+            st = mf_experiment_parse_lr(text, len, &req, &lr, lrp, err);
+            free(text);
+            if (st) return st;
+            message(hooks, "%s: learning rate %g, tuned before (%s)", res->name, (double)lr, lrp);
+        } else if (path_exists(ckpt)) {
+            return mf_fail(err, MF_ERR_FORMAT, "%s: a tuned run's checkpoint without its lr.json; "
+                           "delete the run's directory to rerun it", ckpt);
+        } else {
+            message(hooks, "%s: tuning the learning rate on a held-out part of the training split",
+                    res->name);
+            if ((st = tune_lr(o, cfg, ds, hooks, stop, lrp, &req, &lr, err))) return st;
+            message(hooks, "%s: learning rate %g", res->name, (double)lr);
+        }
+        res->lr_tuned = 1;
+    }
+
+    mf_model model;
+    memset(&model, 0, sizeof model);
+    mf_checkpoint_info info;
+    mf_checkpoint_info_init(&info);
+    mf_train_state ts;
+    mf_train_state_init(&ts);
+    mf_train_opts to;
+    run_train_opts(o, cfg, &to);
+    to.lr = lr;
+    if (path_exists(ckpt)) {
+        /* The checkpoint must be of exactly this run: the same model, options,
+         * learning rate, limits and data (mf_run_resume_load compares them). */
+        mf_run_identity want;
+        mf_run_identity_make(&want, spec->dataset, cfg, &to, o->limit_train, o->limit_test,
+                             ds->fingerprint);
+        if ((st = mf_run_resume_load(ckpt, &want, "use another --out, or delete the run's "
+                                     "directory to rerun it", &model, &info, err)))
+            return st;
+        to = info.opts; /* equal to the request, as the identity proved */
+        ts = info.state;
+        res->resumed = 1;
+        if ((st = trim_log(log, ts.epoch, err))) goto out;
+        message(hooks, "%s: resuming at epoch %d, step %ld (lr %g)", res->name, ts.epoch + 1, ts.step,
+                (double)to.lr);
+    } else {
+        if ((st = mf_model_create(&model, cfg, err))) return st;
+        mf_model_init_weights(&model, to.seed);
+        remove(log); /* a log without a checkpoint is from a run that never saved */
+    }
+    res->lr = to.lr;
+    info.dataset = spec->dataset;
+    memcpy(info.mean, ds->mean, sizeof info.mean);
+    memcpy(info.std, ds->std, sizeof info.std);
+    info.opts = to;
+    info.limit_train = o->limit_train;
+    info.limit_test = o->limit_test;
+    info.data_fingerprint = ds->fingerprint;
+
+    run_ctx ctx = {.model = &model, .info = &info, .ckpt_path = ckpt, .log_path = log,
+                   .user = hooks, .epochs = to.epochs};
+    mf_train_hooks th = {&ctx, forward_batch, after_epoch};
+    st = mf_train(&model, ds, &to, &ts, &th, stop, err);
+    if (st == MF_ERR_INTERRUPTED) {
+        /* Stopped at a step boundary: save exactly there, keep the message. */
+        mf_error save_err;
+        info.state = ts;
+        if (mf_checkpoint_save(ckpt, &model, &info, 1, &save_err)) *err = save_err;
+        else res->saved = 1;
+        goto out;
+    }
+    if (st) goto out;
+    if ((st = summarize_log(log, res, err))) goto out;
+    st = write_result(done, res, &req, err);
+out:
+    mf_model_free(&model);
+    return st;
+}
+
+mf_status mf_experiment_run(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+                            const mf_dataset *ds, const mf_experiment_hooks *hooks,
+                            volatile sig_atomic_t *stop, mf_experiment_result *res, mf_error *err)
+{
+    mf_config cfg;
+    mf_status st = describe_run(o, spec, res, &cfg, err);
+    if (st) return st;
+    if (ds->kind != spec->dataset || ds->channels != cfg.channels || ds->size != cfg.image_size ||
+        ds->classes != cfg.classes)
+        return mf_fail(err, MF_ERR_CONFIG, "%s: given the %s dataset", res->name, ds->name);
+    res->train_images = ds->train.count;
+    res->q = (double)ds->train.count * cfg.classes / (double)res->params;
+
+    char dir[1024], lockp[1100];
+    if (snprintf(dir, sizeof dir, "%s/%s", o->out_dir, res->name) >= (int)sizeof dir)
+        return mf_fail(err, MF_ERR_IO, "%s: path too long", o->out_dir);
+    run_path(lockp, sizeof lockp, o->out_dir, res->name, "lock");
+    if ((st = make_dirs(dir, err))) return st;
+    /* One owner per run: the lock is held while the run tunes and trains,
+     * and the kernel drops it when its holder exits or dies. */
+    int lock = mf_run_lock_try(lockp, err);
+    if (lock == -1) return MF_ERR_IO;
+    if (lock == -2) {
+        res->in_progress = 1;
+        return MF_OK;
+    }
+    st = run_locked(o, spec, &cfg, ds, hooks, stop, res, err);
+    mf_run_lock_release(lock);
+    return st;
+}
+
+/* ---- the grid's summary ---------------------------------------------------------------- */
+
+mf_status mf_experiment_collect(const mf_experiment_opts *o, const mf_experiment_grid *grid,
+                                const uint64_t fingerprints[3], mf_experiment_result *out, int *n,
+                                int *other, mf_error *err)
+{
+    *n = 0;
+    if (other) *other = 0;
+    for (int i = 0; i < grid->count; i++) {
+        const mf_experiment_spec *spec = &grid->specs[i];
+        mf_experiment_result r;
+        mf_config cfg;
+        mf_status st = describe_run(o, spec, &r, &cfg, err);
+        if (st) return st;
+        char done[1100];
+        run_path(done, sizeof done, o->out_dir, r.name, "result.json");
+        if (!path_exists(done)) continue;
+        uint64_t fp = fingerprints ? fingerprints[(int)spec->dataset] : 0;
+        mf_run_identity req;
+        mf_experiment_identity(o, spec, fp, &req);
+        char *text;
+        size_t len;
+        if ((st = read_small(done, &text, &len, err))) return st;
+        st = mf_experiment_parse_result(text, len, &req, fp == 0, &r, done, err);
+        free(text);
+        if (st == MF_ERR_CONFIG) { /* a run made with other settings: not this grid's */
+            if (other) (*other)++;
+            continue;
+        }
+        if (st) return st;
+        r.q = (double)r.train_images * cfg.classes / (double)r.params;
+        out[(*n)++] = r;
+    }
+    return MF_OK;
+}
+
+mf_status mf_experiment_write_summary(const mf_experiment_opts *o, const mf_experiment_grid *grid,
+                                      const uint64_t fingerprints[3], mf_experiment_result *out,
+                                      int *n, int *other, mf_error *err)
+{
+    /* Processes sharing the directory write the summary one at a time, each
+     * from every run finished so far, so the last one written is complete. A
+     * holder takes well under a second; past two minutes something is wrong. */
+    char lockp[1100];
+    snprintf(lockp, sizeof lockp, "%s/summary.lock", o->out_dir);
+    int lock;
+    double t0 = mf_now_seconds();
+    while ((lock = mf_run_lock_try(lockp, err)) == -2) {
+        if (mf_now_seconds() - t0 > 120.0)
+            return mf_fail(err, MF_ERR_IO, "%s: held by another process for two minutes", lockp);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (lock < 0) return MF_ERR_IO;
+    mf_status st = mf_experiment_collect(o, grid, fingerprints, out, n, other, err);
+    if (!st) st = mf_experiment_write_results(o->out_dir, grid->name, out, *n, err);
+    mf_run_lock_release(lock);
+    return st;
+}
+
+/* ---- the grid's tables and figures ---------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} text_buf;
+
+static void tb_printf(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(text_buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (b->data && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap ? b->cap * 2 : 4096;
+        while (ncap < b->len + (size_t)n + 1) ncap *= 2;
+        char *nd = realloc(b->data, ncap);
+        if (!nd) return;
+        b->data = nd;
+        b->cap = ncap;
+    }
+}
+
+static const char *mlp_text(int r, char *buf, size_t size)
+{
+    if (r == 0) return "none";
+    snprintf(buf, size, "r = %d", r);
+    return buf;
+}
+
+char *mf_experiment_markdown(const mf_experiment_result *rs, int n)
+{
+    text_buf b = {0};
+    tb_printf(&b, "| dataset | encoders | heads | MLP | variant | parameters | %% of baseline | Q | lr | "
+                  "epochs | train loss | train acc | test loss | test acc | best test acc (epoch) | "
+                  "seconds | img/s |\n");
+    tb_printf(&b, "|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (int i = 0; i < n; i++) {
+        const mf_experiment_result *r = &rs[i];
+        char mlp[16];
+        tb_printf(&b,
+                  "| %s | %d | %d | %s | %s | %zu | %.1f%% | %.2f | %g%s | %d | %.4f | %.2f%% | %.4f | "
+                  "%.2f%% | %.2f%% (%d) | %.0f | %.0f |\n",
+                  mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
+                  mlp_text(r->spec.mlp_ratio, mlp, sizeof mlp), r->spec.variant, r->params,
+                  100.0 * (double)r->params / (double)r->baseline_params, r->q, (double)r->lr,
+                  r->lr_tuned ? " (tuned)" : "", r->epochs, r->train_loss, 100.0 * r->train_acc,
+                  r->test_loss, 100.0 * r->test_acc, 100.0 * r->best_test_acc, r->best_epoch,
+                  r->seconds, r->images_per_second);
+    }
+    return b.data;
+}
+
+static char *results_csv(const mf_experiment_result *rs, int n)
+{
+    text_buf b = {0};
+    tb_printf(&b, "run,dataset,encoders,heads,mlp,variant,qk,vo,parameters,pct_of_baseline,q,lr,"
+                  "lr_tuned,epochs,train_loss,train_acc,test_loss,test_acc,best_test_acc,best_epoch,"
+                  "seconds,images_per_second\n");
+    for (int i = 0; i < n; i++) {
+        const mf_experiment_result *r = &rs[i];
+        tb_printf(&b, "%s,%s,%d,%d,%d,%s,%s,%s,%zu,%.2f,%.4f,%g,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%d,"
+                      "%.1f,%.1f\n",
+                  r->name, mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
+                  r->spec.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.qk), mf_vo_name(r->spec.vo),
+                  r->params, 100.0 * (double)r->params / (double)r->baseline_params, r->q,
+                  (double)r->lr, r->lr_tuned, r->epochs, r->train_loss, r->train_acc, r->test_loss,
+                  r->test_acc, r->best_test_acc, r->best_epoch, r->seconds, r->images_per_second);
+    }
+    return b.data;
+}
+
+/* "H1 MLP4 unchanged", or with the depth when the grid mixes depths. */
+static void short_label(const mf_experiment_result *r, int with_layers, char *out, size_t size)
+{
+    char mlp[16];
+    if (r->spec.mlp_ratio) snprintf(mlp, sizeof mlp, "MLP%d", r->spec.mlp_ratio);
+    else snprintf(mlp, sizeof mlp, "noMLP");
+    if (with_layers)
+        snprintf(out, size, "L%d H%d %s %s", r->spec.layers, r->spec.heads, mlp, r->spec.variant);
+    else
+        snprintf(out, size, "H%d %s %s", r->spec.heads, mlp, r->spec.variant);
+}
+
+static mf_status write_figures(const char *dir, const char *grid, const mf_experiment_result *rs,
+                               int n, mf_error *err)
+{
+    int mixed_layers = 0;
+    for (int i = 1; i < n; i++) mixed_layers |= rs[i].spec.layers != rs[0].spec.layers;
+    mf_status st = MF_OK;
+    char (*labels)[48] = calloc((size_t)n, sizeof *labels);
+    const char **label_ptrs = calloc((size_t)n, sizeof *label_ptrs);
+    mf_training_log *logs = calloc((size_t)n, sizeof *logs);
+    double *params = calloc(2 * (size_t)n, sizeof *params);
+    int *group = calloc((size_t)n, sizeof *group);
+    if (!labels || !label_ptrs || !logs || !params || !group) {
+        st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the figures");
+        goto out;
+    }
+    double *acc = params + n;
+    for (int i = 0; i < n; i++) {
+        short_label(&rs[i], mixed_layers, labels[i], sizeof labels[i]);
+        params[i] = (double)rs[i].params;
+        acc[i] = 100.0 * rs[i].test_acc;
+    }
+    /* One loss figure per dataset, as the paper has one for MNIST and one for CIFAR-10. */
+    const char *group_names[3];
+    int groups = 0;
+    for (int k = 0; k < 3; k++) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if ((int)rs[i].spec.dataset != k) continue;
+            char path[1100];
+            snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, rs[i].name);
+            if ((st = mf_training_log_read(path, &logs[m], err))) goto out;
+            label_ptrs[m] = labels[i];
+            group[i] = groups;
+            m++;
+        }
+        if (!m) continue;
+        group_names[groups] = mf_dataset_name((mf_dataset_kind)k);
+        groups++;
+        char path[1100], title[160];
+        snprintf(path, sizeof path, "%s/loss-%s.png", dir, mf_dataset_name((mf_dataset_kind)k));
+        snprintf(title, sizeof title, "%s: loss per epoch (%s)", mf_dataset_name((mf_dataset_kind)k), grid);
+        st = mf_figure_curves(path, 1200, 800, title, logs, label_ptrs, m, 0, err);
+        for (int i = 0; i < m; i++) mf_training_log_free(&logs[i]);
+        if (st) goto out;
+    }
+    for (int i = 0; i < n; i++) label_ptrs[i] = labels[i];
+    {
+        char path[1100], title[160];
+        snprintf(path, sizeof path, "%s/accuracy-params.png", dir);
+        snprintf(title, sizeof title, "test accuracy against parameters (%s)", grid);
+        st = mf_figure_accuracy_params(path, 1200, 800, title, params, acc, label_ptrs,
+                                       group, group_names, groups, n, err);
+    }
+out:
+    free(labels);
+    free(label_ptrs);
+    free(logs);
+    free(params);
+    free(group);
+    return st;
+}
+
+mf_status mf_experiment_write_results(const char *dir, const char *grid,
+                                      const mf_experiment_result *rs, int n, mf_error *err)
+{
+    if (n < 1) return MF_OK;
+    char path[1100];
+    char *md = mf_experiment_markdown(rs, n), *csv = results_csv(rs, n);
+    mf_status st = MF_OK;
+    if (!md || !csv) {
+        st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the results");
+        goto out;
+    }
+    text_buf doc = {0};
+    tb_printf(&doc, "# %s\n\n%s\nLoss curves: loss-<dataset>.png; accuracy against parameters: "
+                    "accuracy-params.png.\n", grid, md);
+    if (!doc.data) {
+        st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the results");
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/results.md", dir);
+    st = write_text(path, doc.data, err);
+    free(doc.data);
+    if (st) goto out;
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    if ((st = write_text(path, csv, err))) goto out;
+    st = write_figures(dir, grid, rs, n, err);
+out:
+    free(md);
+    free(csv);
+    return st;
+}

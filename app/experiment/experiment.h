@@ -1,0 +1,164 @@
+/* minformer experiments: the paper's grids as data tables, and a runner that
+ * trains one run of a grid into its own directory so that a long grid
+ * survives interruptions.
+ *
+ * Layout of a grid's output directory DIR:
+ *   DIR/<run>/run.json               written first: the run's name and identity
+ *                                    (every setting that affects its result and
+ *                                    the data fingerprint, see run.h)
+ *   DIR/<run>/lock                   flock'd by the process that owns the run
+ *   DIR/<run>/log.jsonl              one JSON object per finished epoch
+ *   DIR/<run>/checkpoint.safetensors model, AdamW moments and training state
+ *   DIR/<run>/lr.json                the learning rate chosen by --tune-lr and its sweep
+ *   DIR/<run>/result.json            written last: the run is finished
+ *   DIR/summary.lock                 flock'd while the summary is written
+ *   DIR/results.md, DIR/results.csv  one row per finished run of the grid
+ *   DIR/loss-<dataset>.png, DIR/accuracy-params.png
+ * A run with result.json is skipped; one with only a checkpoint resumes from
+ * it exactly (same data order, augmentation and schedule). Either only after
+ * run.json, lr.json, result.json and the checkpoint have shown the identity
+ * that is asked for now: any difference is refused (MF_ERR_CONFIG) with a
+ * list of the settings that differ. A run whose lock another process holds
+ * is left to that process. */
+#ifndef MINFORMER_EXPERIMENT_H
+#define MINFORMER_EXPERIMENT_H
+
+#include <signal.h>
+#include "minformer/data.h"
+#include "minformer/model.h"
+#include "minformer/run.h"
+#include "minformer/train.h"
+
+/* One row of a grid: a model configuration on a dataset. The model has the
+ * dataset's default geometry (N 64, patch 7 or 4) with these changes. */
+typedef struct {
+    mf_dataset_kind dataset;
+    int layers, heads, mlp_ratio;
+    const char *variant;  /* short name used in run names and tables, e.g. "minimal" */
+    mf_qk_kind qk;
+    mf_vo_kind vo;
+} mf_experiment_spec;
+
+typedef struct {
+    const char *name;         /* "table1", "table2", "table3", "quick" */
+    const char *description;
+    int default_epochs;
+    int default_limit_train;  /* 0 = the whole training split */
+    const mf_experiment_spec *specs;
+    int count;
+} mf_experiment_grid;
+
+/* The grid called name, or NULL. */
+const mf_experiment_grid *mf_experiment_grid_find(const char *name);
+/* All grids, for help texts: *count is set. */
+const mf_experiment_grid *mf_experiment_grids(int *count);
+
+/* "mnist-L6-H1-mlp4-unchanged": readable and unique within a grid. */
+void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size);
+/* The spec's full model configuration. */
+mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err);
+/* The candidates --tune-lr tries. */
+#define MF_EXPERIMENT_TUNE_LRS {1e-3f, 3e-3f, 1e-2f}
+#define MF_EXPERIMENT_TUNE_COUNT 3
+
+typedef struct {
+    const char *out_dir;  /* the grid's directory; runs go to out_dir/<run> */
+    int epochs;           /* > 0 */
+    int limit_train, limit_test; /* 0 = whole split */
+    uint64_t seed;
+    int batch;
+    float lr;             /* > 0: every run uses it; 0: default per variant or tuned */
+    int tune_lr;          /* choose each run's learning rate by a validation sweep */
+    int tune_images;      /* training images per sweep point (default 10000) */
+    int tune_val;         /* held-out validation images at the end of the training split (5000) */
+    int augment;
+} mf_experiment_opts;
+
+void mf_experiment_opts_default(mf_experiment_opts *o);
+
+/* What a run reports, and what its result.json and a results row hold. */
+typedef struct {
+    char name[96];
+    mf_experiment_spec spec;
+    size_t params, baseline_params; /* baseline: unchanged, MLP 4, 1 head, same depth and dataset */
+    int train_images;               /* K of Q = K*M/P */
+    double q;                       /* K * classes / params */
+    float lr;
+    int lr_tuned;
+    int epochs;
+    float train_loss, train_acc, test_loss, test_acc;
+    float best_test_acc;
+    int best_epoch;
+    double seconds;                 /* wall time of all epochs, evaluation included */
+    double images_per_second;       /* training images per second of training-step time */
+    int skipped, resumed;           /* this call: found finished / continued a checkpoint */
+    int in_progress;                /* this call: another process holds the run's lock */
+    int saved;                      /* this call: interrupted, and the checkpoint was saved */
+} mf_experiment_result;
+
+/* Progress callbacks for the command line; any may be NULL. */
+typedef struct {
+    void *ctx;
+    void (*on_message)(void *ctx, const char *text);
+    void (*on_batch)(void *ctx, int epoch, int batch, int batches, float running_loss,
+                     float running_acc, double images_per_second);
+    void (*on_epoch)(void *ctx, const mf_epoch_stats *stats, int epochs);
+} mf_experiment_hooks;
+
+/* The identity a run of spec under opts is asked for, as its run.json,
+ * lr.json and result.json store it: mf_run_identity_make's settings plus
+ * "lr_choice" (given, default or tuned); a tuned run has "lr" "tuned" and the
+ * sweep's sizes. fingerprint is the data's (0: unknown). */
+void mf_experiment_identity(const mf_experiment_opts *opts, const mf_experiment_spec *spec,
+                            uint64_t fingerprint, mf_run_identity *id);
+
+/* Trains (or resumes, or skips) one run on ds, which must be the spec's
+ * dataset already limited by the caller. Writes the run's files; fills *res.
+ * On *stop: saves the checkpoint at the step reached (res->saved) and returns
+ * MF_ERR_INTERRUPTED; interrupted while tuning, nothing is saved. Files of
+ * the run made with other settings are MF_ERR_CONFIG naming each difference;
+ * invalid ones MF_ERR_FORMAT naming the file. When another process holds the
+ * run's lock, returns MF_OK at once with res->in_progress set. */
+mf_status mf_experiment_run(const mf_experiment_opts *opts, const mf_experiment_spec *spec,
+                            const mf_dataset *ds, const mf_experiment_hooks *hooks,
+                            volatile sig_atomic_t *stop, mf_experiment_result *res, mf_error *err);
+
+/* Parse a run directory's files (text[0..len), named what in messages).
+ * result.json: every member present and within range, the name equal to
+ * r->name and params to r->params when those are set, the embedded identity
+ * equal to requested (not NULL; with any_data the data fingerprint is not
+ * compared), and a learning rate that agrees with it; fills *r. lr.json: a
+ * sweep of the MF_EXPERIMENT_TUNE_LRS candidates whose identity equals
+ * requested (NULL: not compared); sets *lr to its choice. MF_ERR_FORMAT for
+ * an invalid file, MF_ERR_CONFIG for one made with other settings. */
+mf_status mf_experiment_parse_result(const char *text, size_t len, const mf_run_identity *requested,
+                                     int any_data, mf_experiment_result *r, const char *what,
+                                     mf_error *err);
+mf_status mf_experiment_parse_lr(const char *text, size_t len, const mf_run_identity *requested,
+                                 float *lr, const char *what, mf_error *err);
+
+/* Every finished run of grid in opts->out_dir made with opts' settings, in
+ * the grid's order, into out (room for grid->count) and *n. fingerprints[d]
+ * is dataset d's data fingerprint, or 0 when that dataset is not loaded (its
+ * runs' fingerprints are then not compared). *other (may be NULL) counts
+ * finished runs made with other settings, left out. */
+mf_status mf_experiment_collect(const mf_experiment_opts *opts, const mf_experiment_grid *grid,
+                                const uint64_t fingerprints[3], mf_experiment_result *out, int *n,
+                                int *other, mf_error *err);
+/* mf_experiment_collect, then mf_experiment_write_results, under an flock
+ * on out_dir/summary.lock so that concurrent processes write one at a time. */
+mf_status mf_experiment_write_summary(const mf_experiment_opts *opts,
+                                      const mf_experiment_grid *grid,
+                                      const uint64_t fingerprints[3], mf_experiment_result *out,
+                                      int *n, int *other, mf_error *err);
+
+/* Writes out_dir/results.md and out_dir/results.csv from n results, and the
+ * figures out_dir/loss-<dataset>.png (one per dataset present) and
+ * out_dir/accuracy-params.png from the runs' logs. */
+mf_status mf_experiment_write_results(const char *out_dir, const char *grid_name,
+                                      const mf_experiment_result *results, int n, mf_error *err);
+
+/* The markdown table alone, for printing. The caller frees the string. */
+char *mf_experiment_markdown(const mf_experiment_result *results, int n);
+
+#endif

@@ -1,0 +1,415 @@
+/* Experiments, figures and their commands on a small synthetic MNIST written
+ * to a temporary directory: a grid writes its tables and valid PNGs, a second
+ * call skips every run, an interrupted run resumes to exactly the result of
+ * an uninterrupted one, --tune-lr records its choice, and plot and attention
+ * draw pictures of the stated size. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "minformer.h"
+#include "experiment/experiment.h"
+#include "figures/figures.h"
+
+static char root[] = "/tmp/minformer-test-experiment-XXXXXX";
+static char bin[512];
+static int have_data;
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static void put_be32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                          (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+/* An easy ten-class problem: class k is a bright bar on row 2 + 2k, plus noise. */
+static int write_split(const char *dir, const char *prefix, int count, uint64_t seed)
+{
+    char path[600];
+    mf_rng rng;
+    mf_rng_seed(&rng, seed);
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+    FILE *fi = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    FILE *fl = fopen(path, "wb");
+    if (!fi || !fl) {
+        if (fi) fclose(fi);
+        if (fl) fclose(fl);
+        return -1;
+    }
+    put_be32(fi, 0x803);
+    put_be32(fi, (uint32_t)count);
+    put_be32(fi, 28);
+    put_be32(fi, 28);
+    put_be32(fl, 0x801);
+    put_be32(fl, (uint32_t)count);
+    for (int i = 0; i < count; i++) {
+        int label = (int)mf_rng_below(&rng, 10);
+        unsigned char img[28 * 28];
+        for (int p = 0; p < 28 * 28; p++) img[p] = (unsigned char)mf_rng_below(&rng, 60);
+        for (int x = 4; x < 24; x++) img[(2 + 2 * label) * 28 + x] = 255;
+        fwrite(img, 1, sizeof img, fi);
+        unsigned char l = (unsigned char)label;
+        fwrite(&l, 1, 1, fl);
+    }
+    int bad = fclose(fi) | fclose(fl);
+    return bad ? -1 : 0;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* Reads a PNG's signature and IHDR: 0 and the size, or -1. */
+static int png_size(const char *path, int *w, int *h)
+{
+    unsigned char b[24];
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n != sizeof b || memcmp(b, sig, 8) || memcmp(b + 12, "IHDR", 4)) return -1;
+    *w = (b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19];
+    *h = (b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23];
+    return 0;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 20);
+    if (buf) fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+static int count_char(const char *s, char c)
+{
+    int n = 0;
+    for (; s && *s; s++) n += *s == c;
+    return n;
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, sub)); p += strlen(sub)) n++;
+    return n;
+}
+
+/* Runs the CLI with stdout and stderr to out_file; returns its exit status. */
+static int run_cli(const char *args, const char *out_file)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive %s %s > %s 2>&1", bin, args, out_file);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_grids_are_well_formed(void)
+{
+    int n;
+    const mf_experiment_grid *g = mf_experiment_grids(&n);
+    CHECK(n == 4, "%d grids", n);
+    CHECK(mf_experiment_grid_find("table1")->count == 16, "table1 has 16 runs");
+    CHECK(mf_experiment_grid_find("table2")->count == 14, "table2 has 14 runs");
+    CHECK(mf_experiment_grid_find("table3")->count == 14, "table3 has 14 runs");
+    CHECK(mf_experiment_grid_find("nope") == NULL, "unknown grid");
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < g[i].count; j++) {
+            mf_config cfg;
+            mf_error err;
+            char a[96], b[96];
+            CHECK(mf_experiment_config(&g[i].specs[j], &cfg, &err) == MF_OK, "%s row %d: %s",
+                  g[i].name, j, err.message);
+            mf_experiment_run_name(&g[i].specs[j], a, sizeof a);
+            for (int k = 0; k < j; k++) {
+                mf_experiment_run_name(&g[i].specs[k], b, sizeof b);
+                CHECK(strcmp(a, b), "%s: run name %s repeats", g[i].name, a);
+            }
+        }
+    const mf_experiment_spec *q = mf_experiment_grid_find("quick")->specs;
+    char name[96];
+    mf_experiment_run_name(&q[0], name, sizeof name);
+    CHECK(!strcmp(name, "mnist-L6-H1-mlp4-unchanged"), "run name %s", name);
+}
+
+static void test_grid_command_writes_results_and_skips(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    char args[1024], out[600], path[700];
+    snprintf(out, sizeof out, "%s/grid.out", root);
+    snprintf(args, sizeof args, "experiment quick --epochs 2 --limit-train 512 --data %s --out %s/grid",
+             root, root);
+    int rc = run_cli(args, out);
+    CHECK(rc == 0, "experiment quick exited %d", rc);
+    snprintf(path, sizeof path, "%s/grid/results.md", root);
+    char *md = slurp(path);
+    CHECK(md && count_substr(md, "| mnist |") == 3, "results.md has 3 rows");
+    free(md);
+    snprintf(path, sizeof path, "%s/grid/results.csv", root);
+    char *csv = slurp(path);
+    CHECK(csv != NULL, "results.csv exists");
+    if (csv) {
+        CHECK(count_char(csv, '\n') == 4, "header + 3 rows, got %d lines", count_char(csv, '\n'));
+        const char *header = "run,dataset,encoders,heads,mlp,variant,qk,vo,parameters,pct_of_baseline,"
+                             "q,lr,lr_tuned,epochs,train_loss,train_acc,test_loss,test_acc,"
+                             "best_test_acc,best_epoch,seconds,images_per_second\n";
+        CHECK(!strncmp(csv, header, strlen(header)), "CSV header");
+        /* 22 columns on every line: 21 commas. */
+        for (char *line = csv; *line;) {
+            char *end = strchr(line, '\n');
+            int commas = 0;
+            for (char *p = line; p < end; p++) commas += *p == ',';
+            CHECK(commas == 21, "a CSV line has %d commas: %.60s", commas, line);
+            line = end + 1;
+        }
+        CHECK(strstr(csv, "mnist-L6-H1-mlp0-minimal,mnist,6,1,0,minimal,collapsed,none,30858,") != NULL,
+              "the minimal row");
+    }
+    free(csv);
+    const char *figures[] = {"loss-mnist.png", "accuracy-params.png"};
+    for (int i = 0; i < 2; i++) {
+        int w = 0, h = 0;
+        snprintf(path, sizeof path, "%s/grid/%s", root, figures[i]);
+        CHECK(png_size(path, &w, &h) == 0 && w == 1200 && h == 800, "%s: %d x %d", figures[i], w, h);
+    }
+    snprintf(path, sizeof path, "%s/grid/mnist-L6-H1-mlp4-unchanged/log.jsonl", root);
+    mf_training_log log;
+    mf_error err;
+    CHECK(mf_training_log_read(path, &log, &err) == MF_OK && log.count == 2, "log with 2 epochs");
+    mf_training_log_free(&log);
+
+    /* Second call: every run is skipped, nothing retrains. */
+    struct stat before, after;
+    snprintf(path, sizeof path, "%s/grid/mnist-L6-H1-mlp4-unchanged/checkpoint.safetensors", root);
+    stat(path, &before);
+    rc = run_cli(args, out);
+    stat(path, &after);
+    char *text = slurp(out);
+    CHECK(rc == 0, "second call exited %d", rc);
+    CHECK(count_substr(text, "skipped") == 3, "3 runs skipped:\n%s", text ? text : "");
+    /* Saves go through a new file renamed over the old one: a rewrite changes the inode (the
+     * mtime alone has a one-second grain, as long as this whole test). */
+    CHECK(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime &&
+          before.st_size == after.st_size, "checkpoint rewritten");
+    free(text);
+
+    /* Another epoch count in the same directory is refused, not mixed in. */
+    snprintf(args, sizeof args, "experiment quick --epochs 3 --limit-train 512 --data %s --out %s/grid",
+             root, root);
+    rc = run_cli(args, out);
+    CHECK(rc == 2, "a different --epochs in a finished directory exited %d", rc);
+}
+
+typedef struct {
+    volatile sig_atomic_t *stop;
+    int batches, stop_after;
+} stopper;
+
+static void stop_soon(void *vctx, int epoch, int batch, int batches, float loss, float acc, double ips)
+{
+    (void)epoch, (void)batch, (void)batches, (void)loss, (void)acc, (void)ips;
+    stopper *s = vctx;
+    if (++s->batches == s->stop_after) *s->stop = 1;
+}
+
+static void test_interrupted_run_resumes_exactly(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    mf_dataset ds;
+    mf_error err;
+    CHECK(mf_dataset_load(&ds, MF_MNIST, root, &err) == MF_OK, "%s", err.message);
+    if (check_current_failures) return;
+    const mf_experiment_spec *spec = &mf_experiment_grid_find("quick")->specs[2]; /* minimal */
+    mf_experiment_opts o;
+    mf_experiment_opts_default(&o);
+    o.epochs = 2;
+    char a[600], b[600], path[700];
+    snprintf(a, sizeof a, "%s/interrupted", root);
+    snprintf(b, sizeof b, "%s/straight", root);
+    mf_experiment_result ra, rb;
+
+    volatile sig_atomic_t stop = 0;
+    stopper s = {&stop, 0, 7}; /* batch 2 of epoch 2 (640 images: 5 batches of 128 each) */
+    mf_experiment_hooks hooks = {&s, NULL, stop_soon, NULL};
+    o.out_dir = a;
+    mf_status st = mf_experiment_run(&o, spec, &ds, &hooks, &stop, &ra, &err);
+    CHECK(st == MF_ERR_INTERRUPTED, "interrupted run returned %d: %s", st, err.message);
+    snprintf(path, sizeof path, "%s/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors", a);
+    CHECK(exists(path), "checkpoint saved on interrupt");
+    snprintf(path, sizeof path, "%s/mnist-L6-H1-mlp0-minimal/result.json", a);
+    CHECK(!exists(path), "no result.json for an unfinished run");
+    stop = 0;
+    st = mf_experiment_run(&o, spec, &ds, NULL, &stop, &ra, &err);
+    CHECK(st == MF_OK && ra.resumed && !ra.skipped, "resume: %d %s", st, err.message);
+    CHECK(exists(path), "result.json after the resumed run");
+
+    o.out_dir = b;
+    st = mf_experiment_run(&o, spec, &ds, NULL, &stop, &rb, &err);
+    CHECK(st == MF_OK, "%s", err.message);
+    CHECK(ra.test_loss == rb.test_loss && ra.test_acc == rb.test_acc && ra.train_loss == rb.train_loss,
+          "resumed run differs: test loss %.9g vs %.9g, train loss %.9g vs %.9g", (double)ra.test_loss,
+          (double)rb.test_loss, (double)ra.train_loss, (double)rb.train_loss);
+    CHECK(ra.epochs == 2 && ra.best_epoch >= 1 && ra.best_epoch <= 2 && ra.params == 30858,
+          "result fields");
+    snprintf(path, sizeof path, "%s/mnist-L6-H1-mlp0-minimal/log.jsonl", a);
+    mf_training_log log;
+    CHECK(mf_training_log_read(path, &log, &err) == MF_OK && log.count == 2, "resumed log: 2 epochs");
+    mf_training_log_free(&log);
+
+    /* And a finished run is skipped with its stored numbers. */
+    o.out_dir = a;
+    st = mf_experiment_run(&o, spec, &ds, NULL, &stop, &rb, &err);
+    CHECK(st == MF_OK && rb.skipped && rb.test_acc == ra.test_acc, "skip: %d", st);
+    mf_dataset_free(&ds);
+}
+
+static void test_tune_lr_records_its_choice(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    mf_dataset ds;
+    mf_error err;
+    CHECK(mf_dataset_load(&ds, MF_MNIST, root, &err) == MF_OK, "%s", err.message);
+    if (check_current_failures) return;
+    const mf_experiment_spec *spec = &mf_experiment_grid_find("quick")->specs[2];
+    mf_experiment_opts o;
+    mf_experiment_opts_default(&o);
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/tuned", root);
+    o.out_dir = dir;
+    o.epochs = 1;
+    o.tune_lr = 1;
+    o.tune_images = 256;
+    o.tune_val = 128;
+    mf_experiment_result r;
+    volatile sig_atomic_t stop = 0;
+    CHECK(mf_experiment_run(&o, spec, &ds, NULL, &stop, &r, &err) == MF_OK, "%s", err.message);
+    CHECK(r.lr_tuned && (r.lr == 1e-3f || r.lr == 3e-3f || r.lr == 1e-2f), "tuned lr %g", (double)r.lr);
+    snprintf(path, sizeof path, "%s/mnist-L6-H1-mlp0-minimal/lr.json", dir);
+    char *text = slurp(path);
+    CHECK(text && strstr(text, "\"val_images\":128") && count_substr(text, "val_acc") == 3,
+          "lr.json: %s", text ? text : "(missing)");
+    free(text);
+    mf_dataset_free(&ds);
+}
+
+static void test_log_reader(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/log-reader.jsonl", root);
+    FILE *f = fopen(path, "w");
+    if (!f) SKIP("cannot write %s", path);
+    fputs("{\"epoch\":2,\"train_loss\":1.0,\"test_loss\":1.5}\n\n"
+          "{\"epoch\":1,\"train_loss\":2.0,\"test_loss\":2.5}\n"
+          "{\"epoch\":2,\"train_loss\":0.5,\"test_loss\":0.75,\"test_acc\":0.9}",
+          f);
+    fclose(f);
+    mf_training_log log;
+    mf_error err;
+    CHECK(mf_training_log_read(path, &log, &err) == MF_OK, "%s", err.message);
+    CHECK(log.count == 2 && log.epochs[0].epoch == 1 && log.epochs[1].epoch == 2, "sorted, deduplicated");
+    CHECK(log.count == 2 && log.epochs[1].train_loss == 0.5f && log.epochs[1].test_acc == 0.9f,
+          "the last line of a repeated epoch wins");
+    CHECK(log.count == 2 && isnan(log.epochs[0].test_acc), "missing metrics are NaN");
+    mf_training_log_free(&log);
+    f = fopen(path, "w");
+    fputs("{\"epoch\":1}\nnot json\n", f);
+    fclose(f);
+    CHECK(mf_training_log_read(path, &log, &err) == MF_ERR_FORMAT && strstr(err.message, ":2:"),
+          "a bad line is named: %s", err.message);
+}
+
+static void test_rollout_of_uniform_attention(void)
+{
+    mf_config cfg;
+    mf_config_default(&cfg, 28, 1, 10);
+    cfg.layers = 2;
+    int T = mf_config_tokens(&cfg), G = 4;
+    float *maps = malloc(sizeof(float) * 2 * T * T), layers[2 * 16], roll[16];
+    for (int i = 0; i < 2 * T * T; i++) maps[i] = 1.0f / T;
+    mf_attention_cls_maps(&cfg, maps, layers, roll);
+    /* A = U = (1/T) 1 1^T, and U U = U, so (0.5 U + 0.5 I)^2 = 0.75 U + 0.25 I:
+     * every patch gets 0.75/T of the CLS row. */
+    int equal = 1;
+    for (int p = 1; p < G * G; p++) equal &= fabsf(roll[p] - roll[0]) < 1e-7f;
+    CHECK(equal, "rollout of uniform attention is uniform over patches");
+    float expect = 0.75f / T;
+    CHECK(check_close(roll[0], expect, 1e-6f, 1e-5f), "patch weight %g, expected %g", (double)roll[0],
+          (double)expect);
+    CHECK(check_close(layers[0], 1.0f / T, 0, 1e-6f), "layer map is the CLS row");
+    free(maps);
+}
+
+static void test_plot_and_attention_commands(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    char args[2048], out[600], path[700];
+    snprintf(out, sizeof out, "%s/plot.out", root);
+    /* The two logs of the interrupted/straight runs, or of the grid. */
+    snprintf(path, sizeof path, "%s/plot.png", root);
+    snprintf(args, sizeof args,
+             "plot %s/grid/mnist-L6-H1-mlp4-unchanged/log.jsonl %s/grid/mnist-L6-H1-mlp0-minimal/log.jsonl "
+             "--out %s --width 640 --height 480", root, root, path);
+    int rc = run_cli(args, out), w = 0, h = 0;
+    CHECK(rc == 0, "plot exited %d", rc);
+    CHECK(png_size(path, &w, &h) == 0 && w == 640 && h == 480, "plot.png %d x %d", w, h);
+    snprintf(args, sizeof args, "plot --out %s/x.png %s/missing.jsonl", root, root);
+    CHECK(run_cli(args, out) == 1, "a missing log is a runtime error");
+
+    snprintf(path, sizeof path, "%s/attention.png", root);
+    snprintf(args, sizeof args,
+             "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
+             "--index 5 --data %s --out %s", root, root, path);
+    rc = run_cli(args, out);
+    CHECK(rc == 0, "attention exited %d", rc);
+    /* input + 6 layers + rollout, 168-pixel panels: 16 + 8 * (168 + 16) wide. */
+    CHECK(png_size(path, &w, &h) == 0 && w == 1488 && h == 290, "attention.png %d x %d", w, h);
+    snprintf(args, sizeof args,
+             "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
+             "--index 999999 --data %s --out %s", root, root, path);
+    CHECK(run_cli(args, out) == 2, "an index past the test split is a usage error");
+}
+
+int main(void)
+{
+    const char *build = getenv("BUILD");
+    snprintf(bin, sizeof bin, "%s/minformer", build && *build ? build : "build");
+    mf_set_threads(2);
+    if (mkdtemp(root)) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/mnist", root);
+        have_data = mkdir(dir, 0777) == 0 && write_split(dir, "train", 640, 1) == 0 &&
+                    write_split(dir, "t10k", 200, 2) == 0;
+    } else {
+        perror("mkdtemp");
+    }
+    RUN(test_grids_are_well_formed);
+    RUN(test_log_reader);
+    RUN(test_rollout_of_uniform_attention);
+    RUN(test_grid_command_writes_results_and_skips);
+    RUN(test_interrupted_run_resumes_exactly);
+    RUN(test_tune_lr_records_its_choice);
+    RUN(test_plot_and_attention_commands);
+    if (have_data) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    }
+    return check_report();
+}
