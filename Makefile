@@ -33,6 +33,10 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
 HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*/*.h app/*/*.h tests/support/*.h)
 APP_LIB  := $(BUILD)/libminformer-app.a
+# Cairo draws the figures: the application's objects and what links them, never the library.
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo)
+$(APP_OBJ) $(CLI_OBJ): CFLAGS += $(CAIRO_CFLAGS)
 # Sources some tests include directly (the fuzz targets' bodies, replayed by a test).
 TEST_DEPS := $(wildcard fuzz/*.c fuzz/*.h)
 
@@ -55,14 +59,14 @@ $(APP_LIB): $(APP_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/minformer: $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a
-	$(CC) $(CFLAGS) $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS) $(CAIRO_LIBS)
 
 # Tests by kind: tests/unit (one library part each), tests/e2e (the binary as
 # a child process), tests/fuzz (the fuzz corpora replayed).
 define test_rule
 $(BUILD)/tests/$(notdir $(1:.c=)): $(1) $(APP_LIB) $(BUILD)/libminformer.a $(HEADERS) $(TEST_DEPS)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) -Itests/support $$< $(APP_LIB) $(BUILD)/libminformer.a -o $$@ $$(LDFLAGS) $$(LDLIBS)
+	$$(CC) $$(CFLAGS) $$(CAIRO_CFLAGS) -Itests/support $$< $(APP_LIB) $(BUILD)/libminformer.a -o $$@ $$(LDFLAGS) $$(LDLIBS) $$(CAIRO_LIBS)
 endef
 $(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
 

@@ -1,5 +1,5 @@
 /* minformer attention: a test image next to the CLS token's attention over
- * the patches in every layer and the attention rollout, as a PNG. */
+ * the patches in every layer and the attention rollout, as a PNG, SVG or PDF. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,33 +9,36 @@
 #include "figures/figures.h"
 
 static const char *help =
-    "Usage: minformer attention --checkpoint PATH [--index I] [--out FILE.png] [options]\n\n"
+    "Usage: minformer attention --checkpoint PATH [--index I] [--out FILE] [options]\n\n"
     "Draws test image I, then for every layer the CLS token's attention over the\n"
     "patches (averaged over heads) as a heat map at the image's resolution over the\n"
     "faded image, then the attention rollout across layers (Abnar & Zuidema 2020):\n"
     "the product of 0.5 A + 0.5 I over the layers, rows renormalized.\n\n"
     "  --checkpoint PATH  a checkpoint written by train or experiment\n"
     "  --index I          test image (0-based, default 0)\n"
-    "  --out FILE.png     the picture (default attention.png)\n"
+    "  --out FILE         the picture: FILE.png, FILE.svg or FILE.pdf (default\n"
+    "                     attention.png)\n"
+    "  --format F         png, svg or pdf, whatever FILE's extension\n"
     "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
     "                     empty, else ./data)\n"
     "  --dataset NAME     another dataset with the same image shape\n"
     "  --threads T        threads (default: all cores)\n";
 
-enum { OPT_CKPT = 1, OPT_INDEX, OPT_OUT, OPT_DATA, OPT_DATASET, OPT_THREADS };
+enum { OPT_CKPT = 1, OPT_INDEX, OPT_OUT, OPT_FORMAT, OPT_DATA, OPT_DATASET, OPT_THREADS };
 
 int cmd_attention(int argc, char **argv)
 {
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
                                              {"index", required_argument, 0, OPT_INDEX},
                                              {"out", required_argument, 0, OPT_OUT},
+                                             {"format", required_argument, 0, OPT_FORMAT},
                                              {"data", required_argument, 0, OPT_DATA},
                                              {"dataset", required_argument, 0, OPT_DATASET},
                                              {"threads", required_argument, 0, OPT_THREADS},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "attention", *ckpt = NULL, *out = "attention.png", *data_dir = NULL,
-               *dataset = NULL;
+               *dataset = NULL, *format_name = NULL;
     int index = 0, threads = 0, opt, rc = 0;
     optind = 1;
     opterr = 0;
@@ -44,6 +47,7 @@ int cmd_attention(int argc, char **argv)
         case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_INDEX: rc = cli_parse_int(cmd, "index", optarg, 0, 1 << 30, &index); break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
+        case OPT_FORMAT: format_name = optarg; break;
         case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
         case OPT_DATASET: dataset = optarg; break;
         case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
@@ -54,10 +58,13 @@ int cmd_attention(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
-    if ((rc = cli_check_output(out, "the picture"))) return rc;
-    mf_set_threads(threads);
     mf_error err;
     mf_error_clear(&err);
+    mf_figure_format format;
+    if ((rc = cli_check_output(out, "the picture"))) return rc;
+    if (mf_figure_format_choose(format_name, out, &format, &err))
+        return cli_usage_error(cmd, "%s", err.message);
+    mf_set_threads(threads);
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
@@ -98,7 +105,7 @@ int cmd_attention(int argc, char **argv)
     char header[256];
     snprintf(header, sizeof header, "%s test image %d: label %s, predicted %s", ds.name, index,
              mf_dataset_class_name(ds.kind, y), mf_dataset_class_name(ds.kind, pred));
-    if (mf_figure_attention(out, c, ds.test.images + (size_t)index * img, layers, roll, header, &err)) {
+    if (mf_figure_attention(out, format, c, ds.test.images + (size_t)index * img, layers, roll, header, &err)) {
         rc = cli_report(&err);
         goto out;
     }

@@ -1,5 +1,5 @@
 /* minformer plot: training curves from any training logs (the JSON lines of
- * `train --log` and `experiment`), as a PNG. */
+ * `train --log` and `experiment`), as a PNG, SVG or PDF. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,17 +8,19 @@
 #include "figures/figures.h"
 
 static const char *help =
-    "Usage: minformer plot LOG.jsonl... --out FILE.png [options]\n\n"
+    "Usage: minformer plot LOG.jsonl... --out FILE [options]\n\n"
     "Draws training loss (solid) and test loss (dashed) per epoch of each log, one\n"
     "color per log, named by the log's directory when the file is log.jsonl.\n\n"
-    "  --out FILE.png     the picture to write (required)\n"
-    "  --width W          pixels (default 1200)\n"
-    "  --height H         pixels (default 800)\n"
+    "  --out FILE         the picture to write (required): FILE.png, FILE.svg or\n"
+    "                     FILE.pdf\n"
+    "  --format F         png, svg or pdf, whatever FILE's extension\n"
+    "  --width W          pixels, or points for SVG and PDF (default 1200)\n"
+    "  --height H         pixels or points (default 800)\n"
     "  --title TEXT       title (default \"loss per epoch\", with --accuracy\n"
     "                     \"accuracy per epoch\")\n"
     "  --accuracy         accuracy in % instead of loss\n";
 
-enum { OPT_OUT = 1, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };
+enum { OPT_OUT = 1, OPT_FORMAT, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };
 
 /* "runs/quick/mnist-L6-H1-mlp4-unchanged/log.jsonl" -> "mnist-L6-H1-mlp4-unchanged";
  * "a/b/run1.jsonl" -> "run1". */
@@ -39,21 +41,23 @@ static void log_label(const char *path, char *out, size_t size)
 int cmd_plot(int argc, char **argv)
 {
     static const struct option longopts[] = {{"out", required_argument, 0, OPT_OUT},
+                                             {"format", required_argument, 0, OPT_FORMAT},
                                              {"width", required_argument, 0, OPT_WIDTH},
                                              {"height", required_argument, 0, OPT_HEIGHT},
                                              {"title", required_argument, 0, OPT_TITLE},
                                              {"accuracy", no_argument, 0, OPT_ACC},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *cmd = "plot", *out = NULL, *title = NULL;
+    const char *cmd = "plot", *out = NULL, *title = NULL, *format_name = NULL;
     int width = 1200, height = 800, acc = 0, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
-        case OPT_WIDTH: rc = cli_parse_int(cmd, "width", optarg, 160, MF_IMAGE_MAX_SIDE, &width); break;
-        case OPT_HEIGHT: rc = cli_parse_int(cmd, "height", optarg, 120, MF_IMAGE_MAX_SIDE, &height); break;
+        case OPT_FORMAT: format_name = optarg; break;
+        case OPT_WIDTH: rc = cli_parse_int(cmd, "width", optarg, 160, MF_FIGURE_MAX_SIDE, &width); break;
+        case OPT_HEIGHT: rc = cli_parse_int(cmd, "height", optarg, 120, MF_FIGURE_MAX_SIDE, &height); break;
         case OPT_TITLE: title = optarg; break;
         case OPT_ACC: acc = 1; break;
         case 'h': fputs(help, stdout); return 0;
@@ -61,17 +65,20 @@ int cmd_plot(int argc, char **argv)
         }
         if (rc) return rc;
     }
-    if (!out) return cli_usage_error(cmd, "--out FILE.png is required");
+    if (!out) return cli_usage_error(cmd, "--out FILE is required");
     int n = argc - optind;
     if (n < 1) return cli_usage_error(cmd, "give at least one log file");
     for (int i = optind; i < argc; i++)
         if ((rc = cli_path_arg(cmd, "a log file", argv[i]))) return rc;
+    mf_error err;
+    mf_error_clear(&err);
+    mf_figure_format format;
     if ((rc = cli_check_output(out, "the picture"))) return rc;
+    if (mf_figure_format_choose(format_name, out, &format, &err))
+        return cli_usage_error(cmd, "%s", err.message);
     mf_training_log *logs = calloc((size_t)n, sizeof *logs);
     char (*names)[128] = calloc((size_t)n, sizeof *names);
     const char **labels = calloc((size_t)n, sizeof *labels);
-    mf_error err;
-    mf_error_clear(&err);
     if (!logs || !names || !labels) {
         fprintf(stderr, "minformer: out of memory\n");
         rc = EXIT_RUNTIME;
@@ -86,11 +93,12 @@ int cmd_plot(int argc, char **argv)
         labels[i] = names[i];
     }
     if (!title) title = acc ? "accuracy per epoch" : "loss per epoch";
-    if (mf_figure_curves(out, width, height, title, logs, labels, n, acc, &err)) {
+    if (mf_figure_curves(out, format, width, height, title, logs, labels, n, acc, &err)) {
         rc = cli_report(&err);
         goto done;
     }
-    printf("wrote %s (%d x %d, %d log%s)\n", out, width, height, n, n == 1 ? "" : "s");
+    printf("wrote %s (%s, %d x %d, %d log%s)\n", out, mf_figure_format_name(format), width,
+           height, n, n == 1 ? "" : "s");
 done:
     for (int i = 0; logs && i < n; i++) mf_training_log_free(&logs[i]);
     free(logs);

@@ -1009,7 +1009,7 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
         char path[1100], title[160];
         snprintf(path, sizeof path, "%s/loss-%s.png", dir, mf_dataset_name((mf_dataset_kind)k));
         snprintf(title, sizeof title, "%s: loss per epoch (%s)", mf_dataset_name((mf_dataset_kind)k), grid);
-        st = mf_figure_curves(path, 1200, 800, title, logs, label_ptrs, m, 0, err);
+        st = mf_figure_curves(path, MF_FIGURE_PNG, 1200, 800, title, logs, label_ptrs, m, 0, err);
         for (int i = 0; i < m; i++) mf_training_log_free(&logs[i]);
         if (st) goto out;
     }
@@ -1018,8 +1018,8 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
         char path[1100], title[160];
         snprintf(path, sizeof path, "%s/accuracy-params.png", dir);
         snprintf(title, sizeof title, "test accuracy against parameters (%s)", grid);
-        st = mf_figure_accuracy_params(path, 1200, 800, title, params, acc, label_ptrs,
-                                       group, group_names, groups, n, err);
+        st = mf_figure_accuracy_params(path, MF_FIGURE_PNG, 1200, 800, title, params, acc,
+                                       label_ptrs, group, group_names, groups, n, err);
     }
 out:
     free(labels);

@@ -1,15 +1,13 @@
 /* The figures drawn from training logs and models: loss curves, accuracy
  * against parameters, attention maps with rollout. */
-#define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "base/json.h"
 #include "figures/figures.h"
+#include "figures/page.h"
+#include "figures/plot.h"
 
 /* ---- curves ---------------------------------------------------------------- */
 
@@ -23,29 +21,30 @@ static mf_marker run_marker(int i, int single_point)
     return m == MF_MARKER_NONE && single_point ? MF_MARKER_CIRCLE : m;
 }
 
-mf_status mf_figure_curves(const char *path, int width, int height, const char *title,
-                           const mf_training_log *logs, const char *const *labels, int n,
-                           int metric_acc, mf_error *err)
+mf_status mf_figure_curves(const char *path, mf_figure_format format, int width, int height,
+                           const char *title, const mf_training_log *logs,
+                           const char *const *labels, int n, int metric_acc, mf_error *err)
 {
-    if (n < 1) return mf_fail(err, MF_ERR_CONFIG, "curves: no logs to draw");
-    /* Per log a train series (solid) and a test series (dashed), same color. */
-    int ns = 2 * n;
-    mf_plot_series *series = calloc((size_t)ns, sizeof *series);
+    if (n < 1 || !logs) return mf_fail(err, MF_ERR_CONFIG, "%s: curves: no logs to draw", path);
+    mf_figure_page page;
+    mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
+    if (st) return st;
+    /* Per log a train series (solid) and a test series (dashed), same color;
+     * the legend names the runs, then says which style is which. */
+    mf_plot_series *series = calloc(2 * (size_t)n, sizeof *series);
+    mf_legend_entry *legend = calloc((size_t)n + 3, sizeof *legend);
     double **buf = calloc((size_t)n, sizeof *buf);
-    mf_canvas cv = {0};
-    if (!series || !buf) {
-        free(series);
-        free(buf);
-        return mf_fail(err, MF_ERR_NOMEM, "out of memory for a figure");
+    if (!series || !legend || !buf) {
+        st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
+        goto done;
     }
-    mf_status st = MF_OK;
     int max_epochs = 1;
     for (int i = 0; i < n; i++) {
         int c = logs[i].count;
         if (c && logs[i].epochs[c - 1].epoch > max_epochs) max_epochs = logs[i].epochs[c - 1].epoch;
         buf[i] = malloc(4 * (size_t)(c ? c : 1) * sizeof(double));
         if (!buf[i]) {
-            st = mf_fail(err, MF_ERR_NOMEM, "out of memory for a figure");
+            st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
             goto done;
         }
         /* An epoch without a value (NaN: the run could not compute it) is
@@ -61,85 +60,57 @@ mf_status mf_figure_curves(const char *path, int width, int height, const char *
             if (isfinite(b)) xte[nte] = r->epoch, te[nte++] = b;
         }
         mf_marker marker = run_marker(i, ntr < 2 && nte < 2);
-        mf_rgb color = mf_palette(i);
-        series[2 * i] = (mf_plot_series){.x = xtr, .y = tr, .n = ntr, .color = color, .has_color = 1,
-                                         .style = MF_LINE_SOLID, .marker = marker};
+        mf_color color = mf_palette(i);
+        series[2 * i] = (mf_plot_series){.x = xtr, .y = tr, .n = ntr, .color = color,
+                                         .has_color = 1, .style = MF_LINE_SOLID, .marker = marker};
         series[2 * i + 1] = (mf_plot_series){.x = xte, .y = te, .n = nte, .color = color,
                                              .has_color = 1, .style = MF_LINE_DASHED,
                                              .marker = marker};
+        legend[i] = (mf_legend_entry){labels && labels[i] ? labels[i] : "", color, MF_LINE_SOLID,
+                                      run_marker(i, 0)};
     }
-    /* The legend goes in a column right of the chart: with a dozen runs an
-     * inner legend would hide the curves. */
-    int scale = width >= 900 ? 2 : 1, row_h = 12 * scale + 6, sample = 36 * scale;
-    int text_w = mf_text_width("(dashed) test = validation", scale);
-    for (int i = 0; labels && i < n; i++) {
-        int w = mf_text_width(labels[i] ? labels[i] : "", scale);
-        if (w > text_w) text_w = w;
-    }
-    int legend_w = sample + 12 + text_w + 16;
-    if (legend_w > width / 2) legend_w = width / 2;
-    if ((st = mf_canvas_create(&cv, width, height, MF_WHITE, err))) goto done;
-    mf_plot_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.title = title;
-    spec.x_title = "epoch";
-    spec.y_title = metric_acc ? "accuracy (%)" : "cross-entropy loss";
-    spec.series = series;
-    spec.series_count = ns;
-    spec.legend = MF_LEGEND_NONE;
-    spec.text_scale = scale;
-    spec.region_w = width - legend_w;
-    spec.region_h = height;
+    const mf_color grey = {0.35, 0.35, 0.35};
+    legend[n + 1] = (mf_legend_entry){"training", grey, MF_LINE_SOLID, MF_MARKER_NONE};
+    legend[n + 2] = (mf_legend_entry){"test = validation", grey, MF_LINE_DASHED, MF_MARKER_NONE};
+    mf_plot_spec spec = {.title = title,
+                         .x_title = "epoch",
+                         .y_title = metric_acc ? "accuracy (%)" : "cross-entropy loss",
+                         .series = series,
+                         .series_count = 2 * n,
+                         .legend = legend,
+                         .legend_count = n + 3};
     if (max_epochs < 2) {
         spec.x_min = 0.5;
         spec.x_max = 1.5;
     }
-    if ((st = mf_plot_lines(&cv, &spec, err))) goto done;
-    {
-        int x0 = width - legend_w + 4, y = 60;
-        mf_rgb ink = MF_RGB(30, 30, 30), grey = MF_RGB(90, 90, 90);
-        double xs[2] = {x0, x0 + sample};
-        for (int i = 0; i < n; i++, y += row_h) { /* one row per run */
-            double ly = y + 6 * scale, ys[2] = {ly, ly};
-            mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, MF_LINE_SOLID, mf_palette(i));
-            if (run_marker(i, 0) != MF_MARKER_NONE)
-                mf_draw_marker(&cv, x0 + sample / 2.0, ly, 4.0 * scale + 3.0, run_marker(i, 0),
-                               mf_palette(i));
-            mf_draw_text(&cv, x0 + sample + 12, y, labels && labels[i] ? labels[i] : "", scale, ink);
-        }
-        y += row_h; /* a blank row, then the style key */
-        static const char *const keys[2] = {"(solid) training", "(dashed) test = validation"};
-        const mf_line_style styles[2] = {MF_LINE_SOLID, MF_LINE_DASHED};
-        for (int k = 0; k < 2; k++, y += row_h) {
-            double ly = y + 6 * scale, ys[2] = {ly, ly};
-            mf_draw_polyline(&cv, xs, ys, 2, 2.0 * scale, styles[k], grey);
-            mf_draw_text(&cv, x0 + sample + 12, y, keys[k], scale, ink);
-        }
-    }
-    st = mf_png_write(path, &cv, err);
+    st = mf_plot_draw(page.cr, &spec, (mf_rect){0, 0, width, height}, err);
 done:
-    mf_canvas_free(&cv);
-    for (int i = 0; i < n; i++) free(buf[i]);
+    if (st == MF_OK) st = mf_figure_page_end(&page, path, err);
+    else mf_figure_page_discard(&page);
+    for (int i = 0; buf && i < n; i++) free(buf[i]);
     free(buf);
+    free(legend);
     free(series);
     return st;
 }
 
-mf_status mf_figure_accuracy_params(const char *path, int width, int height, const char *title,
-                                    const double *params, const double *acc_percent,
-                                    const char *const *point_labels, const int *group,
-                                    const char *const *group_names, int groups, int n,
-                                    mf_error *err)
+mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, int width,
+                                    int height, const char *title, const double *params,
+                                    const double *acc_percent, const char *const *point_labels,
+                                    const int *group, const char *const *group_names, int groups,
+                                    int n, mf_error *err)
 {
-    if (n < 1 || groups < 1) return mf_fail(err, MF_ERR_CONFIG, "accuracy figure: no points");
+    if (n < 1 || groups < 1)
+        return mf_fail(err, MF_ERR_CONFIG, "%s: accuracy figure: no points", path);
+    mf_figure_page page;
+    mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
+    if (st) return st;
     mf_plot_series *series = calloc((size_t)groups, sizeof *series);
     double *xs = malloc(2 * (size_t)n * sizeof *xs);
     const char **labs = calloc((size_t)n, sizeof *labs);
     if (!series || !xs || !labs) {
-        free(series);
-        free(xs);
-        free(labs);
-        return mf_fail(err, MF_ERR_NOMEM, "out of memory for a figure");
+        st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
+        goto done;
     }
     double *ys = xs + n, lo = INFINITY, hi = -INFINITY;
     int k = 0;
@@ -153,8 +124,8 @@ mf_status mf_figure_accuracy_params(const char *path, int width, int height, con
             xs[k] = params[i];
             ys[k] = acc_percent[i];
             labs[k] = point_labels ? point_labels[i] : NULL;
-            if (params[i] < lo) lo = params[i];
-            if (params[i] > hi) hi = params[i];
+            lo = fmin(lo, params[i]);
+            hi = fmax(hi, params[i]);
             k++;
         }
         series[g] = (mf_plot_series){.x = xs + start, .y = ys + start, .n = k - start,
@@ -162,20 +133,22 @@ mf_status mf_figure_accuracy_params(const char *path, int width, int height, con
                                      .marker = g % 2 ? MF_MARKER_SQUARE : MF_MARKER_CIRCLE,
                                      .point_labels = labs + start};
     }
-    mf_plot_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.title = title;
-    spec.x_title = "parameters (log scale)";
-    spec.y_title = "test accuracy (%)";
-    spec.series = series;
-    spec.series_count = groups;
-    spec.log_x = 1;
-    /* Room for the point labels on the right (none to make without points). */
+    mf_plot_spec spec = {.title = title,
+                         .x_title = "parameters (log scale)",
+                         .y_title = "test accuracy (%)",
+                         .series = series,
+                         .series_count = groups,
+                         .scatter = 1,
+                         .log_x = 1};
+    /* Room for labels on either side of the outermost points. */
     if (k > 0) {
-        spec.x_min = lo / 1.5;
-        spec.x_max = hi * 2.5;
+        spec.x_min = lo / 1.7;
+        spec.x_max = hi * 1.7;
     }
-    mf_status st = mf_plot_scatter_png(path, width, height, &spec, err);
+    st = mf_plot_draw(page.cr, &spec, (mf_rect){0, 0, width, height}, err);
+done:
+    if (st == MF_OK) st = mf_figure_page_end(&page, path, err);
+    else mf_figure_page_discard(&page);
     free(series);
     free(xs);
     free(labs);
@@ -245,31 +218,174 @@ void mf_attention_cls_maps(const mf_config *cfg, const float *maps, float *out_l
     free(step);
 }
 
-mf_status mf_figure_attention(const char *path, const mf_config *cfg, const uint8_t *pixels,
-                              const float *layer_maps, const float *rollout, const char *header,
-                              mf_error *err)
+/* The picture (planar, C channels) as an S x S Cairo image; faded mixes it
+ * halfway to white so a heat map over it reads first and the outline shows. */
+static cairo_surface_t *picture_surface(const uint8_t *pixels, int S, int C, int faded)
 {
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, S, S);
+    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return s;
+    cairo_surface_flush(s);
+    unsigned char *data = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    size_t plane = (size_t)S * S;
+    for (int y = 0; y < S; y++) {
+        uint32_t *row = (uint32_t *)(void *)(data + (size_t)y * stride);
+        for (int x = 0; x < S; x++) {
+            size_t i = (size_t)y * S + x;
+            uint32_t rgb[3];
+            for (int c = 0; c < 3; c++) {
+                uint32_t v = pixels[(C == 3 ? c : 0) * plane + i];
+                rgb[c] = faded ? v / 2 + 64 : v;
+            }
+            row[x] = 0xFF000000u | rgb[0] << 16 | rgb[1] << 8 | rgb[2];
+        }
+    }
+    cairo_surface_mark_dirty(s);
+    return s;
+}
+
+/* A G x G map from its own finite minimum to maximum (a constant map sits
+ * mid-scale); non-finite cells are transparent. */
+static cairo_surface_t *heat_surface(const float *map, int G, float *lo, float *hi)
+{
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (int i = 0; i < G * G; i++)
+        if (isfinite(map[i])) {
+            *lo = fminf(*lo, map[i]);
+            *hi = fmaxf(*hi, map[i]);
+        }
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, G, G);
+    if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return s;
+    cairo_surface_flush(s);
+    unsigned char *data = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    for (int y = 0; y < G; y++) {
+        uint32_t *row = (uint32_t *)(void *)(data + (size_t)y * stride);
+        for (int x = 0; x < G; x++) {
+            float v = map[y * G + x];
+            if (!isfinite(v)) {
+                row[x] = 0;
+                continue;
+            }
+            uint8_t rgb[3];
+            mf_colormap_rgb(MF_COLORMAP_INFERNO, *hi > *lo ? (v - *lo) / (*hi - *lo) : 0.5f, rgb);
+            row[x] = 0xFF000000u | (uint32_t)rgb[0] << 16 | (uint32_t)rgb[1] << 8 | rgb[2];
+        }
+    }
+    cairo_surface_mark_dirty(s);
+    return s;
+}
+
+/* src (n x n) stretched by nearest neighbour onto the side x side square at
+ * (x, y). The blocks are made here, at the largest whole multiple of n that
+ * fits, rather than left to the filter: SVG viewers smooth a small image
+ * whatever filter the file asks for. */
+static void paint_square(cairo_t *cr, cairo_surface_t *src, int n, double x, double y,
+                         double side, double alpha)
+{
+    int k = (int)(side / n);
+    if (k < 1) k = 1;
+    cairo_surface_t *big = cairo_image_surface_create(cairo_image_surface_get_format(src), n * k,
+                                                      n * k);
+    if (cairo_surface_status(big) == CAIRO_STATUS_SUCCESS) {
+        cairo_surface_flush(src);
+        cairo_surface_flush(big);
+        const unsigned char *from = cairo_image_surface_get_data(src);
+        unsigned char *to = cairo_image_surface_get_data(big);
+        int from_stride = cairo_image_surface_get_stride(src);
+        int to_stride = cairo_image_surface_get_stride(big);
+        for (int yy = 0; yy < n * k; yy++) {
+            const uint32_t *row =
+                (const uint32_t *)(const void *)(from + (size_t)(yy / k) * from_stride);
+            uint32_t *out = (uint32_t *)(void *)(to + (size_t)yy * to_stride);
+            for (int xx = 0; xx < n * k; xx++) out[xx] = row[xx / k];
+        }
+        cairo_surface_mark_dirty(big);
+        src = big;
+        n *= k;
+    }
+    cairo_save(cr);
+    cairo_translate(cr, x, y);
+    cairo_scale(cr, side / n, side / n);
+    cairo_set_source_surface(cr, src, 0, 0);
+    cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
+    cairo_rectangle(cr, 0, 0, n, n);
+    cairo_clip(cr);
+    cairo_paint_with_alpha(cr, alpha);
+    cairo_restore(cr);
+    cairo_surface_destroy(big);
+}
+
+/* Splits text at spaces into lines no wider than room (a word longer than
+ * that gets a line of its own); returns the count. The last of max_lines
+ * takes what is left. */
+static int wrap_text(cairo_t *cr, const char *text, double room, char lines[][256], int max_lines)
+{
+    int count = 0;
+    while (*text && count < max_lines) {
+        size_t best = 0, end = 0;
+        for (;;) { /* the longest run of whole words that fits */
+            size_t next = end;
+            while (text[next] && text[next] != ' ') next++;
+            if (next > 255) break;
+            char trial[256];
+            snprintf(trial, sizeof trial, "%.*s", (int)next, text);
+            if (best && mf_text_width(cr, trial) > room) break;
+            best = next;
+            if (!text[next]) break;
+            end = next + 1;
+        }
+        if (!best || count == max_lines - 1) best = strlen(text);
+        if (best > 255) best = 255;
+        snprintf(lines[count++], 256, "%.*s", (int)best, text);
+        text += best;
+        while (*text == ' ') text++;
+    }
+    return count;
+}
+
+mf_status mf_figure_attention(const char *path, mf_figure_format format, const mf_config *cfg,
+                              const uint8_t *pixels, const float *layer_maps,
+                              const float *rollout, const char *header, mf_error *err)
+{
+    static const char footer[] =
+        "CLS token's attention weight on each patch (mean over heads), each map from its own min "
+        "(dark) to max (bright); rollout = prod over layers of (0.5 A + 0.5 I)";
     int S = cfg->image_size, C = cfg->channels, G = S / cfg->patch, L = cfg->layers;
-    int scale = 6;                 /* 28 -> 168 px, 32 -> 192 px */
+    int scale = 6; /* 28 -> 168 px, 32 -> 192 px */
     int side = S * scale, gap = 16, title_h = 26, range_h = 16, top = 40;
-    int panels = L + 2;            /* picture, layers, rollout */
+    int panels = L + 2; /* picture, layers, rollout */
     int cols = panels < 8 ? panels : 8, rows = (panels + cols - 1) / cols;
     int width = gap + cols * (side + gap);
-    int height = top + rows * (title_h + side + range_h + gap) + 24;
-    mf_canvas cv;
-    mf_status st = mf_canvas_create(&cv, width, height, MF_WHITE, err);
+    const double header_font = 15, title_font = 14, small_font = 10, footer_line = 13;
+
+    /* The footer wraps to the width, which sets the height. */
+    char lines[4][256];
+    cairo_surface_t *scratch = cairo_image_surface_create(CAIRO_FORMAT_A8, 1, 1);
+    cairo_t *measure = cairo_create(scratch);
+    mf_text_font(measure, small_font, 0);
+    int footer_lines = wrap_text(measure, footer, width - 2 * gap, lines, 4);
+    cairo_destroy(measure);
+    cairo_surface_destroy(scratch);
+    int height = top + rows * (title_h + side + range_h + gap) + 11 +
+                 (int)(footer_lines * footer_line);
+
+    mf_figure_page page;
+    mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
     if (st) return st;
-    mf_rgb ink = MF_RGB(30, 30, 30), soft = MF_RGB(90, 90, 90);
-    if (header) mf_draw_text(&cv, gap, 12, header, 2, ink);
-    /* The faded picture under each map: mixed halfway to white so the map
-     * reads first and the digit's outline still shows. */
-    size_t npix = (size_t)C * S * S;
-    uint8_t *faded = malloc(npix);
-    if (!faded) {
-        mf_canvas_free(&cv);
-        return mf_fail(err, MF_ERR_NOMEM, "out of memory for the attention figure");
+    cairo_t *cr = page.cr;
+    cairo_surface_t *picture = picture_surface(pixels, S, C, 0);
+    cairo_surface_t *faded = picture_surface(pixels, S, C, 1);
+    const mf_color ink = {0.12, 0.12, 0.12}, soft = {0.35, 0.35, 0.35};
+    if (header && *header) {
+        /* Shrunk to the width rather than cut off. */
+        mf_text_font(cr, header_font, 1);
+        double w = mf_text_width(cr, header), room = width - 2 * gap;
+        if (w > room) mf_text_font(cr, header_font * room / w, 1);
+        cairo_set_source_rgb(cr, ink.r, ink.g, ink.b);
+        mf_text_draw(cr, gap, 10, header);
     }
-    for (size_t i = 0; i < npix; i++) faded[i] = (uint8_t)(pixels[i] / 2 + 64);
     for (int k = 0; k < panels; k++) {
         int x = gap + (k % cols) * (side + gap);
         int y = top + (k / cols) * (title_h + side + range_h + gap);
@@ -277,33 +393,38 @@ mf_status mf_figure_attention(const char *path, const mf_config *cfg, const uint
         if (k == 0) snprintf(title, sizeof title, "input");
         else if (k <= L) snprintf(title, sizeof title, "layer %d", k);
         else snprintf(title, sizeof title, "rollout");
-        mf_draw_text(&cv, x, y + 4, title, 2, ink);
+        mf_text_font(cr, title_font, 0);
+        cairo_set_source_rgb(cr, ink.r, ink.g, ink.b);
+        mf_text_draw(cr, x, y + 4, title);
         int py = y + title_h;
         if (k == 0) {
-            mf_blit_image(&cv, x, py, side, side, pixels, S, S, C);
+            paint_square(cr, picture, S, x, py, side, 1.0);
         } else {
-            const float *map = k <= L ? layer_maps + (size_t)(k - 1) * G * G : rollout;
-            mf_blit_image(&cv, x, py, side, side, faded, S, S, C);
             /* Each map on its own scale: the layers differ in sharpness by
              * orders of magnitude, and the question is where each looks. */
-            mf_blit_heatmap(&cv, x, py, side, side, map, G, G, 0.0f, 0.0f, MF_COLORMAP_INFERNO, 0.75f);
-            float lo = INFINITY, hi = -INFINITY;
-            for (int i = 0; i < G * G; i++) {
-                if (map[i] < lo) lo = map[i];
-                if (map[i] > hi) hi = map[i];
-            }
-            char range[48];
-            snprintf(range, sizeof range, "dark %.3f  bright %.3f", (double)lo, (double)hi);
-            mf_draw_text(&cv, x, py + side + 4, range, 1, soft);
+            const float *map = k <= L ? layer_maps + (size_t)(k - 1) * G * G : rollout;
+            float lo, hi;
+            cairo_surface_t *heat = heat_surface(map, G, &lo, &hi);
+            paint_square(cr, faded, S, x, py, side, 1.0);
+            paint_square(cr, heat, G, x, py, side, 0.75);
+            cairo_surface_destroy(heat);
+            char range[64];
+            if (lo <= hi) snprintf(range, sizeof range, "dark %.3f   bright %.3f", (double)lo, (double)hi);
+            else snprintf(range, sizeof range, "no finite weights");
+            mf_text_font(cr, small_font, 0);
+            cairo_set_source_rgb(cr, soft.r, soft.g, soft.b);
+            mf_text_draw(cr, x, py + side + 3, range);
         }
-        mf_draw_rect(&cv, x - 1, py - 1, side + 2, side + 2, 1, MF_RGB(160, 160, 160));
+        cairo_set_line_width(cr, 1.0);
+        cairo_set_source_rgb(cr, 0.63, 0.63, 0.63);
+        cairo_rectangle(cr, x - 0.5, py - 0.5, side + 1, side + 1);
+        cairo_stroke(cr);
     }
-    mf_draw_text(&cv, gap, height - 18,
-                 "CLS token's attention weight on each patch (mean over heads), each map from its "
-                 "own min (dark) to max (bright); rollout = prod over layers of (0.5 A + 0.5 I)",
-                 1, soft);
-    st = mf_png_write(path, &cv, err);
-    free(faded);
-    mf_canvas_free(&cv);
-    return st;
+    mf_text_font(cr, small_font, 0);
+    cairo_set_source_rgb(cr, soft.r, soft.g, soft.b);
+    for (int i = 0; i < footer_lines; i++)
+        mf_text_draw(cr, gap, height - 8 - (footer_lines - i) * footer_line, lines[i]);
+    cairo_surface_destroy(picture);
+    cairo_surface_destroy(faded);
+    return mf_figure_page_end(&page, path, err);
 }

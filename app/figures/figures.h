@@ -1,28 +1,51 @@
 /* minformer figures: the pictures drawn from training logs (run.h) and
  * models: loss curves like the paper's Figures 1 and 2, accuracy against
- * parameter count, and attention maps with attention rollout. */
+ * parameter count, and attention maps with attention rollout; as PNG, SVG
+ * or PDF, drawn with Cairo. Every figure checks its output path before it
+ * draws, and replaces the file atomically once the whole figure is encoded. */
 #ifndef MINFORMER_FIGURES_H
 #define MINFORMER_FIGURES_H
 
 #include "minformer/core.h"
-#include "minformer/image.h"
 #include "minformer/model.h"
 #include "minformer/run.h"
 
+typedef enum { MF_FIGURE_PNG = 0, MF_FIGURE_SVG, MF_FIGURE_PDF } mf_figure_format;
+
+/* The largest figure side, in pixels (PNG) or points (SVG, PDF). */
+#define MF_FIGURE_MAX_SIDE 16384
+
+/* "png", "svg" or "pdf" in any case; MF_ERR_CONFIG naming name otherwise. */
+mf_status mf_figure_format_parse(const char *name, mf_figure_format *format, mf_error *err);
+/* The format from path's extension (.png, .svg, .pdf in any case);
+ * MF_ERR_CONFIG "PATH: unknown figure extension '.EXT' ..." otherwise. */
+mf_status mf_figure_format_from_path(const char *path, mf_figure_format *format, mf_error *err);
+/* The format named (name not NULL, e.g. from --format) or else the one of
+ * path's extension. */
+mf_status mf_figure_format_choose(const char *name, const char *path, mf_figure_format *format,
+                                 mf_error *err);
+const char *mf_figure_format_name(mf_figure_format format); /* "png", "svg", "pdf" */
+/* MF_ERR_IO "PATH: cannot write the figure: ..." when path is a directory or
+ * another file that is not a regular one, or its directory is missing or not
+ * writable. */
+mf_status mf_figure_check_path(const char *path, mf_error *err);
+
 /* Loss against epoch: each log its own color, training loss solid and test
  * (the paper's validation) loss dashed; with metric_acc set, accuracy in %
- * instead. labels[i] names log i in the legend. */
-mf_status mf_figure_curves(const char *path, int width, int height, const char *title,
-                           const mf_training_log *logs, const char *const *labels, int n,
-                           int metric_acc, mf_error *err);
+ * instead. labels[i] names log i in the legend, right of the chart. Epochs
+ * without a value (NaN) are left out of their curve. */
+mf_status mf_figure_curves(const char *path, mf_figure_format format, int width, int height,
+                           const char *title, const mf_training_log *logs,
+                           const char *const *labels, int n, int metric_acc, mf_error *err);
 
 /* Test accuracy (%) against parameter count (log axis), one color per group
- * (e.g. dataset), each point labelled. group[i] in [0, groups). */
-mf_status mf_figure_accuracy_params(const char *path, int width, int height, const char *title,
-                                    const double *params, const double *acc_percent,
-                                    const char *const *point_labels, const int *group,
-                                    const char *const *group_names, int groups, int n,
-                                    mf_error *err);
+ * (e.g. dataset), each point labelled without overlaps. group[i] in
+ * [0, groups). Points with a NaN or a count <= 0 are left out. */
+mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, int width,
+                                    int height, const char *title, const double *params,
+                                    const double *acc_percent, const char *const *point_labels,
+                                    const int *group, const char *const *group_names, int groups,
+                                    int n, mf_error *err);
 
 /* The CLS token's attention over the patches in every layer, and the
  * attention rollout (Abnar & Zuidema 2020): R = prod_l norm(0.5 A_l + 0.5 I),
@@ -36,8 +59,8 @@ void mf_attention_cls_maps(const mf_config *cfg, const float *maps, float *out_l
 /* Draws the picture next to one heat map per layer and the rollout, each at
  * the picture's resolution (maps stretched by nearest neighbour over the
  * faded picture), titled, with a header line; pixels planar (c, y, x). */
-mf_status mf_figure_attention(const char *path, const mf_config *cfg, const uint8_t *pixels,
-                              const float *layer_maps, const float *rollout, const char *header,
-                              mf_error *err);
+mf_status mf_figure_attention(const char *path, mf_figure_format format, const mf_config *cfg,
+                              const uint8_t *pixels, const float *layer_maps,
+                              const float *rollout, const char *header, mf_error *err);
 
 #endif

@@ -1,48 +1,31 @@
-/* Line and scatter charts drawn on a canvas: loss and accuracy curves,
- * accuracy against parameter count. Layout follows the text: margins are
- * sized from the actual tick labels and titles, tick steps are 1, 2 or 5
- * times a power of ten and thinned until their labels do not collide. */
-#include "minformer/image.h"
-
+/* Line and scatter charts with Cairo. The layout is computed first from the
+ * measured text (margins from the actual tick labels and titles, the legend
+ * right of the plot area, point labels placed clear of each other), then
+ * drawn; tick steps are 1, 2 or 5 times a power of ten, thinned until their
+ * labels keep apart. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TEXT_COLOR MF_RGB(40, 40, 40)
-#define FRAME_COLOR MF_RGB(110, 110, 110)
-#define GRID_COLOR MF_RGB(228, 228, 228)
-#define LEGEND_BORDER MF_RGB(190, 190, 190)
+#include "figures/plot.h"
 
-mf_rgb mf_palette(int i)
-{
-    /* matplotlib's tab10: familiar from every paper's plots and distinct at
-     * line widths of two pixels. */
-    static const mf_rgb colors[MF_PALETTE_SIZE] = {
-        {31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
-        {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
-    };
-    i %= MF_PALETTE_SIZE;
-    return colors[i < 0 ? i + MF_PALETTE_SIZE : i];
-}
+#define PI 3.14159265358979323846
 
-/* ---- Axes ------------------------------------------------------------------- */
+static const mf_color text_color = {0.16, 0.16, 0.16};
+static const mf_color frame_color = {0.43, 0.43, 0.43};
+static const mf_color grid_color = {0.9, 0.9, 0.9};
+static const mf_color legend_border = {0.75, 0.75, 0.75};
+static const mf_color leader_color = {0.6, 0.6, 0.6};
 
-#define MAX_TICKS 64
+static void set_color(cairo_t *cr, mf_color c) { cairo_set_source_rgb(cr, c.r, c.g, c.b); }
 
-typedef struct {
-    int log;               /* values are drawn as log10(value) */
-    double lo, hi;         /* the range, in drawn (possibly log10) units */
-    int pixel_lo, pixel_hi; /* where lo and hi land on the canvas */
-    int count;
-    double ticks[MAX_TICKS]; /* in drawn units */
-    char labels[MAX_TICKS][24];
-    int minor_count;
-    double minor[MAX_TICKS * 8]; /* unlabelled log ticks at 2..9 x 10^k */
-} axis;
+static int has_text(const char *s) { return s && *s; }
+
+/* ---- axes ------------------------------------------------------------------- */
 
 /* The drawn coordinate of a data value; NaN when it cannot be drawn. */
-static double axis_value(const axis *a, double v)
+static double axis_value(const mf_axis *a, double v)
 {
     /* Beyond 1e300 the span of an axis could overflow to infinity. */
     if (!isfinite(v) || fabs(v) > 1e300) return NAN;
@@ -50,9 +33,9 @@ static double axis_value(const axis *a, double v)
     return v;
 }
 
-static double axis_pixel(const axis *a, double drawn)
+static double axis_at(const mf_axis *a, double drawn)
 {
-    return a->pixel_lo + (drawn - a->lo) / (a->hi - a->lo) * (a->pixel_hi - a->pixel_lo);
+    return a->at_lo + (drawn - a->lo) / (a->hi - a->lo) * (a->at_hi - a->at_lo);
 }
 
 static double nice_step(double raw)
@@ -78,8 +61,7 @@ static void format_linear(double v, double step, double largest, char *out, size
         div = 1e3;
         suffix = "k";
     }
-    double scaled_step = step / div;
-    int decimals = (int)ceil(-log10(scaled_step) - 1e-9);
+    int decimals = (int)ceil(-log10(step / div) - 1e-9);
     if (decimals < 0) decimals = 0;
     if (v == 0.0 && *suffix)
         snprintf(out, n, "0");
@@ -92,33 +74,26 @@ static void format_linear(double v, double step, double largest, char *out, size
 /* "100", "1k", "20k", "1M", "0.01". */
 static void format_log(double v, char *out, size_t n)
 {
-    if (v >= 1e9)
-        snprintf(out, n, "%gG", v / 1e9);
-    else if (v >= 1e6)
-        snprintf(out, n, "%gM", v / 1e6);
-    else if (v >= 1e3)
-        snprintf(out, n, "%gk", v / 1e3);
-    else
-        snprintf(out, n, "%g", v);
+    if (v >= 1e9) snprintf(out, n, "%gG", v / 1e9);
+    else if (v >= 1e6) snprintf(out, n, "%gM", v / 1e6);
+    else if (v >= 1e3) snprintf(out, n, "%gk", v / 1e3);
+    else snprintf(out, n, "%g", v);
 }
 
-static int widest_label(const axis *a, int scale)
+static double widest_label(cairo_t *cr, const mf_axis *a)
 {
-    int w = 0;
-    for (int i = 0; i < a->count; i++) {
-        int lw = mf_text_width(a->labels[i], scale);
-        if (lw > w) w = lw;
-    }
+    double w = 0;
+    for (int i = 0; i < a->count; i++) w = fmax(w, mf_text_width(cr, a->labels[i]));
     return w;
 }
 
-static void linear_ticks(axis *a, int target)
+static void linear_ticks(mf_axis *a, int target)
 {
     double step = nice_step((a->hi - a->lo) / (target > 1 ? target : 1));
     double largest = fmax(fabs(a->lo), fabs(a->hi));
     a->count = 0;
     a->minor_count = 0;
-    for (double k = ceil(a->lo / step - 1e-9); a->count < MAX_TICKS; k++) {
+    for (double k = ceil(a->lo / step - 1e-9); a->count < MF_AXIS_MAX_TICKS; k++) {
         double v = k * step;
         if (v > a->hi + step * 1e-9) break;
         a->ticks[a->count] = v;
@@ -129,7 +104,7 @@ static void linear_ticks(axis *a, int target)
 
 /* Decades, every `every` of them; within less than two decades also 2 and 5
  * times each, so a short log axis still has labels. */
-static void log_ticks(axis *a, int every)
+static void log_ticks(mf_axis *a, int every)
 {
     int first = (int)ceil(a->lo - 1e-9), last = (int)floor(a->hi + 1e-9);
     int decades = last - first + 1;
@@ -141,48 +116,45 @@ static void log_ticks(axis *a, int every)
             double v = log10(m * base);
             if (v < a->lo - 1e-9 || v > a->hi + 1e-9) continue;
             int labelled = m == 1 ? ((k - first) % every == 0) : (decades < 2 && (m == 2 || m == 5));
-            if (labelled && a->count < MAX_TICKS) {
+            if (labelled && a->count < MF_AXIS_MAX_TICKS) {
                 a->ticks[a->count] = v;
                 format_log(m * base, a->labels[a->count], sizeof a->labels[0]);
                 a->count++;
-            } else if (a->minor_count < MAX_TICKS * 8) {
+            } else if (a->minor_count < MF_AXIS_MAX_TICKS * 8) {
                 a->minor[a->minor_count++] = v;
             }
         }
     }
 }
 
-/* Picks the densest ticks whose labels keep a gap of `gap` pixels between
- * them: along x the label widths matter, along y their heights. */
-static void choose_ticks(axis *a, int horizontal, int scale)
+/* The densest ticks whose labels keep a gap of about one em between them:
+ * along x the label widths matter, along y their heights. */
+static void choose_ticks(cairo_t *cr, mf_axis *a, int horizontal, double font)
 {
-    int length = abs(a->pixel_hi - a->pixel_lo);
-    int gap = 12 * scale;
-    int text_h = 7 * scale;
+    double length = fabs(a->at_hi - a->at_lo), text_h = mf_text_line_height(cr);
     if (a->log) {
         for (int every = 1; every < 64; every++) {
             log_ticks(a, every);
             double spacing = a->count > 1 ? length * (a->ticks[1] - a->ticks[0]) / (a->hi - a->lo)
                                           : length;
-            int need = (horizontal ? widest_label(a, scale) : text_h) + gap;
-            if (spacing >= need) return;
+            if (spacing >= (horizontal ? widest_label(cr, a) : text_h) + font) return;
         }
         return;
     }
-    int most = length / (horizontal ? 40 * scale : 25 * scale);
-    if (most > MAX_TICKS / 2) most = MAX_TICKS / 2;
+    int most = (int)(length / (horizontal ? 3.5 * font : 2.2 * font));
+    if (most > MF_AXIS_MAX_TICKS / 2) most = MF_AXIS_MAX_TICKS / 2;
     for (int target = most; target >= 1; target--) {
         linear_ticks(a, target);
         double spacing = a->count > 1 ? length * (a->ticks[1] - a->ticks[0]) / (a->hi - a->lo)
                                       : length;
-        int need = (horizontal ? widest_label(a, scale) : text_h) + gap;
-        if (spacing >= need) return;
+        if (spacing >= (horizontal ? widest_label(cr, a) : text_h) + font) return;
     }
     linear_ticks(a, 1);
 }
 
 /* Fits [lo, hi] (drawn units) around the finite values with a 5% margin. */
-static void fit_range(axis *a, double data_lo, double data_hi, double fixed_lo, double fixed_hi)
+static void fit_range(mf_axis *a, double data_lo, double data_hi, double fixed_lo,
+                      double fixed_hi)
 {
     double lo = axis_value(a, fixed_lo), hi = axis_value(a, fixed_hi);
     if (isfinite(lo) && isfinite(hi) && lo < hi) {
@@ -205,117 +177,60 @@ static void fit_range(axis *a, double data_lo, double data_hi, double fixed_lo, 
     a->hi = data_hi + pad;
 }
 
-/* ---- Series helpers --------------------------------------------------------- */
+/* ---- series ----------------------------------------------------------------- */
 
-static double series_x(const mf_plot_series *s, int i) { return s->x ? s->x[i] : (double)i; }
-
-static mf_rgb series_color(const mf_plot_series *s, int index)
+static mf_color series_color(const mf_plot_series *s, int index)
 {
     return s->has_color ? s->color : mf_palette(index);
 }
 
-static int has_label(const char *text) { return text && *text; }
-
-/* ---- Legend ------------------------------------------------------------------ */
-
-typedef struct {
-    int x, y, w, h;
-} box;
-
-static int box_contains(box b, double x, double y)
+static mf_marker series_marker(const mf_plot_spec *spec, const mf_plot_series *s)
 {
-    return x >= b.x && x < b.x + b.w && y >= b.y && y < b.y + b.h;
+    return spec->scatter && s->marker == MF_MARKER_NONE ? MF_MARKER_CIRCLE : s->marker;
 }
 
-/* How much of the data a legend at b would hide: points along every drawn
- * line, sampled every few pixels, so a line through the box counts too. */
-static long data_under(box b, double *const *px, double *const *py, const mf_plot_spec *spec,
-                       int scatter)
+/* Point i of s on the page; 0 when it cannot be drawn. */
+static int point_at(const mf_plot_layout *lay, const mf_plot_series *s, int i, double *x,
+                    double *y)
 {
-    long hits = 0;
-    for (int s = 0; s < spec->series_count; s++) {
-        const mf_plot_series *ser = &spec->series[s];
-        int lines = !scatter && ser->style != MF_LINE_NONE;
-        for (int i = 0; i < ser->n; i++) {
-            double x0 = px[s][i], y0 = py[s][i];
-            if (!isfinite(x0) || !isfinite(y0)) continue;
-            hits += box_contains(b, x0, y0);
-            if (!lines || i + 1 == ser->n) continue;
-            double x1 = px[s][i + 1], y1 = py[s][i + 1];
-            if (!isfinite(x1) || !isfinite(y1)) continue;
-            int steps = (int)fmin(hypot(x1 - x0, y1 - y0) / 4.0, 10000.0);
-            for (int k = 1; k < steps; k++)
-                hits += box_contains(b, x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps);
-        }
-    }
-    return hits;
+    double vx = axis_value(&lay->x, s->x ? s->x[i] : (double)i), vy = axis_value(&lay->y, s->y[i]);
+    if (!isfinite(vx) || !isfinite(vy)) return 0;
+    *x = axis_at(&lay->x, vx);
+    *y = axis_at(&lay->y, vy);
+    /* Far outside a fixed range the page coordinate loses all meaning. */
+    return fabs(*x) < 1e7 && fabs(*y) < 1e7;
 }
 
-static void draw_legend(mf_canvas *c, const mf_plot_spec *spec, int scatter, box plot,
-                        double *const *px, double *const *py, int scale, double line_width)
+static int inside(mf_rect r, double x, double y)
 {
-    int entries = 0, text_w = 0;
+    return x >= r.x && x <= r.x + r.w && y >= r.y && y <= r.y + r.h;
+}
+
+/* ---- layout ------------------------------------------------------------------ */
+
+static int legend_rows(const mf_plot_spec *spec)
+{
+    if (spec->legend) return spec->legend_count;
+    int rows = 0;
+    for (int s = 0; s < spec->series_count; s++) rows += has_text(spec->series[s].label);
+    return rows;
+}
+
+static const char *legend_text(const mf_plot_spec *spec, int row)
+{
+    if (spec->legend) return spec->legend[row].label;
     for (int s = 0; s < spec->series_count; s++)
-        if (has_label(spec->series[s].label)) {
-            entries++;
-            int w = mf_text_width(spec->series[s].label, scale);
-            if (w > text_w) text_w = w;
-        }
-    if (!entries || spec->legend == MF_LEGEND_NONE) return;
-
-    int pad = 6 * scale, row = 12 * scale, sample = scatter ? 10 * scale : 30 * scale;
-    box b = {0, 0, pad + sample + pad + text_w + pad, pad + entries * row - 5 * scale + pad};
-    int inset = 8 * scale;
-    box corners[4]; /* top-right, top-left, bottom-right, bottom-left */
-    for (int k = 0; k < 4; k++) {
-        corners[k] = b;
-        corners[k].x = (k % 2 == 0) ? plot.x + plot.w - inset - b.w : plot.x + inset;
-        corners[k].y = (k < 2) ? plot.y + inset : plot.y + plot.h - inset - b.h;
-    }
-    switch (spec->legend) {
-    case MF_LEGEND_TOP_RIGHT: b = corners[0]; break;
-    case MF_LEGEND_TOP_LEFT: b = corners[1]; break;
-    case MF_LEGEND_BOTTOM_RIGHT: b = corners[2]; break;
-    case MF_LEGEND_BOTTOM_LEFT: b = corners[3]; break;
-    default: {
-        long best = -1;
-        for (int k = 0; k < 4; k++) {
-            long hidden = data_under(corners[k], px, py, spec, scatter);
-            if (best < 0 || hidden < best) {
-                best = hidden;
-                b = corners[k];
-            }
-        }
-    }
-    }
-
-    mf_fill_rect(c, b.x, b.y, b.w, b.h, MF_WHITE);
-    mf_draw_rect(c, b.x, b.y, b.w, b.h, 1, LEGEND_BORDER);
-    int y = b.y + pad;
-    for (int s = 0; s < spec->series_count; s++) {
-        const mf_plot_series *ser = &spec->series[s];
-        if (!has_label(ser->label)) continue;
-        mf_rgb color = series_color(ser, s);
-        double mid_y = y + 3 * scale, x0 = b.x + pad, x1 = x0 + sample;
-        if (!scatter && ser->style != MF_LINE_NONE) {
-            double xs[2] = {x0, x1}, ys[2] = {mid_y, mid_y};
-            mf_draw_polyline(c, xs, ys, 2, line_width, ser->style, color);
-        }
-        mf_marker marker = ser->marker;
-        if (scatter && marker == MF_MARKER_NONE) marker = MF_MARKER_CIRCLE;
-        if (marker != MF_MARKER_NONE)
-            mf_draw_marker(c, (x0 + x1) / 2, mid_y, 4.0 + 3.0 * scale, marker, color);
-        mf_draw_text(c, (int)x1 + pad, y, ser->label, scale, TEXT_COLOR);
-        y += row;
-    }
+        if (has_text(spec->series[s].label) && row-- == 0) return spec->series[s].label;
+    return NULL;
 }
 
-/* ---- The chart -------------------------------------------------------------- */
-
-static mf_status validate(const mf_canvas *c, const mf_plot_spec *spec, box *region,
-                          mf_error *err)
+static double legend_sample_width(const mf_plot_spec *spec, double font)
 {
-    if (!c || !c->pixels) return mf_fail(err, MF_ERR_CONFIG, "plot: no canvas");
+    return spec->scatter ? font : 2.6 * font;
+}
+
+static mf_status validate(const mf_plot_spec *spec, mf_rect region, mf_error *err)
+{
     if (!spec) return mf_fail(err, MF_ERR_CONFIG, "plot: no spec");
     if (spec->series_count < 0 || (spec->series_count > 0 && !spec->series))
         return mf_fail(err, MF_ERR_CONFIG, "plot: series_count is %d but series is %s",
@@ -326,42 +241,97 @@ static mf_status validate(const mf_canvas *c, const mf_plot_spec *spec, box *reg
             return mf_fail(err, MF_ERR_CONFIG, "plot: series %d has n = %d%s", s, ser->n,
                            ser->n < 0 ? "" : " but no y values");
     }
-    *region = (box){spec->region_x, spec->region_y, spec->region_w, spec->region_h};
-    if (region->w == 0 || region->h == 0) *region = (box){0, 0, c->width, c->height};
-    if (region->x < 0 || region->y < 0 || region->w < 0 || region->h < 0 ||
-        region->w > c->width - region->x || region->h > c->height - region->y)
-        return mf_fail(err, MF_ERR_CONFIG, "plot: region %dx%d at (%d, %d) is not inside the "
-                       "%dx%d canvas", region->w, region->h, region->x, region->y, c->width,
-                       c->height);
-    if (region->w < 120 || region->h < 90)
-        return mf_fail(err, MF_ERR_CONFIG, "plot: region %dx%d is too small for a chart "
-                       "(at least 120x90)", region->w, region->h);
+    if (spec->legend_count < 0 || (spec->legend_count > 0 && !spec->legend))
+        return mf_fail(err, MF_ERR_CONFIG, "plot: legend_count is %d but legend is %s",
+                       spec->legend_count, spec->legend ? "set" : "NULL");
+    if (!(region.w >= 120 && region.h >= 90) || !isfinite(region.w + region.h + region.x + region.y))
+        return mf_fail(err, MF_ERR_CONFIG, "plot: region %gx%g is too small for a chart "
+                       "(at least 120x90)", region.w, region.h);
     return MF_OK;
 }
 
-static mf_status render(mf_canvas *c, const mf_plot_spec *spec, int scatter, mf_error *err)
+void mf_plot_layout_free(mf_plot_layout *lay)
 {
-    box region = {0, 0, 0, 0};
-    mf_status status = validate(c, spec, &region, err);
-    if (status) return status;
+    if (!lay) return;
+    free(lay->labels);
+    free(lay->text);
+    lay->labels = NULL;
+    lay->text = NULL;
+    lay->label_count = 0;
+}
 
-    int scale = spec->text_scale > 0 ? spec->text_scale : 1;
-    if (spec->text_scale <= 0) {
-        /* About 7-pixel text up to ~1000 pixels wide, then larger, so the
-         * labels stay in proportion when a big chart is scaled down. */
-        int by_size = (int)fmin(region.w / 900.0, region.h / 600.0) + 1;
-        scale = by_size < 1 ? 1 : by_size;
+/* Scatter: every labelled point inside the plot gets a box clear of the
+ * markers, the legend and the labels placed before it. */
+static mf_status place_point_labels(cairo_t *cr, const mf_plot_spec *spec, mf_plot_layout *lay,
+                                    mf_error *err)
+{
+    int points = 0, labelled = 0;
+    for (int s = 0; s < spec->series_count; s++) {
+        const mf_plot_series *ser = &spec->series[s];
+        for (int i = 0; i < ser->n; i++) {
+            double x, y;
+            if (!point_at(lay, ser, i, &x, &y) || !inside(lay->plot, x, y)) continue;
+            points++;
+            labelled += ser->point_labels && has_text(ser->point_labels[i]);
+        }
     }
-    double line_width = spec->line_width > 0 ? spec->line_width : 2.0 * scale;
-    double marker_size = scatter ? 5.0 + 3.0 * scale : 2.0 * line_width + 3.0;
+    if (!labelled) return MF_OK;
+    mf_rect *obstacles = malloc(((size_t)points + 1) * sizeof *obstacles);
+    lay->labels = calloc((size_t)labelled, sizeof *lay->labels);
+    lay->text = calloc((size_t)labelled, sizeof *lay->text);
+    if (!obstacles || !lay->labels || !lay->text) {
+        free(obstacles);
+        mf_plot_layout_free(lay);
+        return mf_fail(err, MF_ERR_NOMEM, "plot: out of memory for the point labels");
+    }
+    mf_text_font(cr, lay->font * 0.85, 0);
+    double h = mf_text_line_height(cr), m = lay->marker_size / 2 + 1;
+    int k = 0, o = 0;
+    for (int s = 0; s < spec->series_count; s++) {
+        const mf_plot_series *ser = &spec->series[s];
+        for (int i = 0; i < ser->n; i++) {
+            double x, y;
+            if (!point_at(lay, ser, i, &x, &y) || !inside(lay->plot, x, y)) continue;
+            obstacles[o++] = (mf_rect){x - m, y - m, 2 * m, 2 * m};
+            if (!ser->point_labels || !has_text(ser->point_labels[i])) continue;
+            lay->text[k] = ser->point_labels[i];
+            lay->labels[k] = (mf_point_label){.px = x, .py = y, .h = h,
+                                              .w = mf_text_width(cr, ser->point_labels[i])};
+            k++;
+        }
+    }
+    if (lay->legend.w > 0) obstacles[o++] = lay->legend;
+    lay->label_count = k;
+    mf_rect area = {lay->plot.x + 2, lay->plot.y + 2, lay->plot.w - 4, lay->plot.h - 4};
+    mf_place_labels(lay->labels, k, area, obstacles, o, lay->marker_size / 2 + lay->font * 0.3);
+    free(obstacles);
+    return MF_OK;
+}
+
+mf_status mf_plot_layout_make(cairo_t *cr, const mf_plot_spec *spec, mf_rect region,
+                              mf_plot_layout *lay, mf_error *err)
+{
+    memset(lay, 0, sizeof *lay);
+    mf_status status = validate(spec, region, err);
+    if (status) return status;
+    lay->region = region;
+    double font = spec->font_size > 0 ? spec->font_size
+                                      : fmax(10.0, fmin(28.0, fmin(region.w / 75, region.h / 50)));
+    double pad = font * 0.6, tick = font * 0.35;
+    lay->font = font;
+    lay->title_font = font * 1.25;
+    lay->line_width = spec->line_width > 0 ? spec->line_width : fmax(1.5, font / 8);
+    lay->marker_size = spec->scatter ? font * 0.7 : 2 * lay->line_width + 3;
 
     /* Data extent in drawn units. */
-    axis ax = {.log = spec->log_x}, ay = {.log = spec->log_y};
+    lay->x.log = spec->log_x;
+    lay->y.log = spec->log_y;
     double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
     for (int s = 0; s < spec->series_count; s++) {
         const mf_plot_series *ser = &spec->series[s];
         for (int i = 0; i < ser->n; i++) {
-            double x = axis_value(&ax, series_x(ser, i)), y = axis_value(&ay, ser->y[i]);
+            double x = axis_value(&lay->x, ser->x ? ser->x[i] : (double)i);
+            double y = axis_value(&lay->y, ser->y[i]);
             if (!isfinite(x) || !isfinite(y)) continue;
             x_lo = fmin(x_lo, x);
             x_hi = fmax(x_hi, x);
@@ -369,170 +339,365 @@ static mf_status render(mf_canvas *c, const mf_plot_spec *spec, int scatter, mf_
             y_hi = fmax(y_hi, y);
         }
     }
-    fit_range(&ax, x_lo, x_hi, spec->x_min, spec->x_max);
-    fit_range(&ay, y_lo, y_hi, spec->y_min, spec->y_max);
+    fit_range(&lay->x, x_lo, x_hi, spec->x_min, spec->x_max);
+    fit_range(&lay->y, y_lo, y_hi, spec->y_min, spec->y_max);
 
     /* Vertical layout first: it does not depend on the tick labels. */
-    int pad = 8 * scale, text_h = 7 * scale, tick = 4 * scale;
-    int title_scale = scale + 1;
-    int top = pad + (has_label(spec->title) ? mf_text_height(spec->title, title_scale) + pad : 0);
-    int bottom = tick + 4 * scale + text_h + pad +
-                 (has_label(spec->x_title) ? mf_text_height(spec->x_title, scale) + pad : 0);
-    box plot = {0, region.y + top, 0, region.h - top - bottom};
-    if (plot.h < 30)
-        return mf_fail(err, MF_ERR_CONFIG, "plot: region %dx%d leaves no room for the data "
-                       "after titles (try a smaller text_scale)", region.w, region.h);
-    ay.pixel_lo = plot.y + plot.h - 1;
-    ay.pixel_hi = plot.y;
-    choose_ticks(&ay, 0, scale);
+    mf_text_font(cr, lay->title_font, 1);
+    double title_h = has_text(spec->title) ? mf_text_line_height(cr) + pad : 0;
+    mf_text_font(cr, font, 0);
+    double text_h = mf_text_line_height(cr);
+    double top = pad + title_h + pad * 0.5;
+    double bottom = tick + pad * 0.5 + text_h + pad + (has_text(spec->x_title) ? text_h + pad * 0.5 : 0);
+    lay->plot = (mf_rect){0, region.y + top, 0, region.h - top - bottom};
+    if (lay->plot.h < 30)
+        return mf_fail(err, MF_ERR_CONFIG, "plot: region %gx%g leaves no room for the data "
+                       "after titles (try a smaller font)", region.w, region.h);
 
-    /* Then the left margin holds the widest y label and the y title. */
-    int left = pad + (has_label(spec->y_title) ? mf_text_height(spec->y_title, scale) + pad : 0) +
-               widest_label(&ay, scale) + 4 * scale + tick;
-    int right = pad + 12 * scale; /* room for half of the last x label */
-    plot.x = region.x + left;
-    plot.w = region.w - left - right;
-    if (plot.w < 40)
-        return mf_fail(err, MF_ERR_CONFIG, "plot: region %dx%d leaves no room for the data "
-                       "after labels (try a smaller text_scale)", region.w, region.h);
-    ax.pixel_lo = plot.x;
-    ax.pixel_hi = plot.x + plot.w - 1;
-    choose_ticks(&ax, 1, scale);
-
-    /* Every series in pixel coordinates, NaN where a point cannot be drawn. */
-    double **px = calloc((size_t)spec->series_count + 1, sizeof *px);
-    double **py = calloc((size_t)spec->series_count + 1, sizeof *py);
-    if (!px || !py) {
-        free(px);
-        free(py);
-        return mf_fail(err, MF_ERR_NOMEM, "plot: out of memory");
-    }
-    for (int s = 0; s < spec->series_count && status == MF_OK; s++) {
-        const mf_plot_series *ser = &spec->series[s];
-        px[s] = malloc(((size_t)ser->n + 1) * sizeof **px);
-        py[s] = malloc(((size_t)ser->n + 1) * sizeof **py);
-        if (!px[s] || !py[s]) {
-            status = mf_fail(err, MF_ERR_NOMEM, "plot: out of memory for series %d", s);
-            break;
-        }
-        for (int i = 0; i < ser->n; i++) {
-            double x = axis_value(&ax, series_x(ser, i)), y = axis_value(&ay, ser->y[i]);
-            int ok = isfinite(x) && isfinite(y);
-            px[s][i] = ok ? axis_pixel(&ax, x) : NAN;
-            py[s][i] = ok ? axis_pixel(&ay, y) : NAN;
-        }
-    }
-
-    if (status == MF_OK) {
-        mf_canvas_set_clip(c, region.x, region.y, region.w, region.h);
-        mf_fill_rect(c, region.x, region.y, region.w, region.h, MF_WHITE);
-
-        /* Grid and ticks. */
-        int y_end = plot.y + plot.h - 1;
-        for (int i = 0; i < ax.count; i++) {
-            int x = (int)lround(axis_pixel(&ax, ax.ticks[i]));
-            if (!spec->no_grid) mf_fill_rect(c, x, plot.y, 1, plot.h, GRID_COLOR);
-            mf_fill_rect(c, x, y_end + 1, 1, tick, FRAME_COLOR);
-            int w = mf_text_width(ax.labels[i], scale);
-            mf_draw_text(c, x - w / 2, y_end + tick + 4 * scale, ax.labels[i], scale, TEXT_COLOR);
-        }
-        for (int i = 0; i < ay.count; i++) {
-            int y = (int)lround(axis_pixel(&ay, ay.ticks[i]));
-            if (!spec->no_grid) mf_fill_rect(c, plot.x, y, plot.w, 1, GRID_COLOR);
-            mf_fill_rect(c, plot.x - tick, y, tick, 1, FRAME_COLOR);
-            int w = mf_text_width(ay.labels[i], scale);
-            mf_draw_text(c, plot.x - tick - 4 * scale - w, y - text_h / 2, ay.labels[i], scale,
-                         TEXT_COLOR);
-        }
-        for (int i = 0; i < ax.minor_count; i++)
-            mf_fill_rect(c, (int)lround(axis_pixel(&ax, ax.minor[i])), y_end + 1, 1, tick / 2,
-                         FRAME_COLOR);
-        for (int i = 0; i < ay.minor_count; i++)
-            mf_fill_rect(c, plot.x - tick / 2, (int)lround(axis_pixel(&ay, ay.minor[i])),
-                         tick / 2, 1, FRAME_COLOR);
-        mf_draw_rect(c, plot.x - 1, plot.y - 1, plot.w + 2, plot.h + 2, 1, FRAME_COLOR);
-
-        /* Titles. */
-        if (has_label(spec->title))
-            mf_draw_text(c, plot.x + (plot.w - mf_text_width(spec->title, title_scale)) / 2,
-                         region.y + pad, spec->title, title_scale, TEXT_COLOR);
-        if (has_label(spec->x_title))
-            mf_draw_text(c, plot.x + (plot.w - mf_text_width(spec->x_title, scale)) / 2,
-                         region.y + region.h - pad - mf_text_height(spec->x_title, scale),
-                         spec->x_title, scale, TEXT_COLOR);
-        if (has_label(spec->y_title))
-            mf_draw_text_vertical(c, region.x + pad,
-                                  plot.y + (plot.h - mf_text_width(spec->y_title, scale)) / 2,
-                                  spec->y_title, scale, TEXT_COLOR);
-
-        /* Data, kept inside the frame. */
-        mf_canvas_set_clip(c, plot.x, plot.y, plot.w, plot.h);
-        for (int s = 0; s < spec->series_count; s++) {
-            const mf_plot_series *ser = &spec->series[s];
-            mf_rgb color = series_color(ser, s);
-            if (!scatter)
-                mf_draw_polyline(c, px[s], py[s], ser->n, line_width, ser->style, color);
-            mf_marker marker = ser->marker;
-            if (scatter && marker == MF_MARKER_NONE) marker = MF_MARKER_CIRCLE;
-            for (int i = 0; marker != MF_MARKER_NONE && i < ser->n; i++)
-                mf_draw_marker(c, px[s][i], py[s][i], marker_size, marker, color);
-        }
-        /* Point labels after all markers so no marker covers a label; to the
-         * left of the point when the right side would leave the frame. */
-        for (int s = 0; scatter && s < spec->series_count; s++) {
-            const mf_plot_series *ser = &spec->series[s];
-            for (int i = 0; ser->point_labels && i < ser->n; i++) {
-                const char *text = ser->point_labels[i];
-                if (!has_label(text) || !box_contains(plot, px[s][i], py[s][i])) continue;
-                int w = mf_text_width(text, scale), gap = (int)(marker_size / 2) + 3 * scale;
-                int x = (int)lround(px[s][i]) + gap;
-                if (x + w > plot.x + plot.w - 2) x = (int)lround(px[s][i]) - gap - w;
-                mf_draw_text(c, x, (int)lround(py[s][i]) - text_h / 2, text, scale, TEXT_COLOR);
+    /* The legend: as wide as its longest entry (up to 38% of the region;
+     * longer entries are shortened when drawn), its font shrunk until every
+     * row fits beside the plot area. */
+    int rows = legend_rows(spec);
+    double legend_w = 0;
+    if (rows > 0) {
+        double lf = font * 0.9;
+        for (;;) {
+            mf_text_font(cr, lf, 0);
+            double widest = 0;
+            for (int r = 0; r < rows; r++) widest = fmax(widest, mf_text_width(cr, legend_text(spec, r)));
+            /* One unit spare so that rounding cannot shorten the widest entry. */
+            legend_w = fmin(region.w * 0.38, 3 * pad + legend_sample_width(spec, lf) + widest + 1);
+            double legend_h = 2 * pad * 0.8 + rows * lf * 1.45;
+            if (legend_h <= lay->plot.h || lf <= 6.0) {
+                lay->legend = (mf_rect){0, lay->plot.y, legend_w, fmin(legend_h, lay->plot.h)};
+                break;
             }
+            lf = fmax(6.0, lf * lay->plot.h / legend_h);
         }
-        draw_legend(c, spec, scatter, plot, px, py, scale, line_width);
-        mf_canvas_reset_clip(c);
+        lay->legend_font = lf;
+        mf_text_font(cr, font, 0);
     }
 
+    lay->y.at_lo = lay->plot.y + lay->plot.h;
+    lay->y.at_hi = lay->plot.y;
+    choose_ticks(cr, &lay->y, 0, font);
+
+    /* Then the left margin holds the widest y label and the y title, the
+     * right one the legend (or half of the last x label). */
+    double left = pad + (has_text(spec->y_title) ? text_h + pad * 0.5 : 0) +
+                  widest_label(cr, &lay->y) + pad * 0.5 + tick;
+    double right = rows > 0 ? pad + legend_w + pad : pad + font * 1.5;
+    lay->plot.x = region.x + left;
+    lay->plot.w = region.w - left - right;
+    if (lay->plot.w < 40)
+        return mf_fail(err, MF_ERR_CONFIG, "plot: region %gx%g leaves no room for the data "
+                       "after labels (try a smaller font)", region.w, region.h);
+    lay->x.at_lo = lay->plot.x;
+    lay->x.at_hi = lay->plot.x + lay->plot.w;
+    choose_ticks(cr, &lay->x, 1, font);
+    if (rows > 0) lay->legend.x = lay->plot.x + lay->plot.w + pad;
+
+    if (spec->scatter) return place_point_labels(cr, spec, lay, err);
+    return MF_OK;
+}
+
+/* ---- drawing ------------------------------------------------------------------- */
+
+/* A 1-unit line on pixel centres, so grid lines and the frame stay sharp in PNG. */
+static double crisp(double v) { return floor(v) + 0.5; }
+
+static void set_dash(cairo_t *cr, mf_line_style style, double lw)
+{
+    if (style == MF_LINE_DASHED) {
+        double d[2] = {3 * lw + 4, 2 * lw + 3};
+        cairo_set_dash(cr, d, 2, 0);
+    } else if (style == MF_LINE_DOTTED) {
+        double d[2] = {0, 2 * lw + 1}; /* with round caps: dots */
+        cairo_set_dash(cr, d, 2, 0);
+    } else {
+        cairo_set_dash(cr, NULL, 0, 0);
+    }
+}
+
+static void draw_marker(cairo_t *cr, double x, double y, double size, mf_marker marker,
+                        mf_color color, int outline)
+{
+    double h = size / 2;
+    cairo_new_path(cr);
+    switch (marker) {
+    case MF_MARKER_CIRCLE: cairo_arc(cr, x, y, h, 0, 2 * PI); break;
+    case MF_MARKER_SQUARE: cairo_rectangle(cr, x - h * 0.85, y - h * 0.85, 1.7 * h, 1.7 * h); break;
+    case MF_MARKER_DIAMOND:
+        cairo_move_to(cr, x, y - h * 1.15);
+        cairo_line_to(cr, x + h * 1.15, y);
+        cairo_line_to(cr, x, y + h * 1.15);
+        cairo_line_to(cr, x - h * 1.15, y);
+        cairo_close_path(cr);
+        break;
+    case MF_MARKER_TRIANGLE:
+        cairo_move_to(cr, x, y - h * 1.1);
+        cairo_line_to(cr, x + h * 1.1, y + h * 0.75);
+        cairo_line_to(cr, x - h * 1.1, y + h * 0.75);
+        cairo_close_path(cr);
+        break;
+    case MF_MARKER_CROSS:
+        cairo_save(cr);
+        set_dash(cr, MF_LINE_SOLID, 0);
+        cairo_set_line_width(cr, h * 0.55);
+        cairo_move_to(cr, x - h, y - h);
+        cairo_line_to(cr, x + h, y + h);
+        cairo_move_to(cr, x - h, y + h);
+        cairo_line_to(cr, x + h, y - h);
+        set_color(cr, color);
+        cairo_stroke(cr);
+        cairo_restore(cr);
+        return;
+    default: return;
+    }
+    set_color(cr, color);
+    if (!outline) {
+        cairo_fill(cr);
+        return;
+    }
+    /* A white rim keeps touching markers of a scatter plot apart. */
+    cairo_fill_preserve(cr);
+    cairo_save(cr);
+    set_dash(cr, MF_LINE_SOLID, 0);
+    cairo_set_line_width(cr, fmax(0.8, size / 10));
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_stroke(cr);
+    cairo_restore(cr);
+}
+
+/* text cut at a UTF-8 boundary and ended with an ellipsis so it fits room. */
+static const char *fit_text(cairo_t *cr, const char *text, double room, char *buf, size_t size)
+{
+    if (mf_text_width(cr, text) <= room) return text;
+    size_t n = strlen(text);
+    if (n + 4 > size) n = size - 4;
+    for (; n > 0; n--) {
+        if (((unsigned char)text[n] & 0xC0) == 0x80) continue; /* inside a character */
+        memcpy(buf, text, n);
+        memcpy(buf + n, "\xe2\x80\xa6", 4);
+        if (mf_text_width(cr, buf) <= room) return buf;
+    }
+    return "";
+}
+
+static void draw_axes(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layout *lay)
+{
+    mf_rect p = lay->plot;
+    double font = lay->font, pad = font * 0.6, tick = font * 0.35;
+    cairo_set_line_width(cr, 1.0);
+    set_dash(cr, MF_LINE_SOLID, 0);
+    /* Grid. */
+    set_color(cr, grid_color);
+    for (int i = 0; i < lay->x.count; i++) {
+        double x = crisp(axis_at(&lay->x, lay->x.ticks[i]));
+        cairo_move_to(cr, x, p.y);
+        cairo_line_to(cr, x, p.y + p.h);
+    }
+    for (int i = 0; i < lay->y.count; i++) {
+        double y = crisp(axis_at(&lay->y, lay->y.ticks[i]));
+        cairo_move_to(cr, p.x, y);
+        cairo_line_to(cr, p.x + p.w, y);
+    }
+    cairo_stroke(cr);
+    /* Ticks, minor ticks and the frame. */
+    set_color(cr, frame_color);
+    double bottom = p.y + p.h;
+    for (int i = 0; i < lay->x.count; i++) {
+        double x = crisp(axis_at(&lay->x, lay->x.ticks[i]));
+        cairo_move_to(cr, x, bottom);
+        cairo_line_to(cr, x, bottom + tick);
+    }
+    for (int i = 0; i < lay->x.minor_count; i++) {
+        double x = crisp(axis_at(&lay->x, lay->x.minor[i]));
+        cairo_move_to(cr, x, bottom);
+        cairo_line_to(cr, x, bottom + tick / 2);
+    }
+    for (int i = 0; i < lay->y.count; i++) {
+        double y = crisp(axis_at(&lay->y, lay->y.ticks[i]));
+        cairo_move_to(cr, p.x, y);
+        cairo_line_to(cr, p.x - tick, y);
+    }
+    for (int i = 0; i < lay->y.minor_count; i++) {
+        double y = crisp(axis_at(&lay->y, lay->y.minor[i]));
+        cairo_move_to(cr, p.x, y);
+        cairo_line_to(cr, p.x - tick / 2, y);
+    }
+    cairo_stroke(cr);
+    cairo_rectangle(cr, crisp(p.x), crisp(p.y), floor(p.w), floor(p.h));
+    cairo_stroke(cr);
+
+    /* Tick labels and titles. */
+    set_color(cr, text_color);
+    mf_text_font(cr, font, 0);
+    double text_h = mf_text_line_height(cr);
+    for (int i = 0; i < lay->x.count; i++) {
+        double x = axis_at(&lay->x, lay->x.ticks[i]);
+        mf_text_draw(cr, x - mf_text_width(cr, lay->x.labels[i]) / 2, bottom + tick + pad * 0.5,
+                     lay->x.labels[i]);
+    }
+    for (int i = 0; i < lay->y.count; i++) {
+        double y = axis_at(&lay->y, lay->y.ticks[i]);
+        mf_text_draw(cr, p.x - tick - pad * 0.5 - mf_text_width(cr, lay->y.labels[i]),
+                     y - text_h / 2, lay->y.labels[i]);
+    }
+    mf_rect r = lay->region;
+    if (has_text(spec->x_title))
+        mf_text_draw(cr, p.x + (p.w - mf_text_width(cr, spec->x_title)) / 2,
+                     r.y + r.h - pad - text_h, spec->x_title);
+    if (has_text(spec->y_title)) {
+        /* A quarter turn counter-clockwise: reads bottom to top. */
+        cairo_save(cr);
+        cairo_translate(cr, r.x + pad, p.y + p.h / 2);
+        cairo_rotate(cr, -PI / 2);
+        mf_text_draw(cr, -mf_text_width(cr, spec->y_title) / 2, 0, spec->y_title);
+        cairo_restore(cr);
+    }
+    if (has_text(spec->title)) {
+        mf_text_font(cr, lay->title_font, 1);
+        double w = mf_text_width(cr, spec->title);
+        /* Centred over the plot area unless that would cut it off. */
+        double x = fmax(r.x + pad, fmin(p.x + (p.w - w) / 2, r.x + r.w - pad - w));
+        mf_text_draw(cr, x, r.y + pad, spec->title);
+    }
+}
+
+static void draw_data(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layout *lay)
+{
+    cairo_save(cr);
+    cairo_rectangle(cr, lay->plot.x, lay->plot.y, lay->plot.w, lay->plot.h);
+    cairo_clip(cr);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
     for (int s = 0; s < spec->series_count; s++) {
-        free(px[s]);
-        free(py[s]);
+        const mf_plot_series *ser = &spec->series[s];
+        mf_color color = series_color(ser, s);
+        if (!spec->scatter && ser->style != MF_LINE_NONE) {
+            /* A point that cannot be drawn breaks the line there. */
+            int open = 0;
+            for (int i = 0; i < ser->n; i++) {
+                double x, y;
+                if (!point_at(lay, ser, i, &x, &y)) {
+                    open = 0;
+                    continue;
+                }
+                if (open) cairo_line_to(cr, x, y);
+                else cairo_move_to(cr, x, y);
+                open = 1;
+            }
+            cairo_set_line_width(cr, lay->line_width);
+            set_dash(cr, ser->style, lay->line_width);
+            set_color(cr, color);
+            cairo_stroke(cr);
+        }
+        mf_marker marker = series_marker(spec, ser);
+        for (int i = 0; marker != MF_MARKER_NONE && i < ser->n; i++) {
+            double x, y;
+            if (point_at(lay, ser, i, &x, &y))
+                draw_marker(cr, x, y, lay->marker_size, marker, color, spec->scatter);
+        }
     }
-    free(px);
-    free(py);
-    return status;
+    cairo_restore(cr);
 }
 
-mf_status mf_plot_lines(mf_canvas *canvas, const mf_plot_spec *spec, mf_error *err)
+static void draw_point_labels(cairo_t *cr, const mf_plot_layout *lay)
 {
-    return render(canvas, spec, 0, err);
+    mf_text_font(cr, lay->font * 0.85, 0);
+    cairo_set_line_width(cr, 0.8);
+    set_dash(cr, MF_LINE_SOLID, 0);
+    set_color(cr, leader_color);
+    for (int i = 0; i < lay->label_count; i++) {
+        const mf_point_label *l = &lay->labels[i];
+        if (!l->placed || !l->leader) continue;
+        /* From the marker's rim to the nearest point of the box. */
+        double tx = fmax(l->box.x, fmin(l->px, l->box.x + l->box.w));
+        double ty = fmax(l->box.y, fmin(l->py, l->box.y + l->box.h));
+        double dx = tx - l->px, dy = ty - l->py, d = hypot(dx, dy), r = lay->marker_size / 2 + 1;
+        if (d <= r) continue;
+        cairo_move_to(cr, l->px + dx * r / d, l->py + dy * r / d);
+        cairo_line_to(cr, tx, ty);
+    }
+    cairo_stroke(cr);
+    set_color(cr, text_color);
+    for (int i = 0; i < lay->label_count; i++)
+        if (lay->labels[i].placed)
+            mf_text_draw(cr, lay->labels[i].box.x, lay->labels[i].box.y, lay->text[i]);
 }
 
-mf_status mf_plot_scatter(mf_canvas *canvas, const mf_plot_spec *spec, mf_error *err)
+static void draw_legend(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layout *lay)
 {
-    return render(canvas, spec, 1, err);
+    mf_rect b = lay->legend;
+    if (!(b.w > 0)) return;
+    double lf = lay->legend_font, pad = lay->font * 0.6, row = lf * 1.45;
+    double sample = legend_sample_width(spec, lf), room = b.w - 3 * pad - sample;
+    cairo_rectangle(cr, crisp(b.x), crisp(b.y), floor(b.w), floor(b.h));
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_fill_preserve(cr);
+    cairo_set_line_width(cr, 1.0);
+    set_dash(cr, MF_LINE_SOLID, 0);
+    set_color(cr, legend_border);
+    cairo_stroke(cr);
+    mf_text_font(cr, lf, 0);
+    double text_h = mf_text_line_height(cr);
+    int rows = legend_rows(spec);
+    for (int r = 0; r < rows; r++) {
+        double top = b.y + pad * 0.8 + r * row, mid = top + row / 2;
+        if (top + row > b.y + b.h + 0.5) break;
+        mf_legend_entry e = {0};
+        if (spec->legend) {
+            e = spec->legend[r];
+        } else {
+            for (int s = 0, k = r; s < spec->series_count; s++)
+                if (has_text(spec->series[s].label) && k-- == 0) {
+                    const mf_plot_series *ser = &spec->series[s];
+                    e = (mf_legend_entry){ser->label, series_color(ser, s),
+                                          spec->scatter ? MF_LINE_NONE : ser->style,
+                                          series_marker(spec, ser)};
+                    break;
+                }
+        }
+        if (!has_text(e.label)) continue;
+        double x0 = b.x + pad, x1 = x0 + sample;
+        if (e.style != MF_LINE_NONE) {
+            cairo_move_to(cr, x0, mid);
+            cairo_line_to(cr, x1, mid);
+            cairo_set_line_width(cr, lay->line_width);
+            cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
+            set_dash(cr, e.style, lay->line_width);
+            set_color(cr, e.color);
+            cairo_stroke(cr);
+            set_dash(cr, MF_LINE_SOLID, 0);
+        }
+        if (e.marker != MF_MARKER_NONE)
+            draw_marker(cr, (x0 + x1) / 2, mid, fmin(lay->marker_size, lf * 0.8), e.marker, e.color,
+                        spec->scatter);
+        char buf[256];
+        set_color(cr, text_color);
+        mf_text_draw(cr, x1 + pad, mid - text_h / 2, fit_text(cr, e.label, room, buf, sizeof buf));
+    }
 }
 
-static mf_status plot_png(const char *path, int width, int height, const mf_plot_spec *spec,
-                          int scatter, mf_error *err)
+mf_status mf_plot_draw(cairo_t *cr, const mf_plot_spec *spec, mf_rect region, mf_error *err)
 {
-    mf_canvas canvas;
-    mf_status status = mf_canvas_create(&canvas, width, height, MF_WHITE, err);
+    mf_plot_layout lay;
+    mf_status status = mf_plot_layout_make(cr, spec, region, &lay, err);
     if (status) return status;
-    status = render(&canvas, spec, scatter, err);
-    if (status == MF_OK) status = mf_png_write(path, &canvas, err);
-    mf_canvas_free(&canvas);
-    return status;
-}
-
-mf_status mf_plot_lines_png(const char *path, int width, int height, const mf_plot_spec *spec,
-                            mf_error *err)
-{
-    return plot_png(path, width, height, spec, 0, err);
-}
-
-mf_status mf_plot_scatter_png(const char *path, int width, int height,
-                              const mf_plot_spec *spec, mf_error *err)
-{
-    return plot_png(path, width, height, spec, 1, err);
+    cairo_save(cr);
+    cairo_rectangle(cr, region.x, region.y, region.w, region.h);
+    cairo_clip_preserve(cr);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_fill(cr);
+    draw_axes(cr, spec, &lay);
+    draw_data(cr, spec, &lay);
+    draw_point_labels(cr, &lay);
+    draw_legend(cr, spec, &lay);
+    cairo_restore(cr);
+    mf_plot_layout_free(&lay);
+    if (cairo_status(cr) != CAIRO_STATUS_SUCCESS)
+        return mf_fail(err, MF_ERR_NOMEM, "plot: drawing failed: %s",
+                       cairo_status_to_string(cairo_status(cr)));
+    return MF_OK;
 }

@@ -1,5 +1,5 @@
-/* Image files: the PNG writer (atomic), and the readers `predict` uses for
- * PNG (libpng), PGM and PPM, plus resampling to the model's input size.
+/* Image files: the readers `predict` uses for PNG (libpng), PGM and PPM,
+ * plus resampling to the model's input size.
  *
  * Readers take the whole file into memory first and parse from there with
  * every length checked against what is left, so a short or hostile file
@@ -8,14 +8,12 @@
 #include "minformer/image.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static const char not_an_image[] = "not a PNG, PGM or PPM image";
@@ -25,132 +23,6 @@ static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, 
  * is read. A digit or a photo to classify is kilobytes to megabytes; this
  * still takes an 8-bit 9000x9000 RGB PPM or a 16-bit 6500x6500 one. */
 #define MAX_FILE_BYTES ((uint64_t)256 << 20)
-
-/* ---- PNG writer ---------------------------------------------------------- */
-
-typedef struct {
-    FILE *file;
-    int saved_errno; /* errno of the first failed write, for the message */
-    char message[160];
-} png_writer;
-
-static void png_write_error(png_structp png, png_const_charp msg)
-{
-    png_writer *w = png_get_error_ptr(png);
-    snprintf(w->message, sizeof w->message, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-/* libpng prints warnings to stderr by default; the library never prints. */
-static void png_quiet_warning(png_structp png, png_const_charp msg)
-{
-    (void)png;
-    (void)msg;
-}
-
-static void png_write_data(png_structp png, png_bytep data, size_t length)
-{
-    png_writer *w = png_get_io_ptr(png);
-    if (fwrite(data, 1, length, w->file) != length) {
-        w->saved_errno = errno;
-        png_error(png, "write failed");
-    }
-}
-
-static void png_flush_data(png_structp png) { (void)png; }
-
-/* Everything libpng may longjmp out of lives here, and what it changes is
- * reached through w, whose storage is the caller's, so nothing the caller
- * reads afterwards is left indeterminate by the longjmp. */
-static int png_encode_guarded(png_structp png, png_infop info, png_writer *w,
-                              const mf_canvas *c)
-{
-    if (setjmp(png_jmpbuf(png))) return 0;
-    png_set_write_fn(png, w, png_write_data, png_flush_data);
-    png_set_IHDR(png, info, (png_uint_32)c->width, (png_uint_32)c->height, 8,
-                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < c->height; y++)
-        png_write_row(png, c->pixels + (size_t)y * (size_t)c->width * 3);
-    png_write_end(png, NULL);
-    return 1;
-}
-
-/* Makes the rename itself durable. Best effort: some file systems refuse
- * fsync on a directory and the data is already safe in the file. */
-static void sync_parent_directory(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) {
-        snprintf(dir, sizeof dir, ".");
-    } else if (slash == path) {
-        snprintf(dir, sizeof dir, "/");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n >= sizeof dir) return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return;
-    (void)fsync(fd);
-    close(fd);
-}
-
-mf_status mf_png_write(const char *path, const mf_canvas *canvas, mf_error *err)
-{
-    if (!path || !*path) return mf_fail(err, MF_ERR_CONFIG, "PNG output path is empty");
-    if (!canvas || !canvas->pixels || canvas->width < 1 || canvas->height < 1)
-        return mf_fail(err, MF_ERR_CONFIG, "%s: nothing to write (empty canvas)", path);
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return mf_fail(err, MF_ERR_IO, "%s: exists and is not a regular file", path);
-
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
-
-    mf_status status = MF_OK;
-    png_writer w = {0};
-    png_structp png = NULL;
-    png_infop info = NULL;
-    w.file = fopen(tmp, "wb");
-    if (!w.file) {
-        status = mf_fail(err, MF_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return status;
-    }
-    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, png_write_error, png_quiet_warning);
-    if (png) info = png_create_info_struct(png);
-    if (!png || !info) {
-        status = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for the PNG encoder", path);
-    } else if (!png_encode_guarded(png, info, &w, canvas)) {
-        status = w.saved_errno
-                     ? mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(w.saved_errno))
-                     : mf_fail(err, MF_ERR_IO, "%s: PNG encoding failed: %s", path, w.message);
-    }
-    png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
-
-    /* fflush moves the data to the kernel and fsync to the disk: only then is
-     * it safe to let the new name replace an older, complete file. */
-    if (status == MF_OK && (fflush(w.file) != 0 || fsync(fileno(w.file)) != 0))
-        status = mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (fclose(w.file) != 0 && status == MF_OK)
-        status = mf_fail(err, MF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (status == MF_OK && rename(tmp, path) != 0)
-        status = mf_fail(err, MF_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp,
-                         strerror(errno));
-    if (status != MF_OK)
-        remove(tmp);
-    else
-        sync_parent_directory(path);
-    free(tmp);
-    return status;
-}
 
 /* ---- Reading files ------------------------------------------------------- */
 
@@ -307,7 +179,9 @@ static void png_store_row(mf_image *img, int y, const uint8_t *row, int samples)
     }
 }
 
-/* See png_encode_guarded on why the state lives behind r. */
+/* Everything libpng may longjmp out of lives here, and what it changes is
+ * reached through r, whose storage is the caller's, so nothing the caller
+ * reads afterwards is left indeterminate by the longjmp. */
 static int png_decode_guarded(png_structp png, png_infop info, png_reader *r)
 {
     if (setjmp(png_jmpbuf(png))) return 0;

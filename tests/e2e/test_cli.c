@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <math.h>
+#include <png.h>
+#include <setjmp.h>
 #include <stdint.h>
 #ifdef __linux__
 #include <linux/magic.h>
@@ -138,17 +140,30 @@ static int write_pnm(const char *path, const uint8_t *planar, int w, int h, int 
     return fclose(f);
 }
 
+/* An 8-bit RGB PNG through libpng (the library only reads images). */
 static int write_png(const char *path, const uint8_t *planar, int w, int h, int channels)
 {
-    mf_canvas cv;
-    mf_error err;
-    if (mf_canvas_create(&cv, w, h, MF_BLACK, &err)) return -1;
     size_t n = (size_t)w * h;
-    for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < 3; c++) cv.pixels[i * 3 + c] = planar[(channels == 3 ? c : 0) * n + i];
-    mf_status st = mf_png_write(path, &cv, &err);
-    mf_canvas_free(&cv);
-    return st ? -1 : 0;
+    uint8_t *rgb = malloc(n * 3);
+    FILE *f = rgb ? fopen(path, "wb") : NULL;
+    png_structp png = f ? png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL) : NULL;
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    volatile int ok = 0; /* read after a longjmp */
+    if (info && setjmp(png_jmpbuf(png)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++) rgb[i * 3 + c] = planar[(channels == 3 ? c : 0) * n + i];
+        png_init_io(png, f);
+        png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB,
+                     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+        png_write_info(png, info);
+        for (int y = 0; y < h; y++) png_write_row(png, rgb + (size_t)y * w * 3);
+        png_write_end(png, NULL);
+        ok = 1;
+    }
+    if (png) png_destroy_write_struct(&png, info ? &info : NULL);
+    if (f && fclose(f) != 0) ok = 0;
+    free(rgb);
+    return ok ? 0 : -1;
 }
 
 /* The model's most probable class and its probability for one test image. */

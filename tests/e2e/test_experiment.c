@@ -2,7 +2,8 @@
  * to a temporary directory: a grid writes its tables and valid PNGs, a second
  * call skips every run, an interrupted run resumes to exactly the result of
  * an uninterrupted one, --tune-lr records its choice, and plot and attention
- * draw pictures of the stated size. */
+ * draw pictures of the stated size in PNG, SVG or PDF (by extension or
+ * --format; an unknown extension is a usage error). */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
@@ -82,6 +83,26 @@ static int png_size(const char *path, int *w, int *h)
     *w = (b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19];
     *h = (b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23];
     return 0;
+}
+
+/* Whether the file's first bytes are head and its last ones (trailing
+ * newlines aside) tail: "<svg" ... "</svg>", "%PDF-" ... "%%EOF". The head
+ * may follow an XML declaration when xml is set. */
+static int file_framed(const char *path, const char *head, const char *tail, int xml)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 22];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    size_t h = strlen(head), t = strlen(tail), start = 0;
+    if (xml && n > 5 && !memcmp(buf, "<?xml", 5)) {
+        char *end = memchr(buf, '>', n);
+        start = end ? (size_t)(end - buf) + 1 : n;
+        while (start < n && (buf[start] == '\n' || buf[start] == '\r')) start++;
+    }
+    return n >= start + h + t && !memcmp(buf + start, head, h) && !memcmp(buf + n - t, tail, t);
 }
 
 static char *slurp(const char *path)
@@ -372,6 +393,33 @@ static void test_plot_and_attention_commands(void)
     snprintf(args, sizeof args, "plot --out %s/x.png %s/missing.jsonl", root, root);
     CHECK(run_cli(args, out) == 1, "a missing log is a runtime error");
 
+    /* SVG and PDF, by the extension or by --format, which wins. */
+    const char *log = "grid/mnist-L6-H1-mlp4-unchanged/log.jsonl";
+    snprintf(path, sizeof path, "%s/plot.svg", root);
+    snprintf(args, sizeof args, "plot %s/%s --out %s --width 640 --height 480", root, log, path);
+    CHECK(run_cli(args, out) == 0, "plot to .svg exited non-zero");
+    CHECK(file_framed(path, "<svg", "</svg>", 1), "plot.svg is not an SVG document");
+    snprintf(path, sizeof path, "%s/plot.pdf", root);
+    snprintf(args, sizeof args, "plot %s/%s --out %s", root, log, path);
+    CHECK(run_cli(args, out) == 0, "plot to .pdf exited non-zero");
+    CHECK(file_framed(path, "%PDF-", "%%EOF", 0), "plot.pdf is not a PDF");
+    snprintf(path, sizeof path, "%s/plot-pdf.png", root);
+    snprintf(args, sizeof args, "plot %s/%s --out %s --format PDF", root, log, path);
+    CHECK(run_cli(args, out) == 0, "plot --format PDF exited non-zero");
+    CHECK(file_framed(path, "%PDF-", "%%EOF", 0), "--format pdf did not win over .png");
+    snprintf(path, sizeof path, "%s/plot.jpg", root);
+    snprintf(args, sizeof args, "plot %s/%s --out %s", root, log, path);
+    CHECK(run_cli(args, out) == 2, "an unknown extension is a usage error");
+    char *said = slurp(out);
+    CHECK(said && strstr(said, path) && strstr(said, "'.jpg'"), "the message names the file "
+          "and its extension: %s", said ? said : "(none)");
+    free(said);
+    CHECK(!exists(path), "plot.jpg was written");
+    snprintf(args, sizeof args, "plot %s/%s --out %s/p.png --format gif", root, log, root);
+    CHECK(run_cli(args, out) == 2, "an unknown --format is a usage error");
+    snprintf(args, sizeof args, "plot %s/%s --out %s/no/such/dir/p.svg", root, log, root);
+    CHECK(run_cli(args, out) == 1, "a missing directory is a runtime error");
+
     snprintf(path, sizeof path, "%s/attention.png", root);
     snprintf(args, sizeof args,
              "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
@@ -380,6 +428,20 @@ static void test_plot_and_attention_commands(void)
     CHECK(rc == 0, "attention exited %d", rc);
     /* input + 6 layers + rollout, 168-pixel panels: 16 + 8 * (168 + 16) wide. */
     CHECK(png_size(path, &w, &h) == 0 && w == 1488 && h == 290, "attention.png %d x %d", w, h);
+    const char *kinds[2][3] = {{"svg", "<svg", "</svg>"}, {"pdf", "%PDF-", "%%EOF"}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/attention.%s", root, kinds[k][0]);
+        snprintf(args, sizeof args,
+                 "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
+                 "--index 5 --data %s --out %s", root, root, path);
+        CHECK(run_cli(args, out) == 0, "attention to .%s exited non-zero", kinds[k][0]);
+        CHECK(file_framed(path, kinds[k][1], kinds[k][2], k == 0), "attention.%s is not one",
+              kinds[k][0]);
+    }
+    snprintf(args, sizeof args,
+             "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
+             "--data %s --out %s/attention.tiff", root, root, root);
+    CHECK(run_cli(args, out) == 2, "attention to .tiff is a usage error");
     snprintf(args, sizeof args,
              "attention --checkpoint %s/grid/mnist-L6-H1-mlp0-minimal/checkpoint.safetensors "
              "--index 999999 --data %s --out %s", root, root, path);

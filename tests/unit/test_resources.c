@@ -313,26 +313,26 @@ static void test_figures_skip_nan_points(void)
     for (int acc = 0; acc < 2; acc++) {
         const char *out = tpath(acc ? "nan-acc.png" : "nan-loss.png");
         mf_error_clear(&err);
-        CHECK(mf_figure_curves(out, 640, 400, "NaN", logs, labels, 2, acc, &err) == MF_OK, "%s",
-              err.message);
+        CHECK(mf_figure_curves(out, MF_FIGURE_PNG, 640, 400, "NaN", logs, labels, 2, acc, &err) ==
+                  MF_OK, "%s", err.message);
         struct stat sb;
         CHECK(stat(out, &sb) == 0 && sb.st_size > 0, "%s written", out);
         mf_error_clear(&err);
-        CHECK(mf_figure_curves(out, 640, 400, "NaN", logs + 1, labels + 1, 1, acc, &err) == MF_OK,
-              "only NaN: %s", err.message);
+        CHECK(mf_figure_curves(out, MF_FIGURE_PNG, 640, 400, "NaN", logs + 1, labels + 1, 1, acc,
+                               &err) == MF_OK, "only NaN: %s", err.message);
     }
     double params[3] = {1000, NAN, 3000}, acc[3] = {90, 95, NAN};
     const char *names[3] = {"a", "b", "c"};
     int group[3] = {0, 0, 0};
     const char *gname[1] = {"g"};
     mf_error_clear(&err);
-    CHECK(mf_figure_accuracy_params(tpath("nan-params.png"), 640, 400, "NaN", params, acc, names,
-                                    group, gname, 1, 3, &err) == MF_OK,
+    CHECK(mf_figure_accuracy_params(tpath("nan-params.png"), MF_FIGURE_PNG, 640, 400, "NaN", params,
+                                    acc, names, group, gname, 1, 3, &err) == MF_OK,
           "%s", err.message);
     double nan3[3] = {NAN, NAN, NAN};
     mf_error_clear(&err);
-    CHECK(mf_figure_accuracy_params(tpath("nan-params2.png"), 640, 400, "NaN", params, nan3, names,
-                                    group, gname, 1, 3, &err) == MF_OK,
+    CHECK(mf_figure_accuracy_params(tpath("nan-params2.pdf"), MF_FIGURE_PDF, 640, 400, "NaN", params,
+                                    nan3, names, group, gname, 1, 3, &err) == MF_OK,
           "only NaN: %s", err.message);
 }
 
