@@ -33,9 +33,10 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(addprefix $(BUILD)/tests/,$(notdir $(TEST_SRC:.c=)))
 HEADERS  := $(wildcard include/*.h include/minformer/*.h src/*/*.h app/*/*.h tests/support/*.h)
 APP_LIB  := $(BUILD)/libminformer-app.a
-# Cairo draws the figures: the application's objects and what links them, never the library.
-CAIRO_CFLAGS := $(shell pkg-config --cflags cairo)
-CAIRO_LIBS   := $(shell pkg-config --libs cairo)
+# Cairo (and fontconfig, its fonts) draws the figures: the application's
+# objects and what links them, never the library.
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo fontconfig)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo fontconfig)
 $(APP_OBJ) $(CLI_OBJ): CFLAGS += $(CAIRO_CFLAGS)
 # Sources some tests include directly (the fuzz targets' bodies, replayed by a test).
 TEST_DEPS := $(wildcard fuzz/*.c fuzz/*.h)

@@ -25,7 +25,8 @@ mf_status mf_figure_curves(const char *path, mf_figure_format format, int width,
                            const char *title, const mf_training_log *logs,
                            const char *const *labels, int n, int metric_acc, mf_error *err)
 {
-    if (n < 1 || !logs) return mf_fail(err, MF_ERR_CONFIG, "%s: curves: no logs to draw", path);
+    if (n < 1 || !logs)
+        return mf_fail(err, MF_ERR_CONFIG, "%s: curves: no logs to draw", path ? path : "");
     mf_figure_page page;
     mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
     if (st) return st;
@@ -67,7 +68,7 @@ mf_status mf_figure_curves(const char *path, mf_figure_format format, int width,
                                              .has_color = 1, .style = MF_LINE_DASHED,
                                              .marker = marker};
         legend[i] = (mf_legend_entry){labels && labels[i] ? labels[i] : "", color, MF_LINE_SOLID,
-                                      run_marker(i, 0)};
+                                      marker};
     }
     const mf_color grey = {0.35, 0.35, 0.35};
     legend[n + 1] = (mf_legend_entry){"training", grey, MF_LINE_SOLID, MF_MARKER_NONE};
@@ -77,6 +78,7 @@ mf_status mf_figure_curves(const char *path, mf_figure_format format, int width,
                          .y_title = metric_acc ? "accuracy (%)" : "cross-entropy loss",
                          .series = series,
                          .series_count = 2 * n,
+                         .integer_x = 1,
                          .legend = legend,
                          .legend_count = n + 3};
     if (max_epochs < 2) {
@@ -101,7 +103,7 @@ mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, i
                                     int n, mf_error *err)
 {
     if (n < 1 || groups < 1)
-        return mf_fail(err, MF_ERR_CONFIG, "%s: accuracy figure: no points", path);
+        return mf_fail(err, MF_ERR_CONFIG, "%s: accuracy figure: no points", path ? path : "");
     mf_figure_page page;
     mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
     if (st) return st;

@@ -90,6 +90,7 @@ static double widest_label(cairo_t *cr, const mf_axis *a)
 static void linear_ticks(mf_axis *a, int target)
 {
     double step = nice_step((a->hi - a->lo) / (target > 1 ? target : 1));
+    if (a->integer && step < 1) step = 1;
     double largest = fmax(fabs(a->lo), fabs(a->hi));
     a->count = 0;
     a->minor_count = 0;
@@ -325,6 +326,7 @@ mf_status mf_plot_layout_make(cairo_t *cr, const mf_plot_spec *spec, mf_rect reg
 
     /* Data extent in drawn units. */
     lay->x.log = spec->log_x;
+    lay->x.integer = spec->integer_x;
     lay->y.log = spec->log_y;
     double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
     for (int s = 0; s < spec->series_count; s++) {
@@ -361,14 +363,14 @@ mf_status mf_plot_layout_make(cairo_t *cr, const mf_plot_spec *spec, mf_rect reg
     double legend_w = 0;
     if (rows > 0) {
         double lf = font * 0.9;
-        for (;;) {
+        for (int tries = 0;; tries++) {
             mf_text_font(cr, lf, 0);
             double widest = 0;
             for (int r = 0; r < rows; r++) widest = fmax(widest, mf_text_width(cr, legend_text(spec, r)));
             /* One unit spare so that rounding cannot shorten the widest entry. */
             legend_w = fmin(region.w * 0.38, 3 * pad + legend_sample_width(spec, lf) + widest + 1);
             double legend_h = 2 * pad * 0.8 + rows * lf * 1.45;
-            if (legend_h <= lay->plot.h || lf <= 6.0) {
+            if (legend_h <= lay->plot.h || lf <= 6.0 || tries == 8) {
                 lay->legend = (mf_rect){0, lay->plot.y, legend_w, fmin(legend_h, lay->plot.h)};
                 break;
             }

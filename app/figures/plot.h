@@ -113,6 +113,7 @@ typedef struct {
      * to the data with a 5% margin. */
     double x_min, x_max, y_min, y_max;
     int log_x, log_y; /* base-10 axes; values <= 0 are left out */
+    int integer_x;    /* x ticks on whole numbers only (epochs) */
     /* The legend, right of the plot area; NULL: one row per labelled series. */
     const mf_legend_entry *legend;
     int legend_count;
@@ -124,6 +125,7 @@ typedef struct {
 
 typedef struct {
     int log;             /* values are drawn as log10(value) */
+    int integer;         /* linear ticks at least 1 apart */
     double lo, hi;       /* the range, in drawn (possibly log10) units */
     double at_lo, at_hi; /* where lo and hi land on the page */
     int count;

@@ -1,9 +1,23 @@
 /* Text through Cairo's toy API: one face, measured the way it is drawn, so
  * layouts computed from these sizes hold on the page. */
+#include <fontconfig/fontconfig.h>
+#include <stdlib.h>
+
 #include "figures/plot.h"
+
+/* Cairo's font caches and fontconfig's configuration otherwise live until
+ * exit and show up as leaks under AddressSanitizer and valgrind. By then no
+ * figure holds a Cairo object. */
+static void release_fonts(void)
+{
+    cairo_debug_reset_static_data();
+    FcFini();
+}
 
 void mf_text_font(cairo_t *cr, double size, int bold)
 {
+    static int registered; /* figures are drawn from one thread */
+    if (!registered) registered = atexit(release_fonts) == 0;
     cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL,
                            bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, size);

@@ -12,6 +12,7 @@
 #include "figures/figures.h"
 #include "figures/plot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <png.h>
@@ -667,12 +668,16 @@ static void test_label_layout(void)
 
 /* ---- Figures: failed writes ------------------------------------------------------------ */
 
-/* Whether dir holds a file whose name starts with prefix (a temporary left behind). */
+/* Whether the temporary directory holds a file whose name starts with
+ * prefix (a temporary file left behind). */
 static int leftover(const char *prefix)
 {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '^%s'", tmp_dir, prefix);
-    return system(cmd) == 0;
+    DIR *d = opendir(tmp_dir);
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));)
+        found = starts_with(e->d_name, prefix);
+    if (d) closedir(d);
+    return found;
 }
 
 static void test_failed_write_leaves_old_or_none(void)
