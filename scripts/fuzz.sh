@@ -24,7 +24,10 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli run_identity result lr"}
 BUILD=${FUZZ_BUILD:-build/fuzz}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -Iapp"
+# The figures (app/figures, linked through the experiment runner) draw with Cairo.
+CAIRO_CFLAGS=$(pkg-config --cflags cairo fontconfig 2>/dev/null)
+CAIRO_LIBS=$(pkg-config --libs cairo fontconfig 2>/dev/null)
+CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -Iapp $CAIRO_CFLAGS"
 WARN="-Wall -Wextra" # on fuzz/ only: `make` already holds the library to its warnings
 
 if ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; return (int)n * 0; }' |
@@ -73,7 +76,7 @@ for t in $TARGETS; do
     fi
     bin="$BUILD/fuzz_$t"
     # shellcheck disable=SC2086
-    $CC $CFLAGS $WARN -fsanitize=fuzzer $SAN "fuzz/fuzz_$t.c" $objects -lpng -lz -lm -o "$bin" || {
+    $CC $CFLAGS $WARN -fsanitize=fuzzer $SAN "fuzz/fuzz_$t.c" $objects $CAIRO_LIBS -lpng -lz -lm -o "$bin" || {
         status=1
         summary="$summary$t: did not build
 "
