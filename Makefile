@@ -52,8 +52,19 @@ $(BUILD)/libminformer.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libminformer.so: $(LIB_OBJ)
-	$(CC) -shared $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+# Only what the public headers declare between MF_BEGIN_API and MF_END_API
+# (mf_ functions) leaves the shared library; the kernels and internal helpers
+# stay hidden (tests/unit/test_abi.c checks). The static archive is unchanged:
+# hidden symbols still link within one program.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+# The SONAME carries the ABI's major version: programs record libminformer.so.0
+# and keep working with any library of that version.
+SONAME := libminformer.so.0
+$(BUILD)/$(SONAME): $(LIB_OBJ)
+	$(CC) -shared $(CFLAGS) -Wl,-soname,$(SONAME) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/libminformer.so: $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(APP_LIB): $(APP_OBJ)
 	@rm -f $@
@@ -100,7 +111,9 @@ install: all
 	install -m 755 $(BUILD)/minformer $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/minformer.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/minformer/*.h $(DESTDIR)$(PREFIX)/include/minformer/
-	install -m 644 $(BUILD)/libminformer.a $(BUILD)/libminformer.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libminformer.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/$(SONAME) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libminformer.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*MF_VERSION "\(.*\)"/\1/p' include/minformer/core.h)|' \
 	  minformer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/minformer.pc
 

@@ -5,6 +5,9 @@
 
 #include <getopt.h>
 #include "minformer.h"
+/* The library's JSON writer: internal to it (hidden in libminformer.so), and
+ * linked from the static archive, which the tool is built with. */
+#include "base/json.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -51,9 +54,12 @@ typedef struct {
     float dropout;
 } cli_model_opts;
 
+/* Long-only option values above 255, so a missing value is reported by its
+ * long name; a command's own options start at OPT_CLI_LAST + 1. */
 enum {
     OPT_PRESET = 1000, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_MLP, OPT_PATCH, OPT_QK, OPT_VO,
-    OPT_POOL, OPT_DROPOUT, OPT_CLI_LAST
+    OPT_POOL, OPT_DROPOUT,
+    OPT_DATA, OPT_THREADS, OPT_JSON, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_CLI_LAST
 };
 #define CLI_MODEL_LONGOPTS                                                                   \
     {"preset", required_argument, 0, OPT_PRESET}, {"dim", required_argument, 0, OPT_DIM},     \
@@ -82,8 +88,41 @@ int cli_model_option(cli_model_opts *o, int opt, const char *arg, const char *cm
 int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg,
                      const char *cmd);
 
-/* Prints s to stdout as a JSON string, quotes and escapes included. */
-void cli_print_json_string(const char *s);
+/* The options several commands share, parsed by cli_common_option alone. A
+ * command lists in its getopt table the ones it takes (CLI_OPT_*). */
+typedef struct {
+    const char *data_dir;        /* --data DIR; NULL: mf_data_dir's default */
+    int threads;                 /* --threads T; 0: all cores */
+    int json;                    /* --json */
+    int limit_train, limit_test; /* --limit-train N, --limit-test N; 0: all */
+} cli_common_opts;
+
+#define CLI_OPT_DATA {"data", required_argument, 0, OPT_DATA}
+#define CLI_OPT_THREADS {"threads", required_argument, 0, OPT_THREADS}
+#define CLI_OPT_JSON {"json", no_argument, 0, OPT_JSON}
+#define CLI_OPT_LIMIT_TRAIN {"limit-train", required_argument, 0, OPT_LIMIT_TRAIN}
+#define CLI_OPT_LIMIT_TEST {"limit-test", required_argument, 0, OPT_LIMIT_TEST}
+
+void cli_common_opts_init(cli_common_opts *o);
+/* Handles one shared option, as cli_model_option: 1 if it was one, 0 if not,
+ * -EXIT_USAGE on a bad value (an empty --data, a limit or thread count out of
+ * range) after the usage line. */
+int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *cmd);
+
+/* JSON documents on stdout, each one object on one line, built with the
+ * library's mf_json_writer. The members' helpers put the comma themselves. */
+void cli_json_key(mf_json_writer *w, const char *key);
+void cli_json_str(mf_json_writer *w, const char *key, const char *s);
+void cli_json_int(mf_json_writer *w, const char *key, long long v);
+void cli_json_size(mf_json_writer *w, const char *key, size_t v);
+/* v with printf format fmt ("%.6f"), or null where v is not finite: JSON has
+ * no NaN (a diverged model's logits). */
+void cli_json_real(mf_json_writer *w, const char *key, const char *fmt, double v);
+void cli_json_ints(mf_json_writer *w, const char *key, const int *v, int n);
+void cli_json_reals(mf_json_writer *w, const char *key, const char *fmt, const float *v, int n);
+/* Prints w's document and a newline to stdout and frees w: 0, or
+ * EXIT_RUNTIME with one line when building it ran out of memory. */
+int cli_json_print(mf_json_writer *w);
 
 /* True when stdout/stderr is a terminal (progress bars only then). */
 int cli_isatty_stderr(void);

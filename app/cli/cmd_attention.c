@@ -24,7 +24,7 @@ static const char *help =
     "  --dataset NAME     another dataset with the same image shape\n"
     "  --threads T        threads (default: all cores)\n";
 
-enum { OPT_CKPT = 1, OPT_INDEX, OPT_OUT, OPT_FORMAT, OPT_DATA, OPT_DATASET, OPT_THREADS };
+enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_INDEX, OPT_OUT, OPT_FORMAT, OPT_DATASET };
 
 int cmd_attention(int argc, char **argv)
 {
@@ -32,25 +32,28 @@ int cmd_attention(int argc, char **argv)
                                              {"index", required_argument, 0, OPT_INDEX},
                                              {"out", required_argument, 0, OPT_OUT},
                                              {"format", required_argument, 0, OPT_FORMAT},
-                                             {"data", required_argument, 0, OPT_DATA},
+                                             CLI_OPT_DATA,
                                              {"dataset", required_argument, 0, OPT_DATASET},
-                                             {"threads", required_argument, 0, OPT_THREADS},
+                                             CLI_OPT_THREADS,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *cmd = "attention", *ckpt = NULL, *out = "attention.png", *data_dir = NULL,
-               *dataset = NULL, *format_name = NULL;
-    int index = 0, threads = 0, opt, rc = 0;
+    const char *cmd = "attention", *ckpt = NULL, *out = "attention.png", *dataset = NULL,
+               *format_name = NULL;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    int index = 0, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_INDEX: rc = cli_parse_int(cmd, "index", optarg, 0, 1 << 30, &index); break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", out = optarg); break;
         case OPT_FORMAT: format_name = optarg; break;
-        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -64,7 +67,7 @@ int cmd_attention(int argc, char **argv)
     if ((rc = cli_check_output(out, "the picture"))) return rc;
     if (mf_figure_format_choose(format_name, out, &format, &err))
         return cli_usage_error(cmd, "%s", err.message);
-    mf_set_threads(threads);
+    mf_set_threads(co.threads);
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
@@ -72,7 +75,7 @@ int cmd_attention(int argc, char **argv)
     memset(&ds, 0, sizeof ds);
     float *x = NULL, *maps = NULL, *layers = NULL, *roll = NULL;
     int y = 0;
-    if ((rc = cli_load_eval_split(cmd, dataset, data_dir, info.dataset, &m.cfg, 0, &ds))) goto out;
+    if ((rc = cli_load_eval_split(cmd, dataset, co.data_dir, info.dataset, &m.cfg, 0, &ds))) goto out;
     if (index >= ds.test.count) {
         rc = cli_usage_error(cmd, "--index %d: the %s test split has %d images", index, ds.name,
                              ds.test.count);

@@ -22,31 +22,29 @@ static const char *help =
     "  --threads T        threads (default: all cores)\n"
     "  --json             end with one JSON object\n";
 
-/* Long-only values above 255, so a missing value is reported by its long name. */
-enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_OUT, OPT_DATA, OPT_LIMIT, OPT_THREADS, OPT_JSON };
+enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_OUT };
 
 int cmd_collapse(int argc, char **argv)
 {
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
                                              {"out", required_argument, 0, OPT_OUT},
-                                             {"data", required_argument, 0, OPT_DATA},
-                                             {"limit-test", required_argument, 0, OPT_LIMIT},
-                                             {"threads", required_argument, 0, OPT_THREADS},
-                                             {"json", no_argument, 0, OPT_JSON},
+                                             CLI_OPT_DATA, CLI_OPT_LIMIT_TEST, CLI_OPT_THREADS,
+                                             CLI_OPT_JSON,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *cmd = "collapse", *in_path = NULL, *out_path = NULL, *data_dir = NULL;
-    int limit = 0, threads = 0, json = 0, opt, rc = 0;
+    const char *cmd = "collapse", *in_path = NULL, *out_path = NULL;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    int opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", in_path = optarg); break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", out_path = optarg); break;
-        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
-        case OPT_LIMIT: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit); break;
-        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -61,7 +59,7 @@ int cmd_collapse(int argc, char **argv)
                                "writes a new file and leaves the trained model as it is",
                                out_path, in_path);
     if ((rc = cli_check_output(out_path, "the collapsed model"))) return rc;
-    mf_set_threads(threads);
+    mf_set_threads(co.threads);
     mf_error err;
     mf_error_clear(&err);
     mf_model in, out;
@@ -86,7 +84,7 @@ int cmd_collapse(int argc, char **argv)
            mf_vo_name(out.cfg.vo), before, after, before - after,
            100.0 * (double)(before - after) / (double)before);
 
-    if ((rc = cli_load_eval_split(cmd, NULL, data_dir, info.dataset, &in.cfg, limit, &ds))) goto done;
+    if ((rc = cli_load_eval_split(cmd, NULL, co.data_dir, info.dataset, &in.cfg, co.limit_test, &ds))) goto done;
     const mf_config *c = &in.cfg;
     int B = 500, K = c->classes;
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
@@ -130,12 +128,20 @@ int cmd_collapse(int argc, char **argv)
         goto done;
     }
     printf("wrote %s\n", out_path);
-    if (json)
-        printf("{\"params_before\":%zu,\"params_after\":%zu,\"params_saved\":%zu,\"images\":%d,"
-               "\"max_abs_logit_diff\":%.6g,\"identical_predictions\":%ld,\"test_acc_before\":%.6f,"
-               "\"test_acc_after\":%.6f}\n",
-               before, after, before - after, count, max_diff, same, (double)correct_in / count,
-               (double)correct_out / count);
+    if (co.json) {
+        mf_json_writer w = {0};
+        mf_json_raw(&w, "{");
+        cli_json_size(&w, "params_before", before);
+        cli_json_size(&w, "params_after", after);
+        cli_json_size(&w, "params_saved", before - after);
+        cli_json_int(&w, "images", count);
+        cli_json_real(&w, "max_abs_logit_diff", "%.6g", max_diff);
+        cli_json_int(&w, "identical_predictions", same);
+        cli_json_real(&w, "test_acc_before", "%.6f", (double)correct_in / count);
+        cli_json_real(&w, "test_acc_after", "%.6f", (double)correct_out / count);
+        mf_json_raw(&w, "}");
+        if ((rc = cli_json_print(&w))) goto done;
+    }
     if (same != count) {
         fprintf(stderr, "minformer: %ld of %d predictions changed\n", count - same, count);
         rc = EXIT_RUNTIME;

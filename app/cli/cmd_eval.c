@@ -1,6 +1,7 @@
 /* minformer eval: a checkpoint's test loss, accuracy, per-class accuracy and
  * confusion matrix. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -19,35 +20,31 @@ static const char *help =
     "  --threads T        threads (default: all cores)\n"
     "  --json             end with one JSON object (test_loss, test_acc, per_class_acc, confusion)\n";
 
-/* Long-only values above 255, so a missing value is reported by its long name. */
-enum {
-    OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_DATA, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_JSON
-};
+enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_BATCH };
 
 int cmd_eval(int argc, char **argv)
 {
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
                                              {"dataset", required_argument, 0, OPT_DATASET},
-                                             {"data", required_argument, 0, OPT_DATA},
-                                             {"limit-test", required_argument, 0, OPT_LIMIT},
                                              {"batch", required_argument, 0, OPT_BATCH},
-                                             {"threads", required_argument, 0, OPT_THREADS},
-                                             {"json", no_argument, 0, OPT_JSON},
+                                             CLI_OPT_DATA, CLI_OPT_LIMIT_TEST, CLI_OPT_THREADS,
+                                             CLI_OPT_JSON,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *cmd = "eval", *ckpt = NULL, *dataset = NULL, *data_dir = NULL;
-    int limit = 0, batch = 500, threads = 0, json = 0, opt, rc = 0;
+    const char *cmd = "eval", *ckpt = NULL, *dataset = NULL;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    int batch = 500, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_DATA: rc = cli_path_arg(cmd, "--data", data_dir = optarg); break;
-        case OPT_LIMIT: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit); break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &batch); break;
-        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -55,25 +52,35 @@ int cmd_eval(int argc, char **argv)
     }
     if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!ckpt) return cli_usage_error(cmd, "--checkpoint is required");
-    mf_set_threads(threads);
+    mf_set_threads(co.threads);
     mf_error err;
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
-    if ((rc = cli_load_eval_split(cmd, dataset, data_dir, info.dataset, &m.cfg, limit, &ds))) goto out;
-    mf_eval_result r;
-    /* The normalization the model was trained with, not the new dataset's. */
-    if (mf_evaluate(&m, &ds.test, info.mean, info.std, batch, &r, &err)) {
+    int K = m.cfg.classes, *confusion = NULL, *totals = NULL;
+    float *per_class = NULL;
+    if ((rc = cli_load_eval_split(cmd, dataset, co.data_dir, info.dataset, &m.cfg, co.limit_test,
+                                  &ds)))
+        goto out;
+    confusion = calloc((size_t)K * K, sizeof *confusion);
+    totals = calloc((size_t)K, sizeof *totals);
+    per_class = calloc((size_t)K, sizeof *per_class);
+    if (!confusion || !totals || !per_class) {
+        mf_fail(&err, MF_ERR_NOMEM, "out of memory");
         rc = cli_report(&err);
         goto out;
     }
-    int K = m.cfg.classes, totals[10] = {0};
-    float per_class[10] = {0};
+    mf_eval_result r;
+    /* The normalization the model was trained with, not the new dataset's. */
+    if (mf_evaluate_confusion(&m, &ds.test, info.mean, info.std, batch, &r, confusion, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
     for (int t = 0; t < K; t++) {
-        for (int p = 0; p < K; p++) totals[t] += r.confusion[t * 10 + p];
-        per_class[t] = totals[t] ? (float)r.confusion[t * 10 + t] / totals[t] : 0.0f;
+        for (int p = 0; p < K; p++) totals[t] += confusion[t * K + p];
+        per_class[t] = totals[t] ? (float)confusion[t * K + t] / totals[t] : 0.0f;
     }
     printf("%s on %s test (%d images): loss %.4f, accuracy %.2f%%\n\n", ckpt, ds.name, r.count,
            r.loss, 100.0 * r.acc);
@@ -81,24 +88,28 @@ int cmd_eval(int argc, char **argv)
            "acc");
     for (int t = 0; t < K; t++) {
         printf("%-14s %8d %7.2f%%  ", mf_dataset_class_name(ds.kind, t), totals[t], 100.0 * per_class[t]);
-        for (int p = 0; p < K; p++) printf(" %5d", r.confusion[t * 10 + p]);
+        for (int p = 0; p < K; p++) printf(" %5d", confusion[t * K + p]);
         printf("\n");
     }
-    if (json) {
-        printf("{\"checkpoint\":");
-        cli_print_json_string(ckpt);
-        printf(",\"dataset\":\"%s\",\"count\":%d,\"test_loss\":%.6f,\"test_acc\":%.6f,\"per_class_acc\":[",
-               ds.name, r.count, r.loss, r.acc);
-        for (int t = 0; t < K; t++) printf("%s%.6f", t ? "," : "", per_class[t]);
-        printf("],\"confusion\":[");
-        for (int t = 0; t < K; t++) {
-            printf("%s[", t ? "," : "");
-            for (int p = 0; p < K; p++) printf("%s%d", p ? "," : "", r.confusion[t * 10 + p]);
-            printf("]");
-        }
-        printf("]}\n");
+    if (co.json) {
+        mf_json_writer w = {0};
+        mf_json_raw(&w, "{");
+        cli_json_str(&w, "checkpoint", ckpt);
+        cli_json_str(&w, "dataset", ds.name);
+        cli_json_int(&w, "count", r.count);
+        cli_json_real(&w, "test_loss", "%.6f", r.loss);
+        cli_json_real(&w, "test_acc", "%.6f", r.acc);
+        cli_json_reals(&w, "per_class_acc", "%.6f", per_class, K);
+        cli_json_key(&w, "confusion");
+        mf_json_raw(&w, "[");
+        for (int t = 0; t < K; t++) cli_json_ints(&w, NULL, confusion + (size_t)t * K, K);
+        mf_json_raw(&w, "]}");
+        rc = cli_json_print(&w);
     }
 out:
+    free(confusion);
+    free(totals);
+    free(per_class);
     mf_dataset_free(&ds);
     mf_model_free(&m);
     return rc;

@@ -48,8 +48,8 @@ static const char *help_tail =
     "always covers every finished run of the grid.\n";
 
 enum {
-    OPT_EPOCHS = 1, OPT_OUT, OPT_DATA, OPT_THREADS, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_SEED,
-    OPT_BATCH, OPT_LR, OPT_TUNE, OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY
+    OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,
+    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -108,10 +108,10 @@ int cmd_experiment(int argc, char **argv)
     static const struct option longopts[] = {
         {"epochs", required_argument, 0, OPT_EPOCHS},
         {"out", required_argument, 0, OPT_OUT},
-        {"data", required_argument, 0, OPT_DATA},
-        {"threads", required_argument, 0, OPT_THREADS},
-        {"limit-train", required_argument, 0, OPT_LIMIT_TRAIN},
-        {"limit-test", required_argument, 0, OPT_LIMIT_TEST},
+        CLI_OPT_DATA,
+        CLI_OPT_THREADS,
+        CLI_OPT_LIMIT_TRAIN,
+        CLI_OPT_LIMIT_TEST,
         {"seed", required_argument, 0, OPT_SEED},
         {"batch", required_argument, 0, OPT_BATCH},
         {"lr", required_argument, 0, OPT_LR},
@@ -122,21 +122,22 @@ int cmd_experiment(int argc, char **argv)
         {"only", required_argument, 0, OPT_ONLY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *cmd = "experiment", *data_dir = NULL, *only = NULL;
+    const char *cmd = "experiment", *only = NULL;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
     mf_experiment_opts eo;
     mf_experiment_opts_default(&eo);
     eo.out_dir = NULL;
-    int epochs = 0, limit_train = -1, threads = 0, opt, rc = 0;
+    int epochs = 0, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_EPOCHS: rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &epochs); break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", optarg); eo.out_dir = optarg; break;
-        case OPT_DATA: rc = cli_path_arg(cmd, "--data", optarg); data_dir = optarg; break;
-        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
-        case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", optarg, 1, 1 << 30, &limit_train); break;
-        case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &eo.limit_test); break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &eo.seed); break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &eo.batch); break;
         case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 1e-12, 1e6, &eo.lr); break;
@@ -157,13 +158,15 @@ int cmd_experiment(int argc, char **argv)
     if (!grid) return cli_usage_error(cmd, "unknown grid '%s' (choose quick, table1, table2, table3)", name);
     if (eo.lr > 0 && eo.tune_lr) return cli_usage_error(cmd, "give --lr or --tune-lr, not both");
     eo.epochs = epochs ? epochs : grid->default_epochs;
-    eo.limit_train = limit_train >= 0 ? limit_train : grid->default_limit_train;
+    /* 0: not given (a limit is at least 1), so the grid's. */
+    eo.limit_train = co.limit_train ? co.limit_train : grid->default_limit_train;
+    if (co.limit_test) eo.limit_test = co.limit_test;
     char out_dir[512];
     if (!eo.out_dir) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", grid->name);
         eo.out_dir = out_dir;
     }
-    mf_set_threads(threads);
+    mf_set_threads(co.threads);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -207,7 +210,7 @@ int cmd_experiment(int argc, char **argv)
         k++;
         int d = (int)spec->dataset;
         if (!loaded[d]) {
-            if (mf_dataset_load(&data[d], spec->dataset, mf_data_dir(data_dir), &err)) {
+            if (mf_dataset_load(&data[d], spec->dataset, mf_data_dir(co.data_dir), &err)) {
                 rc = cli_report(&err);
                 goto out;
             }

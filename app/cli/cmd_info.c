@@ -40,86 +40,71 @@ static void print_text(const mf_dataset *ds, const char *dir, int counts[2][10])
                ds->std[c]);
 }
 
-static void print_json_ints(const char *key, const int *v, int n)
+static int print_json(const mf_dataset *ds, const char *dir, int counts[2][10])
 {
-    printf("\"%s\":[", key);
-    for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", v[i]);
-    printf("]");
-}
-
-static void print_json_floats(const char *key, const float *v, int n)
-{
-    printf("\"%s\":[", key);
-    for (int i = 0; i < n; i++) printf("%s%.9g", i ? "," : "", (double)v[i]);
-    printf("]");
-}
-
-
-static void print_json(const mf_dataset *ds, const char *dir, int counts[2][10])
-{
-    printf("{\"dataset\":");
-    cli_print_json_string(ds->name);
-    printf(",\"data_dir\":");
-    cli_print_json_string(dir);
-    printf(",\"train\":%d,\"test\":%d,\"classes\":%d,\"channels\":%d,\"image_size\":%d,",
-           ds->train.count, ds->test.count, ds->classes, ds->channels, ds->size);
-    printf("\"class_names\":[");
-    for (int k = 0; k < ds->classes; k++) {
-        if (k) putchar(',');
-        cli_print_json_string(mf_dataset_class_name(ds->kind, k));
-    }
-    printf("],");
-    print_json_ints("train_class_counts", counts[0], ds->classes);
-    putchar(',');
-    print_json_ints("test_class_counts", counts[1], ds->classes);
-    putchar(',');
-    print_json_floats("mean", ds->mean, ds->channels);
-    putchar(',');
-    print_json_floats("std", ds->std, ds->channels);
-    printf("}\n");
+    mf_json_writer w = {0};
+    mf_json_raw(&w, "{");
+    cli_json_str(&w, "dataset", ds->name);
+    cli_json_str(&w, "data_dir", dir);
+    cli_json_int(&w, "train", ds->train.count);
+    cli_json_int(&w, "test", ds->test.count);
+    cli_json_int(&w, "classes", ds->classes);
+    cli_json_int(&w, "channels", ds->channels);
+    cli_json_int(&w, "image_size", ds->size);
+    cli_json_key(&w, "class_names");
+    mf_json_raw(&w, "[");
+    for (int k = 0; k < ds->classes; k++) cli_json_str(&w, NULL, mf_dataset_class_name(ds->kind, k));
+    mf_json_raw(&w, "]");
+    cli_json_ints(&w, "train_class_counts", counts[0], ds->classes);
+    cli_json_ints(&w, "test_class_counts", counts[1], ds->classes);
+    cli_json_reals(&w, "mean", "%.9g", ds->mean, ds->channels);
+    cli_json_reals(&w, "std", "%.9g", ds->std, ds->channels);
+    mf_json_raw(&w, "}");
+    return cli_json_print(&w);
 }
 
 int cmd_info(int argc, char **argv)
 {
-    /* Long-only values above 255, so a missing value is reported by its long name. */
-    enum { OPT_DATASET = OPT_CLI_LAST + 1, OPT_DATA, OPT_JSON };
+    enum { OPT_DATASET = OPT_CLI_LAST + 1 };
     static const struct option longopts[] = {{"dataset", required_argument, 0, OPT_DATASET},
-                                             {"data", required_argument, 0, OPT_DATA},
-                                             {"json", no_argument, 0, OPT_JSON},
+                                             CLI_OPT_DATA, CLI_OPT_JSON,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *dataset = NULL, *data = NULL;
-    int json = 0, opt;
+    const char *dataset = NULL;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    int opt;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, "info");
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(info_help, stdout); return 0;
         default: return cli_bad_option("info", argv);
         }
     }
     if (optind < argc) return cli_usage_error("info", "unexpected argument '%s'", argv[optind]);
     if (!dataset) return cli_usage_error("info", "--dataset is required");
-    if (data && cli_path_arg("info", "--data", data)) return EXIT_USAGE;
 
     mf_error err;
     mf_error_clear(&err);
     mf_dataset_kind kind;
     if (mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error("info", "%s", err.message);
-    const char *dir = mf_data_dir(data);
+    const char *dir = mf_data_dir(co.data_dir);
     mf_dataset ds;
     if (mf_dataset_load(&ds, kind, dir, &err)) return cli_report(&err);
 
     int counts[2][10];
     class_counts(&ds.train, counts[0]);
     class_counts(&ds.test, counts[1]);
-    if (json)
-        print_json(&ds, dir, counts);
+    int rc = 0;
+    if (co.json)
+        rc = print_json(&ds, dir, counts);
     else
         print_text(&ds, dir, counts);
     mf_dataset_free(&ds);
-    return 0;
+    return rc;
 }

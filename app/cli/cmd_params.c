@@ -18,25 +18,27 @@ static int train_count(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 50000
 
 int cmd_params(int argc, char **argv)
 {
-    enum { OPT_DATASET = OPT_CLI_LAST + 1, OPT_JSON };
+    enum { OPT_DATASET = OPT_CLI_LAST + 1 };
     static const struct option longopts[] = {CLI_MODEL_LONGOPTS,
                                              {"dataset", required_argument, 0, OPT_DATASET},
-                                             {"json", no_argument, 0, OPT_JSON},
+                                             CLI_OPT_JSON,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     cli_model_opts mo;
     cli_model_opts_init(&mo);
+    cli_common_opts co;
+    cli_common_opts_init(&co);
     const char *dataset = NULL;
-    int json = 0, opt;
+    int opt;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int r = cli_model_option(&mo, opt, optarg, "params");
+        if (!r) r = cli_common_option(&co, opt, optarg, "params");
         if (r < 0) return -r;
         if (r) continue;
         switch (opt) {
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option("params", argv);
         }
@@ -77,15 +79,30 @@ int cmd_params(int argc, char **argv)
     printf("  %-28s %10zu\n", "total", b.total);
     printf("  %-28s %9.1f%%  (unchanged: %zu)\n", "of the unchanged model", pct, base.total);
     printf("  %-28s %10.2f  (K = %d, M = 10)\n", "Q = K*M/P", q, train_count(kind));
-    if (json)
-        printf("{\"dataset\":\"%s\",\"params\":%zu,\"baseline_params\":%zu,\"percent_of_baseline\":%.4f,"
-               "\"q_ratio\":%.6g,\"patch_embed\":%zu,\"cls_token\":%zu,\"pos_embed\":%zu,"
-               "\"attention\":%zu,\"norms\":%zu,\"mlp\":%zu,\"final_norm\":%zu,\"head\":%zu,"
-               "\"dim\":%d,\"layers\":%d,\"heads\":%d,\"mlp_ratio\":%d,\"patch\":%d,\"qk\":\"%s\","
-               "\"vo\":\"%s\",\"pool\":\"%s\"}\n",
-               mf_dataset_name(kind), b.total, base.total, pct, q, b.patch_embed, b.cls_token,
-               b.pos_embed, b.attention, b.norms, b.mlp, b.final_norm, b.head, cfg.dim, cfg.layers,
-               cfg.heads, cfg.mlp_ratio, cfg.patch, mf_qk_name(cfg.qk), mf_vo_name(cfg.vo),
-               mf_pool_name(cfg.pool));
-    return 0;
+    if (!co.json) return 0;
+    mf_json_writer w = {0};
+    mf_json_raw(&w, "{");
+    cli_json_str(&w, "dataset", mf_dataset_name(kind));
+    cli_json_size(&w, "params", b.total);
+    cli_json_size(&w, "baseline_params", base.total);
+    cli_json_real(&w, "percent_of_baseline", "%.4f", pct);
+    cli_json_real(&w, "q_ratio", "%.6g", q);
+    cli_json_size(&w, "patch_embed", b.patch_embed);
+    cli_json_size(&w, "cls_token", b.cls_token);
+    cli_json_size(&w, "pos_embed", b.pos_embed);
+    cli_json_size(&w, "attention", b.attention);
+    cli_json_size(&w, "norms", b.norms);
+    cli_json_size(&w, "mlp", b.mlp);
+    cli_json_size(&w, "final_norm", b.final_norm);
+    cli_json_size(&w, "head", b.head);
+    cli_json_int(&w, "dim", cfg.dim);
+    cli_json_int(&w, "layers", cfg.layers);
+    cli_json_int(&w, "heads", cfg.heads);
+    cli_json_int(&w, "mlp_ratio", cfg.mlp_ratio);
+    cli_json_int(&w, "patch", cfg.patch);
+    cli_json_str(&w, "qk", mf_qk_name(cfg.qk));
+    cli_json_str(&w, "vo", mf_vo_name(cfg.vo));
+    cli_json_str(&w, "pool", mf_pool_name(cfg.pool));
+    mf_json_raw(&w, "}");
+    return cli_json_print(&w);
 }

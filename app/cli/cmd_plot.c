@@ -20,7 +20,7 @@ static const char *help =
     "                     \"accuracy per epoch\")\n"
     "  --accuracy         accuracy in % instead of loss\n";
 
-enum { OPT_OUT = 1, OPT_FORMAT, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };
+enum { OPT_OUT = OPT_CLI_LAST + 1, OPT_FORMAT, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };
 
 /* "runs/quick/mnist-L6-H1-mlp4-unchanged/log.jsonl" -> "mnist-L6-H1-mlp4-unchanged";
  * "a/b/run1.jsonl" -> "run1". */

@@ -15,23 +15,26 @@ static const char *help =
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
     "  --json             one JSON object per file instead of text\n";
 
-/* Long-only values above 255, so a missing value is reported by its long name. */
-enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_JSON };
+enum { OPT_CKPT = OPT_CLI_LAST + 1 };
 
 int cmd_predict(int argc, char **argv)
 {
     static const struct option longopts[] = {{"checkpoint", required_argument, 0, OPT_CKPT},
-                                             {"json", no_argument, 0, OPT_JSON},
+                                             CLI_OPT_JSON,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "predict", *ckpt = NULL;
-    int json = 0, opt, rc = 0;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    int opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
         case OPT_CKPT: rc = cli_path_arg(cmd, "--checkpoint", ckpt = optarg); break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -91,14 +94,22 @@ int cmd_predict(int argc, char **argv)
                 if (k == top[0] || k == top[1]) continue;
                 if (top[r] < 0 || prob[k] > prob[top[r]]) top[r] = k;
             }
-        if (json) {
-            printf("{\"file\":");
-            cli_print_json_string(path);
-            printf(",\"top\":[");
-            for (int r = 0; r < 3 && r < K; r++)
-                printf("%s{\"class\":\"%s\",\"label\":%d,\"probability\":%.6f}", r ? "," : "",
-                       mf_dataset_class_name(info.dataset, top[r]), top[r], prob[top[r]]);
-            printf("]}\n");
+        if (co.json) {
+            mf_json_writer w = {0};
+            mf_json_raw(&w, "{");
+            cli_json_str(&w, "file", path);
+            cli_json_key(&w, "top");
+            mf_json_raw(&w, "[");
+            for (int r = 0; r < 3 && r < K; r++) {
+                cli_json_key(&w, NULL);
+                mf_json_raw(&w, "{");
+                cli_json_str(&w, "class", mf_dataset_class_name(info.dataset, top[r]));
+                cli_json_int(&w, "label", top[r]);
+                cli_json_real(&w, "probability", "%.6f", prob[top[r]]);
+                mf_json_raw(&w, "}");
+            }
+            mf_json_raw(&w, "]}");
+            if (cli_json_print(&w)) rc = EXIT_RUNTIME;
         } else {
             printf("%s:", path);
             for (int r = 0; r < 3 && r < K; r++)

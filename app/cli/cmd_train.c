@@ -1,12 +1,11 @@
 /* minformer train: trains a model, evaluating on the test split after every
  * epoch, with a live progress bar on a terminal and JSON lines on request. */
-#define _POSIX_C_SOURCE 200809L /* sigaction, stat, access: also without -fopenmp */
+#define _POSIX_C_SOURCE 200809L /* sigaction: also without -fopenmp */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -48,9 +47,8 @@ static const char *help =
     "  --json             end with one JSON object summarizing the run\n";
 
 enum {
-    OPT_DATASET = OPT_CLI_LAST + 1, OPT_DATA, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_AUGMENT,
-    OPT_NO_AUGMENT, OPT_EPOCHS, OPT_BATCH, OPT_LR, OPT_WD, OPT_WARMUP, OPT_SEED, OPT_THREADS,
-    OPT_LOG, OPT_JSON, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME
+    OPT_DATASET = OPT_CLI_LAST + 1, OPT_AUGMENT, OPT_NO_AUGMENT, OPT_EPOCHS, OPT_BATCH, OPT_LR,
+    OPT_WD, OPT_WARMUP, OPT_SEED, OPT_LOG, OPT_SAVE, OPT_SAVE_EVERY, OPT_RESUME
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -129,46 +127,14 @@ static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_st
     return MF_OK;
 }
 
-/* Two paths that name one file: the same text, or the same inode. */
-static int same_file(const char *a, const char *b)
-{
-    if (!strcmp(a, b)) return 1;
-    struct stat sa, sb;
-    return !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-/* What a save would trip over, checked before training rather than after the
- * first epoch: path is a directory, or its directory is missing or not
- * writable. A device or FIFO is refused too: the save's rename would replace
- * it (--save /dev/null run as root would remove /dev/null). */
-static mf_status check_save_path(const char *path, mf_error *err)
-{
-    struct stat sb;
-    if (!stat(path, &sb) && S_ISDIR(sb.st_mode))
-        return mf_fail(err, MF_ERR_IO, "%s: cannot save a checkpoint there: it is a directory", path);
-    if (!lstat(path, &sb) && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
-        return mf_fail(err, MF_ERR_IO,
-                       "%s: cannot save a checkpoint there: not a regular file (saving would "
-                       "replace it)", path);
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    int len = !slash ? 0 : slash == path ? 1 : (int)(slash - path);
-    snprintf(dir, sizeof dir, "%.*s", len ? len : 1, len ? path : ".");
-    errno = 0;
-    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK))
-        return mf_fail(err, MF_ERR_IO, "%s: cannot save a checkpoint there: %s: %s", path, dir,
-                       errno ? strerror(errno) : "not a directory");
-    return MF_OK;
-}
-
 int cmd_train(int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_MODEL_LONGOPTS,
         {"dataset", required_argument, 0, OPT_DATASET},
-        {"data", required_argument, 0, OPT_DATA},
-        {"limit-train", required_argument, 0, OPT_LIMIT_TRAIN},
-        {"limit-test", required_argument, 0, OPT_LIMIT_TEST},
+        CLI_OPT_DATA,
+        CLI_OPT_LIMIT_TRAIN,
+        CLI_OPT_LIMIT_TEST,
         {"augment", no_argument, 0, OPT_AUGMENT},
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
         {"epochs", required_argument, 0, OPT_EPOCHS},
@@ -177,9 +143,9 @@ int cmd_train(int argc, char **argv)
         {"wd", required_argument, 0, OPT_WD},
         {"warmup", required_argument, 0, OPT_WARMUP},
         {"seed", required_argument, 0, OPT_SEED},
-        {"threads", required_argument, 0, OPT_THREADS},
+        CLI_OPT_THREADS,
         {"log", required_argument, 0, OPT_LOG},
-        {"json", no_argument, 0, OPT_JSON},
+        CLI_OPT_JSON,
         {"save", required_argument, 0, OPT_SAVE},
         {"save-every", required_argument, 0, OPT_SAVE_EVERY},
         {"resume", required_argument, 0, OPT_RESUME},
@@ -190,30 +156,27 @@ int cmd_train(int argc, char **argv)
     cli_model_opts_init(&mo);
     mf_train_opts to;
     mf_train_opts_default(&to);
-    const char *dataset = NULL, *data_dir = NULL, *log_path = NULL, *save_path = NULL,
-               *resume_path = NULL;
-    int limit_train = 0, limit_test = 0, threads = 0, json = 0, opt, rc = 0, save_every = 1;
+    cli_common_opts co;
+    cli_common_opts_init(&co);
+    const char *dataset = NULL, *log_path = NULL, *save_path = NULL, *resume_path = NULL;
+    int opt, rc = 0, save_every = 1;
     int epochs_given = 0, lr_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int r = cli_model_option(&mo, opt, optarg, cmd);
         if (r < 0) return -r;
-        if (r) {
-            run_options++;
-            continue;
-        }
+        if (r || opt == OPT_LIMIT_TRAIN || opt == OPT_LIMIT_TEST) run_options++;
+        if (!r) r = cli_common_option(&co, opt, optarg, cmd);
+        if (r < 0) return -r;
+        if (r) continue;
         switch (opt) {
-        case OPT_LIMIT_TRAIN: case OPT_LIMIT_TEST: case OPT_AUGMENT: case OPT_NO_AUGMENT:
-        case OPT_BATCH: case OPT_LR: case OPT_WD: case OPT_WARMUP: case OPT_SEED:
+        case OPT_AUGMENT: case OPT_NO_AUGMENT: case OPT_BATCH: case OPT_LR: case OPT_WD: case OPT_WARMUP: case OPT_SEED:
             run_options++;
             break;
         }
         switch (opt) {
         case OPT_DATASET: dataset = optarg; break;
-        case OPT_DATA: rc = cli_path_arg(cmd, "--data", optarg); data_dir = optarg; break;
-        case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", optarg, 1, 1 << 30, &limit_train); break;
-        case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", optarg, 1, 1 << 30, &limit_test); break;
         case OPT_AUGMENT: to.augment = 1; break;
         case OPT_NO_AUGMENT: to.augment = 0; break;
         case OPT_EPOCHS:
@@ -231,9 +194,7 @@ int cmd_train(int argc, char **argv)
         case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &to.adamw.weight_decay); break;
         case OPT_WARMUP: rc = cli_parse_float(cmd, "warmup", optarg, 0.0, 1e6, &to.warmup_epochs); break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &to.seed); break;
-        case OPT_THREADS: rc = cli_parse_int(cmd, "threads", optarg, 1, 1024, &threads); break;
         case OPT_LOG: rc = cli_path_arg(cmd, "--log", optarg); log_path = optarg; break;
-        case OPT_JSON: json = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -245,15 +206,15 @@ int cmd_train(int argc, char **argv)
                                     "the checkpoint; give only --data, --epochs, --threads, --save, "
                                     "--save-every, --log or --json");
     if (!dataset && !resume_path) return cli_usage_error(cmd, "--dataset is required");
-    if (log_path && ((save_path && same_file(log_path, save_path)) ||
-                     (resume_path && !save_path && same_file(log_path, resume_path))))
+    if (log_path && ((save_path && cli_same_file(log_path, save_path)) ||
+                     (resume_path && !save_path && cli_same_file(log_path, resume_path))))
         return cli_usage_error(cmd, "--log %s is the checkpoint's file: each would overwrite the "
                                "other", log_path);
     mf_error err;
     mf_error_clear(&err);
     mf_dataset_kind kind = MF_MNIST;
     if (dataset && mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
-    mf_set_threads(threads);
+    mf_set_threads(co.threads);
 
     run_ctx ctx = {0};
     /* A fresh run builds its model from the flags; a resumed one from the file. */
@@ -279,8 +240,8 @@ int cmd_train(int argc, char **argv)
         to = info.opts;
         to.epochs = epochs;
         st = info.state;
-        limit_train = info.limit_train;
-        limit_test = info.limit_test;
+        co.limit_train = info.limit_train;
+        co.limit_test = info.limit_test;
         if (!save_path) save_path = resume_path;
     } else {
         mf_config cfg;
@@ -293,15 +254,14 @@ int cmd_train(int argc, char **argv)
 
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
-    if (save_path && check_save_path(save_path, &err)) {
+    /* What a save would trip over, checked before training rather than after
+     * the first epoch. */
+    if (save_path && (rc = cli_check_output(save_path, "a checkpoint"))) goto out;
+    if (mf_dataset_load(&ds, kind, mf_data_dir(co.data_dir), &err)) {
         rc = cli_report(&err);
         goto out;
     }
-    if (mf_dataset_load(&ds, kind, mf_data_dir(data_dir), &err)) {
-        rc = cli_report(&err);
-        goto out;
-    }
-    mf_dataset_limit(&ds, limit_train, limit_test);
+    mf_dataset_limit(&ds, co.limit_train, co.limit_test);
     if (ds.train.count < to.batch) {
         rc = cli_usage_error(cmd, "--batch %d is larger than the %d training images", to.batch,
                              ds.train.count);
@@ -326,8 +286,8 @@ int cmd_train(int argc, char **argv)
     memcpy(info.mean, ds.mean, sizeof info.mean);
     memcpy(info.std, ds.std, sizeof info.std);
     info.opts = to;
-    info.limit_train = limit_train;
-    info.limit_test = limit_test;
+    info.limit_train = co.limit_train;
+    info.limit_test = co.limit_test;
     if (resume_path) {
         if (st.epoch >= to.epochs) {
             printf("%s already finished its %d epochs; nothing to do (give --epochs to extend it)\n",
@@ -351,7 +311,7 @@ int cmd_train(int argc, char **argv)
         rc = cli_report(&err);
         goto out;
     }
-    if (!json || ctx.tty)
+    if (!co.json || ctx.tty)
         printf("training %s on %s: %zu parameters, %d training / %d test images, %d threads\n",
                mf_qk_name(cfg.qk), mf_dataset_name(kind), model.num_params, ds.train.count,
                ds.test.count, mf_get_threads());
@@ -377,7 +337,7 @@ int cmd_train(int argc, char **argv)
         }
         /* The data directory is not in the checkpoint: a resume needs it again. */
         fprintf(stderr, "minformer: saved %s; resume with: minformer train --resume %s%s%s\n", path,
-                path, data_dir ? " --data " : "", data_dir ? data_dir : "");
+                path, co.data_dir ? " --data " : "", co.data_dir ? co.data_dir : "");
         rc = 128 + stop_signal;
         goto out;
     }
@@ -385,12 +345,21 @@ int cmd_train(int argc, char **argv)
         rc = cli_report(&err);
         goto out;
     }
-    if (json)
-        printf("{\"params\":%zu,\"epochs\":%d,\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_loss\":%.6f,"
-               "\"test_acc\":%.6f,\"seconds\":%.3f,\"images_per_second\":%.1f}\n",
-               model.num_params, to.epochs, ctx.last.train_loss, ctx.last.train_acc,
-               ctx.last.test_loss, ctx.last.test_acc, total,
-               ctx.train_images / (ctx.train_seconds > 0 ? ctx.train_seconds : 1e-9));
+    if (co.json) {
+        mf_json_writer w = {0};
+        mf_json_raw(&w, "{");
+        cli_json_size(&w, "params", model.num_params);
+        cli_json_int(&w, "epochs", to.epochs);
+        cli_json_real(&w, "train_loss", "%.6f", ctx.last.train_loss);
+        cli_json_real(&w, "train_acc", "%.6f", ctx.last.train_acc);
+        cli_json_real(&w, "test_loss", "%.6f", ctx.last.test_loss);
+        cli_json_real(&w, "test_acc", "%.6f", ctx.last.test_acc);
+        cli_json_real(&w, "seconds", "%.3f", total);
+        cli_json_real(&w, "images_per_second", "%.1f",
+                      ctx.train_images / (ctx.train_seconds > 0 ? ctx.train_seconds : 1e-9));
+        mf_json_raw(&w, "}");
+        rc = cli_json_print(&w);
+    }
 out:
     if (ctx.log) fclose(ctx.log);
     mf_model_free(&model);

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L /* lstat */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,18 +179,86 @@ int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *c
     return 0;
 }
 
-void cli_print_json_string(const char *s)
+void cli_common_opts_init(cli_common_opts *o) { memset(o, 0, sizeof *o); }
+
+int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *cmd)
 {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", (unsigned char)*s);
-        else
-            putchar(*s);
+    int rc = 0;
+    switch (opt) {
+    case OPT_DATA: rc = cli_path_arg(cmd, "--data", o->data_dir = arg); break;
+    case OPT_THREADS: rc = cli_parse_int(cmd, "threads", arg, 1, 1024, &o->threads); break;
+    case OPT_JSON: o->json = 1; break;
+    case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", arg, 1, 1 << 30, &o->limit_train); break;
+    case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", arg, 1, 1 << 30, &o->limit_test); break;
+    default: return 0;
     }
-    putchar('"');
+    return rc ? -EXIT_USAGE : 1;
+}
+
+void cli_json_key(mf_json_writer *w, const char *key)
+{
+    char last = w->len ? w->data[w->len - 1] : '{';
+    if (last != '{' && last != '[') mf_json_raw(w, ",");
+    if (key) {
+        mf_json_string(w, key);
+        mf_json_raw(w, ":");
+    }
+}
+
+void cli_json_str(mf_json_writer *w, const char *key, const char *s)
+{
+    cli_json_key(w, key);
+    mf_json_string(w, s);
+}
+
+void cli_json_int(mf_json_writer *w, const char *key, long long v)
+{
+    cli_json_key(w, key);
+    mf_json_printf(w, "%lld", v);
+}
+
+void cli_json_size(mf_json_writer *w, const char *key, size_t v)
+{
+    cli_json_key(w, key);
+    mf_json_printf(w, "%zu", v);
+}
+
+void cli_json_real(mf_json_writer *w, const char *key, const char *fmt, double v)
+{
+    cli_json_key(w, key);
+    if (isfinite(v)) mf_json_printf(w, fmt, v);
+    else mf_json_raw(w, "null");
+}
+
+void cli_json_ints(mf_json_writer *w, const char *key, const int *v, int n)
+{
+    cli_json_key(w, key);
+    mf_json_raw(w, "[");
+    for (int i = 0; i < n; i++) cli_json_int(w, NULL, v[i]);
+    mf_json_raw(w, "]");
+}
+
+void cli_json_reals(mf_json_writer *w, const char *key, const char *fmt, const float *v, int n)
+{
+    cli_json_key(w, key);
+    mf_json_raw(w, "[");
+    for (int i = 0; i < n; i++) cli_json_real(w, NULL, fmt, (double)v[i]);
+    mf_json_raw(w, "]");
+}
+
+int cli_json_print(mf_json_writer *w)
+{
+    int rc = 0;
+    if (w->failed) {
+        fprintf(stderr, "minformer: out of memory writing the JSON output\n");
+        rc = EXIT_RUNTIME;
+    } else {
+        /* Write errors show up in main's final flush of stdout. */
+        fwrite(w->data, 1, w->len, stdout);
+        putchar('\n');
+    }
+    mf_json_writer_free(w);
+    return rc;
 }
 
 int cli_isatty_stderr(void) { return isatty(STDERR_FILENO); }

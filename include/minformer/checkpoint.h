@@ -9,6 +9,8 @@
 #include "model.h"
 #include "train.h"
 
+MF_BEGIN_API
+
 /* Metadata "version" written; every version from the oldest on is read.
  * Version 2 added the per-tensor checksums, which it requires. */
 #define MF_CHECKPOINT_VERSION 2
@@ -107,5 +109,7 @@ const mf_checkpoint_tensor *mf_checkpoint_find(const mf_checkpoint_header *h, co
  * mf_checkpoint_read_header is still caught (MF_ERR_FORMAT). */
 mf_status mf_checkpoint_read_f32(const mf_checkpoint_header *h, const mf_checkpoint_tensor *t,
                                  float *out, mf_error *err);
+
+MF_END_API
 
 #endif

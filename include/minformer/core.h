@@ -7,6 +7,20 @@
 
 #define MF_VERSION "0.1.0"
 
+/* The library is compiled with -fvisibility=hidden: only what a public header
+ * declares between MF_BEGIN_API and MF_END_API leaves libminformer.so, so the
+ * kernels and helpers (linear_forward, mf_gemm, the JSON reader...) stay
+ * internal and can change without breaking programs linked against it. */
+#if defined(__GNUC__)
+#define MF_BEGIN_API _Pragma("GCC visibility push(default)")
+#define MF_END_API _Pragma("GCC visibility pop")
+#else
+#define MF_BEGIN_API
+#define MF_END_API
+#endif
+
+MF_BEGIN_API
+
 /* Every library function that can fail returns an mf_status and fills an
  * mf_error; the library never prints and never exits. The CLI turns an error
  * into one line on stderr. */
@@ -75,14 +89,45 @@ mf_status mf_file_read(const char *path, uint64_t max_bytes, char **text, size_t
                        mf_error *err);
 
 /* Replaces path with len bytes atomically: written to a temporary file in the
- * same directory whose name carries the process id (so concurrent writers
+ * same directory, PATH.tmp-PID-N (created with O_EXCL, mode 0666 less the
+ * umask; the process id and a per-process counter, so concurrent writers
  * never share one), fsync'd, renamed over path, and the directory fsync'd. A
- * crash leaves the old file or the new one, never a torn one. MF_ERR_IO
- * "PATH: cannot write: reason". */
+ * crash leaves the old file or the new one, never a torn one; at worst a
+ * stray temporary file.
+ *
+ * Only a regular file is replaced: a directory, device, FIFO or socket at
+ * path is refused before anything is written ("PATH: not a regular file; not
+ * replaced"), since the rename would remove it (--out /dev/null run as root).
+ * A symbolic link at path is itself replaced by the new file; its target is
+ * left alone, so writing never reaches outside path's directory.
+ * Errors are MF_ERR_IO "PATH: reason; not replaced" (the old file is intact,
+ * the temporary file removed), or MF_ERR_IO "PATH: replaced, but syncing its
+ * directory failed: reason". */
 mf_status mf_file_replace(const char *path, const void *data, size_t len, mf_error *err);
+
+/* The same replacement written in pieces, for files too big to build in
+ * memory (checkpoints): begin, any number of writes, then commit, or abort to
+ * leave path as it was. A failed write is remembered: later writes do
+ * nothing and commit reports it (after removing the temporary file), so a
+ * caller may write everything and check once at commit. After begin fails
+ * there is nothing to abort. */
+typedef struct {
+    char *path;  /* the file being replaced (a copy) */
+    char *tmp;   /* the temporary file, renamed over path at commit */
+    int fd;      /* the temporary file's descriptor, -1 when closed */
+    int error;   /* errno of the first failed write, 0 while none failed */
+} mf_file_replacement;
+
+mf_status mf_file_replace_begin(mf_file_replacement *r, const char *path, mf_error *err);
+mf_status mf_file_replace_write(mf_file_replacement *r, const void *data, size_t len,
+                                mf_error *err);
+mf_status mf_file_replace_commit(mf_file_replacement *r, mf_error *err);
+void mf_file_replace_abort(mf_file_replacement *r);
 
 /* Allocation aligned to 64 bytes, zero-filled; NULL on failure. */
 void *mf_alloc(size_t bytes);
 void mf_free(void *p);
+
+MF_END_API
 
 #endif

@@ -5,6 +5,8 @@
 
 #include "core.h"
 
+MF_BEGIN_API
+
 typedef enum { MF_MNIST = 0, MF_CIFAR10 = 1, MF_FASHION_MNIST = 2 } mf_dataset_kind;
 
 /* One split: count images of channels x size x size bytes, planar (c, y, x). */
@@ -78,5 +80,7 @@ void mf_batch_fill(const mf_split *split, const int *indices, int B, const float
                    const float *std, mf_augment augment, uint64_t aug_seed, float *x, int *y);
 /* perm[0..n) becomes a permutation of 0..n-1 drawn from seed (Fisher-Yates). */
 void mf_shuffle(int *perm, int n, uint64_t seed);
+
+MF_END_API
 
 #endif

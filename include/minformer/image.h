@@ -6,6 +6,8 @@
 
 #include "core.h"
 
+MF_BEGIN_API
+
 /* The largest image side the reader accepts. */
 #define MF_IMAGE_MAX_SIDE 16384
 
@@ -35,5 +37,7 @@ mf_status mf_image_decode(const uint8_t *data, size_t size, const char *name, mf
 mf_status mf_image_convert(const mf_image *src, int channels, int width, int height,
                            mf_image *dst, mf_error *err);
 void mf_image_free(mf_image *img); /* safe on a zeroed or freed image */
+
+MF_END_API
 
 #endif

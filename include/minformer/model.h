@@ -6,6 +6,8 @@
 
 #include "core.h"
 
+MF_BEGIN_API
+
 typedef enum {
     MF_QK_SEPARATE = 0, /* q = hWq^T + bq, k = hWk^T + bk, S = q_h k_h^T / sqrt(d) */
     MF_QK_SHARED,       /* k = q: symmetric similarity with W_k = W_q, any H */
@@ -197,5 +199,7 @@ typedef struct {
     size_t total;
 } mf_param_breakdown;
 void mf_config_param_breakdown(const mf_config *cfg, mf_param_breakdown *out);
+
+MF_END_API
 
 #endif

@@ -16,6 +16,8 @@
 #include "model.h"
 #include "train.h"
 
+MF_BEGIN_API
+
 #define MF_RUN_MAX_SETTINGS 48
 #define MF_RUN_NAME_MAX 24   /* bytes of a setting's name, NUL included */
 #define MF_RUN_VALUE_MAX 48  /* bytes of a setting's value, NUL included */
@@ -131,5 +133,7 @@ mf_status mf_run_resume_load(const char *path, const mf_run_identity *requested,
  * open file holds the lock (nothing waits); -1 with MF_ERR_IO on failure. */
 int mf_run_lock_try(const char *path, mf_error *err);
 void mf_run_lock_release(int fd);
+
+MF_END_API
 
 #endif

@@ -8,6 +8,8 @@
 #include "data.h"
 #include "model.h"
 
+MF_BEGIN_API
+
 typedef struct {
     int epochs;
     int batch;
@@ -73,11 +75,20 @@ long mf_steps_per_epoch(int train_count, int batch);
 typedef struct {
     float loss, acc;
     int count;
-    int confusion[10 * 10]; /* [true][predicted] */
+    int classes;         /* the model's class count: a confusion matrix is classes x classes */
 } mf_eval_result;
 
-/* Mean loss, accuracy and confusion matrix of split (no augmentation). */
+/* Mean loss and accuracy of split (no augmentation). */
 mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, const float *std,
                       int batch, mf_eval_result *out, mf_error *err);
+/* The same, and the confusion matrix: confusion holds the caller's
+ * cfg.classes * cfg.classes ints, [true][predicted], zeroed and filled here
+ * (NULL: none, as mf_evaluate). The caller sizes it, so any class count
+ * works and nothing is allocated or freed per evaluation. */
+mf_status mf_evaluate_confusion(mf_model *m, const mf_split *split, const float *mean,
+                                const float *std, int batch, mf_eval_result *out, int *confusion,
+                                mf_error *err);
+
+MF_END_API
 
 #endif

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,48 +224,124 @@ mf_status mf_file_read(const char *path, uint64_t max_bytes, char **text, size_t
     return MF_OK;
 }
 
-mf_status mf_file_replace(const char *path, const void *data, size_t len, mf_error *err)
+/* The refusal of mf_file_replace_begin, checked again just before the rename
+ * (a FIFO made meanwhile must not be removed either). ENOENT: nothing there
+ * yet, which is fine. */
+static int refuse_non_regular(const char *path, mf_error *err)
 {
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
+        mf_fail(err, MF_ERR_IO, "%s: not a regular file; not replaced", path);
+        return 1;
+    }
+    return 0;
+}
+
+mf_status mf_file_replace_begin(mf_file_replacement *r, const char *path, mf_error *err)
+{
+    /* O_EXCL with a name unique to this process and call: never another
+     * writer's temporary file, nor an attacker's link. */
+    static atomic_uint counter;
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
     if (!path || !path[0]) return mf_fail(err, MF_ERR_IO, "an empty file name");
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        mf_fail(err, MF_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        free(tmp);
+    if (refuse_non_regular(path, err)) return MF_ERR_IO;
+    size_t plen = strlen(path), tmp_size = plen + 48;
+    r->path = malloc(plen + 1);
+    r->tmp = malloc(tmp_size);
+    if (!r->path || !r->tmp) {
+        mf_file_replace_abort(r);
+        return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(r->path, path, plen + 1);
+    for (int attempt = 0;; attempt++) {
+        snprintf(r->tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(),
+                 atomic_fetch_add(&counter, 1u));
+        r->fd = open(r->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (r->fd >= 0 || errno != EEXIST || attempt == 100) break;
+    }
+    if (r->fd < 0) {
+        mf_fail(err, MF_ERR_IO, "%s: cannot create the temporary file %s: %s; not replaced", path,
+                r->tmp, strerror(errno));
+        free(r->tmp); /* never created: nothing to unlink */
+        r->tmp = NULL;
+        mf_file_replace_abort(r);
         return MF_ERR_IO;
     }
+    return MF_OK;
+}
+
+mf_status mf_file_replace_write(mf_file_replacement *r, const void *data, size_t len,
+                                mf_error *err)
+{
     const char *p = data;
-    size_t left = len;
-    int e = 0;
-    while (left && !e) {
-        ssize_t w = write(fd, p, left);
+    while (len && !r->error) {
+        /* Linux writes at most about 2 GiB at once. */
+        size_t chunk = len < ((size_t)1 << 30) ? len : (size_t)1 << 30;
+        ssize_t w = write(r->fd, p, chunk);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) e = w < 0 ? errno : EIO;
-        else p += w, left -= (size_t)w;
+        if (w <= 0) r->error = w < 0 ? errno : EIO;
+        else p += w, len -= (size_t)w;
     }
-    if (!e && fsync(fd)) e = errno;
-    if (close(fd) && !e) e = errno;
-    if (!e && rename(tmp, path)) e = errno;
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return mf_fail(err, MF_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    if (r->error)
+        return mf_fail(err, MF_ERR_IO, "%s: cannot write: %s; not replaced", r->path,
+                       strerror(r->error));
+    return MF_OK;
+}
+
+mf_status mf_file_replace_commit(mf_file_replacement *r, mf_error *err)
+{
+    const char *failed = r->error ? "cannot write" : NULL;
+    int e = r->error;
+    if (!failed && fsync(r->fd)) failed = "cannot sync the new file", e = errno;
+    if (close(r->fd) && !failed) failed = "cannot close the new file", e = errno;
+    r->fd = -1;
+    mf_status st = MF_OK;
+    if (failed) st = mf_fail(err, MF_ERR_IO, "%s: %s: %s; not replaced", r->path, failed, strerror(e));
+    else if (refuse_non_regular(r->path, err)) st = MF_ERR_IO;
+    else if (rename(r->tmp, r->path))
+        st = mf_fail(err, MF_ERR_IO, "%s: cannot move the new file into place: %s; not replaced",
+                     r->path, strerror(errno));
+    if (st) {
+        mf_file_replace_abort(r);
+        return st;
     }
-    free(tmp);
-    /* The rename is durable once the directory is. */
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    /* The rename is durable once the directory is. Filesystems that cannot
+     * sync a directory say EINVAL; that is not a failure of the write. */
+    const char *slash = strrchr(r->path, '/');
+    size_t dlen = !slash ? 1 : slash == r->path ? 1 : (size_t)(slash - r->path);
+    memcpy(r->tmp, slash ? r->path : ".", dlen); /* the temporary name is spent: reuse it */
+    r->tmp[dlen] = '\0';
+    int dfd = open(r->tmp, O_RDONLY | O_CLOEXEC);
     if (dfd >= 0) {
-        fsync(dfd);
+        if (fsync(dfd) && errno != EINVAL && errno != ENOTSUP)
+            st = mf_fail(err, MF_ERR_IO, "%s: replaced, but syncing its directory failed: %s",
+                         r->path, strerror(errno));
         close(dfd);
     }
-    return MF_OK;
+    free(r->tmp);
+    r->tmp = NULL; /* renamed: abort must not unlink it */
+    mf_file_replace_abort(r);
+    return st;
+}
+
+void mf_file_replace_abort(mf_file_replacement *r)
+{
+    if (r->fd >= 0) close(r->fd);
+    if (r->tmp) unlink(r->tmp);
+    free(r->tmp);
+    free(r->path);
+    r->fd = -1;
+    r->tmp = r->path = NULL;
+}
+
+mf_status mf_file_replace(const char *path, const void *data, size_t len, mf_error *err)
+{
+    mf_file_replacement r;
+    mf_status st = mf_file_replace_begin(&r, path, err);
+    if (st) return st;
+    mf_file_replace_write(&r, data, len, NULL); /* reported by commit */
+    return mf_file_replace_commit(&r, err);
 }
 
 void *mf_alloc(size_t bytes)

@@ -1,7 +1,7 @@
 /* Checkpoints as safetensors files. The header is validated completely
  * before any data is read, every read is bounded by the file size, and a
- * save goes through a temporary file that is renamed into place, so a crash
- * leaves the old checkpoint or the new one, never a torn file. */
+ * save goes through mf_file_replace (a temporary file renamed into place),
+ * so a crash leaves the old checkpoint or the new one, never a torn file. */
 #define _POSIX_C_SOURCE 200809L
 #include "minformer/checkpoint.h"
 
@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,35 +69,20 @@ static ssize_t read_at(int fd, void *buf, size_t n, uint64_t offset)
     return (ssize_t)done;
 }
 
-static int write_all(int fd, const void *buf, size_t n)
+/* n floats as little-endian bytes; a failure is kept in r for the commit. */
+static void write_floats(mf_file_replacement *r, const float *x, size_t n)
 {
-    const char *p = buf;
-    while (n > 0) {
-        size_t chunk = n < ((size_t)1 << 30) ? n : (size_t)1 << 30;
-        ssize_t w = write(fd, p, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            if (w == 0) errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (host_little_endian()) {
+        mf_file_replace_write(r, x, n * sizeof *x, NULL);
+        return;
     }
-    return 0;
-}
-
-/* n floats as little-endian bytes. */
-static int write_floats(int fd, const float *x, size_t n)
-{
-    if (host_little_endian()) return write_all(fd, x, n * sizeof *x);
     float chunk[4096];
-    for (size_t i = 0; i < n; i += 4096) {
+    for (size_t i = 0; i < n && !r->error; i += 4096) {
         size_t k = n - i < 4096 ? n - i : 4096;
         memcpy(chunk, x + i, k * sizeof *x);
         swap32(chunk, k);
-        if (write_all(fd, chunk, k * sizeof *x)) return -1;
+        mf_file_replace_write(r, chunk, k * sizeof *x, NULL);
     }
-    return 0;
 }
 
 /* zlib's CRC-32 (the one of gzip, PNG and Python's zlib.crc32) of n bytes,
@@ -1012,20 +996,6 @@ static mf_status check_loadable(const char *path, const mf_json_writer *w, const
     return st;
 }
 
-/* The directory holding path, for creating the temporary file beside it and
- * syncing the rename. */
-static char *directory_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    size_t len = slash == path ? 1 : (size_t)(slash - path);
-    char *dir = malloc(len + 1);
-    if (!dir) return NULL;
-    memcpy(dir, path, len);
-    dir[len] = '\0';
-    return dir;
-}
-
 mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_checkpoint_info *info,
                              int with_optimizer, mf_error *err)
 {
@@ -1042,81 +1012,24 @@ mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_check
         mf_json_writer_free(&w);
         return st;
     }
-
-    /* The rename would replace whatever is there: a device node (as root) or a
-     * directory entry that is not a checkpoint must stay. */
-    struct stat existing;
-    if (lstat(path, &existing) == 0 && !S_ISREG(existing.st_mode) && !S_ISLNK(existing.st_mode)) {
+    /* Streamed: the optimizer's moments triple a model's size, too much to
+     * build in memory once more. A failed write is reported by the commit. */
+    mf_file_replacement r;
+    if ((st = mf_file_replace_begin(&r, path, err))) {
         mf_json_writer_free(&w);
-        return mf_fail(err, MF_ERR_IO, "%s: exists and is not a regular file (nothing replaced)", path);
+        return st;
     }
-
-    size_t tmp_size = strlen(path) + 64;
-    char *tmp = malloc(tmp_size);
-    char *dir = directory_of(path);
-    int fd;
-    if (!tmp || !dir) {
-        st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    /* O_EXCL with a name unique to this process and call: never another
-     * writer's temporary file. 0666 lets the umask decide the mode. */
-    static atomic_uint counter;
-    for (int attempt = 0;; attempt++) {
-        snprintf(tmp, tmp_size, "%s.tmp-%ld-%u", path, (long)getpid(),
-                 atomic_fetch_add(&counter, 1u));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST || attempt == 100) break;
-    }
-    if (fd < 0) {
-        st = mf_fail(err, MF_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp,
-                     strerror(errno));
-        goto done;
-    }
-
     unsigned char len8[8];
     put_le64(len8, w.len);
-    /* The first failing step and its errno; the rest are skipped. */
-    const char *failed = NULL;
-    int saved_errno = 0;
-    if (write_all(fd, len8, 8) || write_all(fd, w.data, w.len))
-        failed = "cannot write the new checkpoint";
+    mf_file_replace_write(&r, len8, 8, NULL);
+    mf_file_replace_write(&r, w.data, w.len, NULL);
+    mf_json_writer_free(&w);
     const float *blocks[3] = {m->params, m->adam_m, m->adam_v};
     /* Writes the floats build_header's checksums were computed from. */
-    for (int k = 0; !failed && k < (with_optimizer ? 3 : 1); k++)
-        for (int i = 0; !failed && i < m->num_tensors; i++)
-            if (write_floats(fd, blocks[k] + m->tensors[i].offset, m->tensors[i].numel))
-                failed = "cannot write the new checkpoint";
-    if (!failed && fsync(fd)) failed = "cannot sync the new checkpoint";
-    if (failed) saved_errno = errno;
-    if (close(fd) && !failed) {
-        failed = "cannot close the new checkpoint";
-        saved_errno = errno;
-    }
-    if (!failed && rename(tmp, path)) {
-        failed = "cannot move the new checkpoint into place";
-        saved_errno = errno;
-    }
-    if (failed) {
-        unlink(tmp);
-        st = mf_fail(err, MF_ERR_IO, "%s: %s: %s (nothing replaced)",
-                     path, failed, strerror(saved_errno));
-        goto done;
-    }
-    /* Make the rename itself durable. Filesystems that cannot sync a
-     * directory say EINVAL; that is not a failure of the save. */
-    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) && errno != EINVAL && errno != ENOTSUP)
-            st = mf_fail(err, MF_ERR_IO, "%s: saved, but syncing its directory failed: %s", path,
-                         strerror(errno));
-        close(dfd);
-    }
-done:
-    free(tmp);
-    free(dir);
-    mf_json_writer_free(&w);
-    return st;
+    for (int k = 0; !r.error && k < (with_optimizer ? 3 : 1); k++)
+        for (int i = 0; !r.error && i < m->num_tensors; i++)
+            write_floats(&r, blocks[k] + m->tensors[i].offset, m->tensors[i].numel);
+    return mf_file_replace_commit(&r, err);
 }
 
 /* ---- loading ----------------------------------------------------------------- */

@@ -96,8 +96,17 @@ static mf_status check_split(const mf_config *c, const mf_split *split, const ch
 mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, const float *std,
                       int batch, mf_eval_result *out, mf_error *err)
 {
+    return mf_evaluate_confusion(m, split, mean, std, batch, out, NULL, err);
+}
+
+mf_status mf_evaluate_confusion(mf_model *m, const mf_split *split, const float *mean,
+                                const float *std, int batch, mf_eval_result *out, int *confusion,
+                                mf_error *err)
+{
     const mf_config *c = &m->cfg;
     memset(out, 0, sizeof *out);
+    out->classes = c->classes;
+    if (confusion) memset(confusion, 0, (size_t)c->classes * c->classes * sizeof *confusion);
     if (split->count == 0) return MF_OK;
     mf_status cst = check_split(c, split, "data", err);
     if (cst) return cst;
@@ -134,7 +143,8 @@ mf_status mf_evaluate(mf_model *m, const mf_split *split, const float *mean, con
         for (int i = 0; i < B; i++) {
             int pred = mf_argmax(logits + (size_t)i * c->classes, c->classes);
             correct += pred == y[i];
-            if (y[i] < 10 && pred < 10) out->confusion[y[i] * 10 + pred]++;
+            /* check_split keeps labels below classes, and so is pred. */
+            if (confusion) confusion[(size_t)y[i] * c->classes + pred]++;
         }
     }
     m->training = training;

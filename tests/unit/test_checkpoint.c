@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <zlib.h>
 #ifdef __linux__
@@ -1111,6 +1112,136 @@ static void test_save_write_failure(void)
     mf_model_free(&big);
 }
 
+/* mf_file_replace, which every atomic write goes through: what is at PATH
+ * when it is not a regular file. */
+static void expect_not_replaced(const char *label, const char *path, const char *dir)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    mf_status st = mf_file_replace(path, "new", 3, &err);
+    char want[300];
+    snprintf(want, sizeof want, "%s: not a regular file; not replaced", path);
+    CHECK(st == MF_ERR_IO && !strcmp(err.message, want), "%s: status %d, message '%s'", label, st,
+          err.message);
+    CHECK(count_temp_files(dir) == 0, "%s: a temporary file was left", label);
+    mf_file_replacement r;
+    mf_error_clear(&err);
+    CHECK(mf_file_replace_begin(&r, path, &err) == MF_ERR_IO && !strcmp(err.message, want),
+          "%s: begin: %s", label, err.message);
+    /* A checkpoint goes the same way. */
+    mf_model m = make_model(8, 1, 1);
+    mf_checkpoint_info info;
+    mf_checkpoint_info_init(&info);
+    mf_error_clear(&err);
+    CHECK(mf_checkpoint_save(path, &m, &info, 1, &err) == MF_ERR_IO && !strcmp(err.message, want),
+          "%s: save: %s", label, err.message);
+    mf_model_free(&m);
+    CHECK(count_temp_files(dir) == 0, "%s: a temporary file was left", label);
+}
+
+static void test_replace_refuses_non_regular(void)
+{
+    char dir[128], path[200];
+    path_in(dir, sizeof dir, "nonregular");
+    mkdir(dir, 0755);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    CHECK(mkfifo(path, 0600) == 0, "mkfifo %s: %s", path, strerror(errno));
+    expect_not_replaced("a FIFO", path, dir);
+    CHECK(lstat(path, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
+    snprintf(path, sizeof path, "%s/dir", dir);
+    mkdir(path, 0755);
+    expect_not_replaced("a directory", path, dir);
+    CHECK(lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode), "the directory was replaced");
+    /* A device: /dev/null itself would be the real case as root; a node of
+     * our own where mknod is allowed. */
+    snprintf(path, sizeof path, "%s/null", dir);
+    if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0) {
+        expect_not_replaced("a device", path, dir);
+        CHECK(lstat(path, &sb) == 0 && S_ISCHR(sb.st_mode), "the device was replaced");
+    } else if (verbose) {
+        printf("  (no device node: mknod: %s)\n", strerror(errno));
+    }
+}
+
+/* A symbolic link is replaced itself; its target is left alone. */
+static void test_replace_symlink(void)
+{
+    char dir[128], target[200], link[200];
+    path_in(dir, sizeof dir, "symlink");
+    mkdir(dir, 0755);
+    snprintf(target, sizeof target, "%s/target", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    write_file(target, "old", 3);
+    CHECK(symlink("target", link) == 0, "symlink: %s", strerror(errno));
+    mf_error err;
+    CHECK(mf_file_replace(link, "new", 3, &err) == MF_OK, "%s", err.message);
+    struct stat sb;
+    CHECK(lstat(link, &sb) == 0 && S_ISREG(sb.st_mode), "the link is still a link");
+    size_t n;
+    unsigned char *t = read_file(target, &n), *l = read_file(link, &n);
+    CHECK(t && !memcmp(t, "old", 3), "the link's target was changed");
+    CHECK(l && n == 3 && !memcmp(l, "new", 3), "the new content is not at the link's path");
+    free(t);
+    free(l);
+}
+
+/* The streaming form: pieces, commit; abort leaves the old file; a failed
+ * write is reported at commit and leaves the old file. */
+static void test_replace_streaming(void)
+{
+    char dir[128], path[200];
+    path_in(dir, sizeof dir, "stream");
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/file", dir);
+    write_file(path, "old", 3);
+    mf_file_replacement r;
+    mf_error err;
+    CHECK(mf_file_replace_begin(&r, path, &err) == MF_OK, "%s", err.message);
+    CHECK(count_temp_files(dir) == 1, "no temporary file while writing");
+    CHECK(mf_file_replace_write(&r, "ne", 2, &err) == MF_OK, "%s", err.message);
+    mf_file_replace_abort(&r);
+    size_t n;
+    unsigned char *now = read_file(path, &n);
+    CHECK(now && n == 3 && !memcmp(now, "old", 3), "abort changed the file");
+    free(now);
+    CHECK(count_temp_files(dir) == 0, "abort left its temporary file");
+
+    CHECK(mf_file_replace_begin(&r, path, &err) == MF_OK, "%s", err.message);
+    mf_file_replace_write(&r, "ne", 2, &err);
+    mf_file_replace_write(&r, "w!", 2, &err);
+    CHECK(mf_file_replace_commit(&r, &err) == MF_OK, "%s", err.message);
+    now = read_file(path, &n);
+    CHECK(now && n == 4 && !memcmp(now, "new!", 4), "commit did not replace the file");
+    free(now);
+    CHECK(count_temp_files(dir) == 0, "commit left its temporary file");
+
+    struct rlimit saved, lim;
+    getrlimit(RLIMIT_FSIZE, &saved);
+    lim = saved;
+    lim.rlim_cur = 4096;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &lim)) {
+        signal(SIGXFSZ, prev);
+        SKIP("setrlimit(RLIMIT_FSIZE) failed: %s", strerror(errno));
+    }
+    static char big[8192];
+    CHECK(mf_file_replace_begin(&r, path, &err) == MF_OK, "%s", err.message);
+    mf_file_replace_write(&r, big, sizeof big, NULL);
+    mf_file_replace_write(&r, big, 1, NULL); /* after a failure: nothing */
+    mf_error_clear(&err);
+    mf_status st = mf_file_replace_commit(&r, &err);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, prev);
+    CHECK(st == MF_ERR_IO && strstr(err.message, path) == err.message &&
+              strstr(err.message, strerror(EFBIG)) && strstr(err.message, "not replaced"),
+          "status %d: %s", st, err.message);
+    now = read_file(path, &n);
+    CHECK(now && n == 4 && !memcmp(now, "new!", 4), "a failed write changed the file");
+    free(now);
+    CHECK(count_temp_files(dir) == 0, "a failed write left its temporary file");
+}
+
 /* A real full disk: a 64 KiB tmpfs, where mounting is allowed. */
 static void test_save_disk_full(void)
 {
@@ -1286,6 +1417,9 @@ int main(void)
     RUN(test_save_replaces);
     RUN(test_save_write_failure);
     RUN(test_save_disk_full);
+    RUN(test_replace_refuses_non_regular);
+    RUN(test_replace_symlink);
+    RUN(test_replace_streaming);
     RUN(test_fuzz_header);
     free(base_header);
     free(base_file);
