@@ -353,6 +353,21 @@ static void test_usage_errors(void)
         "eval|--checkpoint is required",
         "predict --checkpoint x.st|image file",
         "collapse --checkpoint x.st|--out",
+        /* The shared options, parsed in one place, say the same everywhere. */
+        "eval --checkpoint x.st --threads 0|--threads needs an integer in [1, 1024]",
+        "collapse --checkpoint x.st --out y.st --threads 2000|--threads needs an integer in [1, 1024]",
+        "attention --checkpoint x.st --threads x|--threads needs an integer in [1, 1024]",
+        "experiment quick --threads 0|--threads needs an integer in [1, 1024]",
+        "experiment quick --limit-train 0|--limit-train needs an integer",
+        "train --dataset mnist --limit-test -1|--limit-test needs an integer",
+        "collapse --checkpoint x.st --out y.st --limit-test 0|--limit-test needs an integer",
+        "info --dataset mnist --data|missing value: --data",
+        "attention --checkpoint x.st --data|missing value: --data",
+        /* Missing values are named by the long option in every command. */
+        "experiment quick --epochs|missing value: --epochs",
+        "experiment quick --only|missing value: --only",
+        "plot a.jsonl --out|missing value: --out",
+        "attention --checkpoint x.st --index|missing value: --index",
     };
     expect_usage_errors(cases, sizeof cases / sizeof cases[0]);
 }
