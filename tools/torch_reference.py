@@ -32,8 +32,8 @@ Record names:
     config.<field>   int32 scalars: image_size channels classes patch dim layers
                      heads mlp_ratio qk vo pool batch, with qk/vo/pool numbered
                      as the C enums (qk: 0 separate 1 shared 2 collapsed
-                     3 symmetric 4 cholesky; vo: 0 separate 1 collapsed 2 none;
-                     pool: 0 cls 1 mean)
+                     3 symmetric 4 cholesky; vo: 0 separate 1 collapsed 2 none
+                     3 shaped; pool: 0 cls 1 mean)
     config.preset    uint8 text, only in the preset cases: the preset applied
                      (after heads = 4) to the defaults of the geometry
     train.lr, train.weight_decay, train.beta1, train.beta2, train.eps
@@ -51,6 +51,18 @@ The AdamW run: torch.optim.AdamW(lr 1e-2, betas (0.9, 0.999), eps 1e-8,
 foreach=False) with two parameter groups, weight decay 0.1 on the tensors
 that decay in the C tensor table (weight matrices and qk_tril) and 0 on the
 rest; each step is zero_grad, forward, backward, step on the same batch.
+
+`--vo shaped` (He & Hofmann, "Simplifying Transformer Blocks", ICLR 2024:
+shaped attention in the value-free block) mixes the inputs with
+alpha I + beta softmax(S) - gamma U, U every entry 1/T; its three scalars
+(blocks.L.attn.shaped_{alpha,beta,gamma}, shape (1)) are drawn around 1 here
+so that the three terms neither vanish nor cancel.
+
+    /usr/bin/python3 tools/torch_reference.py --check-shaped
+
+checks the shaped mixing instead of writing files: its gradients against
+finite differences in double (torch.autograd.gradcheck) for every query/key
+variant, and that the documented initialization starts it as the identity.
 """
 import math
 import os
@@ -63,7 +75,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 QK = {"separate": 0, "shared": 1, "collapsed": 2, "symmetric": 3, "cholesky": 4}
-VO = {"separate": 0, "collapsed": 1, "none": 2}
+VO = {"separate": 0, "collapsed": 1, "none": 2, "shaped": 3}
 POOL = {"cls": 0, "mean": 1}
 
 LR, WEIGHT_DECAY, BETAS, EPS, STEPS = 1e-2, 0.1, (0.9, 0.999), 1e-8, 3
@@ -97,6 +109,10 @@ class Attention(nn.Module):
             self.proj = nn.Linear(n, n)
         elif vo == "collapsed":
             self.vo = nn.Linear(n, n)
+        elif vo == "shaped":  # H = 1
+            self.shaped_alpha = nn.Parameter(torch.ones(1))
+            self.shaped_beta = nn.Parameter(torch.ones(1))
+            self.shaped_gamma = nn.Parameter(torch.ones(1))
 
     def split(self, x):  # (B,T,N) -> (B,H,T,d)
         b, t, n = x.shape
@@ -126,6 +142,12 @@ class Attention(nn.Module):
             return self.proj(mix)
         if self.vo_kind == "collapsed":
             return self.vo(a[:, 0] @ h)
+        if self.vo_kind == "shaped":
+            # The mixing matrix written out: alpha I + beta A - gamma U, U = 1/T.
+            eye = torch.eye(t, dtype=h.dtype)
+            uniform = torch.full((t, t), 1.0 / t, dtype=h.dtype)
+            mixing = self.shaped_alpha * eye + self.shaped_beta * a[:, 0] - self.shaped_gamma * uniform
+            return mixing @ h
         return (a @ h.unsqueeze(1)).mean(dim=1)  # (1/H) sum_h A_h h
 
 
@@ -218,6 +240,8 @@ def randomize(model, cfg, gen):
                 else:
                     std = 1.0 / math.sqrt(n)
                 t.copy_(std * torch.randn(t.shape, generator=gen))
+            elif ".shaped_" in name:  # alpha, beta, gamma of order 1, all different
+                t.copy_(1.0 + 0.3 * torch.randn(t.shape, generator=gen))
             elif "norm" in name and name.endswith(".weight"):
                 t.copy_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
             elif "norm" in name:
@@ -366,16 +390,116 @@ def cases():
                 config(8, 3, 4, 16, 2, 4, 2, "separate", "separate", "mean"), 4, None))
     out.append(("pool_mean_h1_cholesky_none_r0",
                 config(8, 1, 4, 16, 2, 1, 0, "cholesky", "none", "mean"), 4, None))
+    out.append(("pool_mean_h1_shared_shaped_r2",
+                config(8, 1, 4, 16, 2, 1, 2, "shared", "shaped", "mean"), 4, None))
     # The presets at MNIST geometry (28x28x1, patch 7), narrow so files stay small.
     for preset in ("unchanged", "wqk", "minimal", "symmetric"):
         out.append(("mnist_preset_" + preset, preset_config(preset, 28, 1, 7, 24, 2), 4, preset))
     # CIFAR-like geometry: 32x32x3, patch 8.
     out.append(("cifar_h1_symmetric_collapsed_r2",
                 config(32, 3, 8, 16, 2, 1, 2, "symmetric", "collapsed"), 4, None))
+    # Shaped attention at MNIST geometry (T = 17): the minimal model's block.
+    out.append(("mnist_h1_collapsed_shaped_r0",
+                config(28, 1, 7, 24, 2, 1, 0, "collapsed", "shaped"), 4, None))
     return out
 
 
+# ---- checking the shaped mixing ----------------------------------------------
+
+def shaped_init(attn, qk):
+    """The initialization of docs/model.md for --vo shaped, on top of PyTorch's
+    default Linear init (uniform in +-1/sqrt(fan_in), as the C side draws).
+    Where the scores are linear in the query weights (separate, collapsed,
+    symmetric) those weights start at zero, so softmax(S) = U and, with
+    alpha = beta = gamma = 1, the mixing matrix is I (He & Hofmann). Where S is
+    quadratic in them (shared: W_k = W_q; cholesky: W = L L^T) zero weights
+    would have zero gradient forever, so they keep their usual init and
+    beta = gamma = 0 instead: the mixing matrix is again exactly I."""
+    n = attn.n
+    with torch.no_grad():
+        if qk in ("symmetric", "cholesky"):
+            std = math.sqrt(2.0) / n ** 0.75 if qk == "cholesky" else None
+            if std is None:
+                attn.qk_tril.uniform_(-1.0 / math.sqrt(n), 1.0 / math.sqrt(n))
+            else:
+                attn.qk_tril.normal_(0.0, std)
+        for lin in ("q", "k", "qk"):
+            if hasattr(attn, lin):
+                getattr(attn, lin).bias.zero_()
+        attn.shaped_alpha.fill_(1.0)
+        attn.shaped_beta.fill_(1.0)
+        attn.shaped_gamma.fill_(1.0)
+        if qk == "separate":
+            attn.q.weight.zero_()
+        elif qk == "collapsed":
+            attn.qk.weight.zero_()
+        elif qk == "symmetric":
+            attn.qk_tril.zero_()
+        else:  # shared, cholesky
+            attn.shaped_beta.zero_()
+            attn.shaped_gamma.zero_()
+
+
+def check_shaped():
+    """Gradients of the shaped mixing by finite differences (double), the
+    identity at initialization, and that every parameter moves within 3 Adam
+    steps from that initialization. Returns the number of failures."""
+    from torch.nn.utils.stateless import functional_call
+    failures = 0
+    gen = torch.Generator().manual_seed(12)
+    b, t, n = 2, 5, 6
+    for qk in QK:
+        attn = Attention(n, 1, qk, "shaped").double()
+        randomize(attn, dict(dim=n, qk=qk), gen)
+        names = [k for k, _ in attn.named_parameters()]
+        h = torch.randn(b, t, n, dtype=torch.float64, generator=gen, requires_grad=True)
+        params = [p.detach().clone().requires_grad_(True) for _, p in attn.named_parameters()]
+
+        def f(h_, *ps):
+            return functional_call(attn, dict(zip(names, ps)), (h_,))
+        ok = torch.autograd.gradcheck(f, (h, *params), eps=1e-6, atol=1e-8, rtol=1e-6,
+                                      raise_exception=False)
+        # The CLS-row case: only query row 0 is needed (the C side's Q = 1).
+        ok0 = torch.autograd.gradcheck(lambda h_, *ps: f(h_, *ps)[:, :1], (h, *params), eps=1e-6,
+                                       atol=1e-8, rtol=1e-6, raise_exception=False)
+        shaped_init(attn, qk)
+        with torch.no_grad():
+            identity_err = (attn(h) - h).abs().max().item()
+        start = {k: p.detach().clone() for k, p in attn.named_parameters()}
+        opt = torch.optim.Adam(attn.parameters(), lr=1e-2)
+        r = torch.randn(b, t, n, dtype=torch.float64, generator=gen)
+        for _ in range(3):
+            opt.zero_grad()
+            loss = (r * attn(h.detach())).sum() + (attn(h.detach()) ** 2).sum()
+            loss.backward()
+            opt.step()
+        stuck = [k for k, p in attn.named_parameters() if torch.equal(p.detach(), start[k])]
+        good = ok and ok0 and identity_err <= 1e-12 and not stuck
+        failures += not good
+        print("%s shaped qk=%s: gradcheck %s, row-0 gradcheck %s, |out - h| at init %.2g, "
+              "parameters that did not move in 3 Adam steps: %s"
+              % ("ok" if good else "FAILED", qk, "passed" if ok else "failed",
+                 "passed" if ok0 else "failed", identity_err, ", ".join(stuck) or "none"))
+    # Why not zero query weights for the quadratic forms: their gradient is then 0.
+    for qk in ("shared", "cholesky"):
+        attn = Attention(n, 1, qk, "shaped").double()
+        shaped_init(attn, qk)
+        with torch.no_grad():
+            attn.shaped_beta.fill_(1.0)
+            attn.shaped_gamma.fill_(1.0)
+            (attn.q.weight if qk == "shared" else attn.qk_tril).zero_()
+        out = attn(h.detach())
+        ((r * out).sum() + (out ** 2).sum()).backward()
+        w = attn.q.weight if qk == "shared" else attn.qk_tril
+        print("for comparison, qk=%s with zero query weights and beta = gamma = 1: max |dL/dW| %.2g"
+              % (qk, w.grad.abs().max().item()))
+    return failures
+
+
 def main():
+    if sys.argv[1:] == ["--check-shaped"]:
+        torch.set_num_threads(1)
+        sys.exit(1 if check_shaped() else 0)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "data", "parity")
     os.makedirs(outdir, exist_ok=True)
