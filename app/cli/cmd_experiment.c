@@ -15,8 +15,8 @@ static const char *help_head =
     "epoch and saves its log and checkpoint under DIR/<run>/ after every epoch.\n"
     "Finished runs are skipped; an interrupted run resumes from its checkpoint, so\n"
     "rerunning the same command continues a grid. At the end (and after each run)\n"
-    "DIR/results.md, DIR/results.csv, DIR/loss-<dataset>.png and\n"
-    "DIR/accuracy-params.png are written.\n\nGrids:\n";
+    "DIR/results.md, DIR/results.csv, DIR/loss-<dataset>.EXT and\n"
+    "DIR/accuracy-params.EXT are written (EXT: --format's, png by default).\n\nGrids:\n";
 
 static const char *help_tail =
     "\nOptions:\n"
@@ -36,6 +36,7 @@ static const char *help_tail =
     "  --tune-val N       held-out validation images: the last N of the training\n"
     "                     split (default 5000)\n"
     "  --no-augment       no training augmentation\n"
+    "  --format F         the figures' format: png (default), svg or pdf\n"
     "  --threads T        threads (default: all cores)\n\n"
     "Without --lr or --tune-lr a run uses 2e-2 when it has no W_v/W_o (--vo none)\n"
     "and 4e-3 otherwise, as train does. SIGINT or SIGTERM saves the current run and\n"
@@ -49,7 +50,7 @@ static const char *help_tail =
 
 enum {
     OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,
-    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY
+    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -120,9 +121,10 @@ int cmd_experiment(int argc, char **argv)
         {"tune-val", required_argument, 0, OPT_TUNE_VAL},
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
         {"only", required_argument, 0, OPT_ONLY},
+        {"format", required_argument, 0, OPT_FORMAT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *cmd = "experiment", *only = NULL;
+    const char *cmd = "experiment", *only = NULL, *format_name = NULL;
     cli_common_opts co;
     cli_common_opts_init(&co);
     mf_experiment_opts eo;
@@ -146,6 +148,7 @@ int cmd_experiment(int argc, char **argv)
         case OPT_TUNE_VAL: rc = cli_parse_int(cmd, "tune-val", optarg, 1, 1 << 30, &eo.tune_val); break;
         case OPT_NO_AUGMENT: eo.augment = 0; break;
         case OPT_ONLY: only = optarg; break;
+        case OPT_FORMAT: format_name = optarg; break;
         case 'h': usage_grids(); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -157,6 +160,11 @@ int cmd_experiment(int argc, char **argv)
     const mf_experiment_grid *grid = mf_experiment_grid_find(name);
     if (!grid) return cli_usage_error(cmd, "unknown grid '%s' (choose quick, table1, table2, table3)", name);
     if (eo.lr > 0 && eo.tune_lr) return cli_usage_error(cmd, "give --lr or --tune-lr, not both");
+    if (format_name) {
+        mf_error ferr;
+        if (mf_figure_format_parse(format_name, &eo.figure_format, &ferr))
+            return cli_usage_error(cmd, "%s", ferr.message);
+    }
     eo.epochs = epochs ? epochs : grid->default_epochs;
     /* 0: not given (a limit is at least 1), so the grid's. */
     eo.limit_train = co.limit_train ? co.limit_train : grid->default_limit_train;
@@ -274,11 +282,12 @@ int cmd_experiment(int argc, char **argv)
         free(md);
         printf("Results: %s/results.md and %s/results.csv (%d finished run%s of %d)\n", eo.out_dir,
                eo.out_dir, in_summary, in_summary == 1 ? "" : "s", grid->count);
-        printf("Figures: %s/accuracy-params.png", eo.out_dir);
+        const char *ext = mf_figure_format_name(eo.figure_format);
+        printf("Figures: %s/accuracy-params.%s", eo.out_dir, ext);
         for (int d = 0; d < 3; d++) {
             int any = 0;
             for (int i = 0; i < in_summary; i++) any |= (int)summary[i].spec.dataset == d;
-            if (any) printf(", %s/loss-%s.png", eo.out_dir, mf_dataset_name((mf_dataset_kind)d));
+            if (any) printf(", %s/loss-%s.%s", eo.out_dir, mf_dataset_name((mf_dataset_kind)d), ext);
         }
         printf("\nRuns: %s/<run>/ (log.jsonl, checkpoint.safetensors; see minformer attention "
                "--checkpoint)\n", eo.out_dir);

@@ -113,6 +113,7 @@ void mf_experiment_opts_default(mf_experiment_opts *o)
     o->tune_images = 10000;
     o->tune_val = 5000;
     o->augment = 1;
+    o->figure_format = MF_FIGURE_PNG;
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -873,7 +874,7 @@ mf_status mf_experiment_write_summary(const mf_experiment_opts *o, const mf_expe
     }
     if (lock < 0) return MF_ERR_IO;
     mf_status st = mf_experiment_collect(o, grid, fingerprints, out, n, other, err);
-    if (!st) st = mf_experiment_write_results(o->out_dir, grid->name, out, *n, err);
+    if (!st) st = mf_experiment_write_results(o->out_dir, grid->name, out, *n, o->figure_format, err);
     mf_run_lock_release(lock);
     return st;
 }
@@ -969,8 +970,9 @@ static void short_label(const mf_experiment_result *r, int with_layers, char *ou
 }
 
 static mf_status write_figures(const char *dir, const char *grid, const mf_experiment_result *rs,
-                               int n, mf_error *err)
+                               int n, mf_figure_format format, mf_error *err)
 {
+    const char *ext = mf_figure_format_name(format);
     int mixed_layers = 0;
     for (int i = 1; i < n; i++) mixed_layers |= rs[i].spec.layers != rs[0].spec.layers;
     mf_status st = MF_OK;
@@ -1007,18 +1009,18 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
         group_names[groups] = mf_dataset_name((mf_dataset_kind)k);
         groups++;
         char path[1100], title[160];
-        snprintf(path, sizeof path, "%s/loss-%s.png", dir, mf_dataset_name((mf_dataset_kind)k));
+        snprintf(path, sizeof path, "%s/loss-%s.%s", dir, mf_dataset_name((mf_dataset_kind)k), ext);
         snprintf(title, sizeof title, "%s: loss per epoch (%s)", mf_dataset_name((mf_dataset_kind)k), grid);
-        st = mf_figure_curves(path, MF_FIGURE_PNG, 1200, 800, title, logs, label_ptrs, m, 0, err);
+        st = mf_figure_curves(path, format, 1200, 800, title, logs, label_ptrs, m, 0, err);
         for (int i = 0; i < m; i++) mf_training_log_free(&logs[i]);
         if (st) goto out;
     }
     for (int i = 0; i < n; i++) label_ptrs[i] = labels[i];
     {
         char path[1100], title[160];
-        snprintf(path, sizeof path, "%s/accuracy-params.png", dir);
+        snprintf(path, sizeof path, "%s/accuracy-params.%s", dir, ext);
         snprintf(title, sizeof title, "test accuracy against parameters (%s)", grid);
-        st = mf_figure_accuracy_params(path, MF_FIGURE_PNG, 1200, 800, title, params, acc,
+        st = mf_figure_accuracy_params(path, format, 1200, 800, title, params, acc,
                                        label_ptrs, group, group_names, groups, n, err);
     }
 out:
@@ -1031,7 +1033,8 @@ out:
 }
 
 mf_status mf_experiment_write_results(const char *dir, const char *grid,
-                                      const mf_experiment_result *rs, int n, mf_error *err)
+                                      const mf_experiment_result *rs, int n,
+                                      mf_figure_format format, mf_error *err)
 {
     if (n < 1) return MF_OK;
     char path[1100];
@@ -1042,8 +1045,9 @@ mf_status mf_experiment_write_results(const char *dir, const char *grid,
         goto out;
     }
     text_buf doc = {0};
-    tb_printf(&doc, "# %s\n\n%s\nLoss curves: loss-<dataset>.png; accuracy against parameters: "
-                    "accuracy-params.png.\n", grid, md);
+    const char *ext = mf_figure_format_name(format);
+    tb_printf(&doc, "# %s\n\n%s\nLoss curves: loss-<dataset>.%s; accuracy against parameters: "
+                    "accuracy-params.%s.\n", grid, md, ext, ext);
     if (!doc.data) {
         st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the results");
         goto out;
@@ -1054,7 +1058,7 @@ mf_status mf_experiment_write_results(const char *dir, const char *grid,
     if (st) goto out;
     snprintf(path, sizeof path, "%s/results.csv", dir);
     if ((st = write_text(path, csv, err))) goto out;
-    st = write_figures(dir, grid, rs, n, err);
+    st = write_figures(dir, grid, rs, n, format, err);
 out:
     free(md);
     free(csv);

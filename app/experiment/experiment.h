@@ -13,7 +13,7 @@
  *   DIR/<run>/result.json            written last: the run is finished
  *   DIR/summary.lock                 flock'd while the summary is written
  *   DIR/results.md, DIR/results.csv  one row per finished run of the grid
- *   DIR/loss-<dataset>.png, DIR/accuracy-params.png
+ *   DIR/loss-<dataset>.EXT, DIR/accuracy-params.EXT   EXT: png, svg or pdf
  * A run with result.json is skipped; one with only a checkpoint resumes from
  * it exactly (same data order, augmentation and schedule). Either only after
  * run.json, lr.json, result.json and the checkpoint have shown the identity
@@ -28,6 +28,7 @@
 #include "minformer/model.h"
 #include "minformer/run.h"
 #include "minformer/train.h"
+#include "figures/figures.h"
 
 /* One row of a grid: a model configuration on a dataset. The model has the
  * dataset's default geometry (N 64, patch 7 or 4) with these changes. */
@@ -72,6 +73,7 @@ typedef struct {
     int tune_images;      /* training images per sweep point (default 10000) */
     int tune_val;         /* held-out validation images at the end of the training split (5000) */
     int augment;
+    mf_figure_format figure_format; /* the grid figures' format and extension (default PNG) */
 } mf_experiment_opts;
 
 void mf_experiment_opts_default(mf_experiment_opts *o);
@@ -153,10 +155,12 @@ mf_status mf_experiment_write_summary(const mf_experiment_opts *opts,
                                       int *n, int *other, mf_error *err);
 
 /* Writes out_dir/results.md and out_dir/results.csv from n results, and the
- * figures out_dir/loss-<dataset>.png (one per dataset present) and
- * out_dir/accuracy-params.png from the runs' logs. */
+ * figures out_dir/loss-<dataset>.EXT (one per dataset present) and
+ * out_dir/accuracy-params.EXT from the runs' logs, in format (EXT its
+ * mf_figure_format_name). */
 mf_status mf_experiment_write_results(const char *out_dir, const char *grid_name,
-                                      const mf_experiment_result *results, int n, mf_error *err);
+                                      const mf_experiment_result *results, int n,
+                                      mf_figure_format format, mf_error *err);
 
 /* The markdown table alone, for printing. The caller frees the string. */
 char *mf_experiment_markdown(const mf_experiment_result *results, int n);

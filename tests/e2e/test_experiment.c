@@ -1,6 +1,7 @@
 /* Experiments, figures and their commands on a small synthetic MNIST written
  * to a temporary directory: a grid writes its tables and valid PNGs, a second
- * call skips every run, an interrupted run resumes to exactly the result of
+ * call skips every run, --format draws the grid's figures as SVG or PDF, an
+ * interrupted run resumes to exactly the result of
  * an uninterrupted one, --tune-lr records its choice, and plot and attention
  * draw pictures of the stated size in PNG, SVG or PDF (by extension or
  * --format; an unknown extension is a usage error). */
@@ -237,6 +238,44 @@ static void test_grid_command_writes_results_and_skips(void)
     CHECK(rc == 2, "a different --epochs in a finished directory exited %d", rc);
 }
 
+/* --format svg and pdf: the grid's figures in that format, with its extension,
+ * and no PNG; a rerun in another format redraws them from the finished runs. */
+static void test_grid_figures_in_each_format(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    char args[1024], out[600], path[700];
+    snprintf(out, sizeof out, "%s/format.out", root);
+    const char *kinds[2][4] = {{"svg", "<svg", "</svg>", "SVG"}, {"pdf", "%PDF-", "%%EOF", "pdf"}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "experiment quick --epochs 1 --limit-train 256 --limit-test 100 "
+                 "--format %s --data %s --out %s/grid-format", kinds[k][3], root, root);
+        int rc = run_cli(args, out);
+        CHECK(rc == 0, "experiment --format %s exited %d", kinds[k][3], rc);
+        const char *figures[] = {"loss-mnist", "accuracy-params"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(path, sizeof path, "%s/grid-format/%s.%s", root, figures[i], kinds[k][0]);
+            CHECK(file_framed(path, kinds[k][1], kinds[k][2], k == 0), "%s is not a%s %s", path,
+                  k == 0 ? "n" : "", kinds[k][0]);
+            snprintf(path, sizeof path, "%s/grid-format/%s.png", root, figures[i]);
+            CHECK(!exists(path), "%s written with --format %s", path, kinds[k][3]);
+        }
+        snprintf(path, sizeof path, "%s/grid-format/results.md", root);
+        char *md = slurp(path), want[64];
+        snprintf(want, sizeof want, "accuracy-params.%s", kinds[k][0]);
+        CHECK(md && strstr(md, want), "results.md does not name %s", want);
+        free(md);
+    }
+    snprintf(args, sizeof args, "experiment quick --epochs 1 --format gif --data %s --out %s/grid-gif",
+             root, root);
+    CHECK(run_cli(args, out) == 2, "an unknown --format is a usage error");
+    char *said = slurp(out);
+    CHECK(said && strstr(said, "'gif'"), "the message names the format: %s", said ? said : "(none)");
+    free(said);
+    snprintf(path, sizeof path, "%s/grid-gif", root);
+    CHECK(!exists(path), "a refused command made its directory");
+}
+
 typedef struct {
     volatile sig_atomic_t *stop;
     int batches, stop_after;
@@ -465,6 +504,7 @@ int main(void)
     RUN(test_log_reader);
     RUN(test_rollout_of_uniform_attention);
     RUN(test_grid_command_writes_results_and_skips);
+    RUN(test_grid_figures_in_each_format);
     RUN(test_interrupted_run_resumes_exactly);
     RUN(test_tune_lr_records_its_choice);
     RUN(test_plot_and_attention_commands);
