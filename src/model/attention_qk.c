@@ -7,6 +7,7 @@
 
 #include "kernels/gemm.h"
 #include "model/attention_common.h"
+#include "model/variants.h"
 #include "kernels/ops.h"
 #include "base/profile.h"
 
@@ -38,7 +39,7 @@ static void scores_forward(float *att, const float *q, const float *k, const mf_
 
 /* ---- separate: q = hWq^T + bq, k = hWk^T + bk ---------------------------- */
 
-void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int M = d->B * d->T;
     MF_PROF(LINEAR, FWD,
@@ -61,8 +62,8 @@ static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
                    ROWS(s->dk, b, d) + h * hd, N);
 }
 
-void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
+                                           const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
     double t0 = mf_prof_begin();
@@ -73,8 +74,8 @@ void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
             linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1));
 }
 
-void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d)
+static void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                  const mf_layer_acts *a, const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
@@ -82,9 +83,26 @@ void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scr
             linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N));
 }
 
+static const mf_tensor_spec separate_tensors[] = {
+    MF_LINEAR_SPECS("attn.q", mf_block_params, q_w, q_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+    MF_LINEAR_SPECS("attn.k", mf_block_params, k_w, k_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+};
+
+const mf_qk_variant qk_separate = {
+    .name = "separate",
+    .tensors = separate_tensors,
+    .num_tensors = 4,
+    .acts = ACTS_KEYS,
+    .forward = attention_qk_separate_forward,
+    .backward = attention_qk_separate_backward,
+    .backward_params = attention_qk_separate_backward_params,
+    .collapses_to = MF_QK_COLLAPSED,
+    .collapse = collapse_qk_separate,
+};
+
 /* ---- shared: k = q, so S = scale q q^T is symmetric ---------------------- */
 
-void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N));
     scores_forward(a->att, a->q, a->q, d);
@@ -105,8 +123,8 @@ static void shared_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
     mf_gemm_serial(0, 0, Q, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
 }
 
-void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                  const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
+                                         const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
     double t0 = mf_prof_begin();
@@ -115,12 +133,25 @@ void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
     MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1));
 }
 
-void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_layer_acts *a, const mf_attn_dims *d)
+static void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                const mf_layer_acts *a, const mf_attn_dims *d)
 {
     MF_PROF(LINEAR, BWD, linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T,
                                                      d->N, d->N));
 }
+
+static const mf_tensor_spec shared_tensors[] = {
+    MF_LINEAR_SPECS("attn.q", mf_block_params, q_w, q_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+};
+
+const mf_qk_variant qk_shared = {
+    .name = "shared",
+    .tensors = shared_tensors,
+    .num_tensors = 2,
+    .forward = attention_qk_shared_forward,
+    .backward = attention_qk_shared_backward,
+    .backward_params = attention_qk_shared_backward_params,
+};
 
 /* ---- single-head bilinear forms: S = scale u h^T with u = h W^T (+ b) ---- */
 
@@ -143,27 +174,44 @@ static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a,
     mf_prof_end(SCORES, BWD, t0);
 }
 
-void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N,
                                              d->N, query_step(d)));
     scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
-void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
+                                            const mf_block_params *p, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
     MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dh, s->dq, p->qk_w, query_rows(d), d->N,
                                                     d->N, 1, query_step(d)));
 }
 
-void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d)
+static void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                   const mf_layer_acts *a, const mf_attn_dims *d)
 {
     MF_PROF(LINEAR, BWD, linear_backward_params_rows(g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d),
                                                      d->N, d->N, query_step(d)));
 }
+
+static const mf_tensor_spec collapsed_tensors[] = {
+    MF_LINEAR_SPECS("attn.qk", mf_block_params, qk_w, qk_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+};
+
+/* Shared by the single-head forms (collapsed, symmetric, cholesky). */
+static const char one_head_qk[] = "each head's collapsed N x N matrix would cost more than the 2N^2/H parameters of W_q and W_k it replaces";
+
+const mf_qk_variant qk_collapsed = {
+    .name = "collapsed",
+    .tensors = collapsed_tensors,
+    .num_tensors = 2,
+    .one_head = one_head_qk,
+    .forward = attention_qk_collapsed_forward,
+    .backward = attention_qk_collapsed_backward,
+    .backward_params = attention_qk_collapsed_backward_params,
+};
 
 /* ---- symmetric and cholesky: u = h W with W (N,N) symmetric, no bias ----- */
 
@@ -196,7 +244,7 @@ static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer
     mf_prof_end(LINEAR, BWD, t0);
 }
 
-void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     for (int i = 0; i < N; i++)
@@ -204,28 +252,28 @@ void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, 
             a->w_full[(size_t)i * N + j] = a->w_full[(size_t)j * N + i] = p->qk_tril[tril_index(i, j)];
 }
 
-void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     full_weight_forward(a, d);
 }
 
-void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
+                                            const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     full_weight_backward(s, a, d);
 }
 
-void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d)
+static void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                   const mf_layer_acts *a, const mf_attn_dims *d)
 {
     (void)g;
     full_weight_backward_params(s, a, d);
 }
 
-void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
-                                          const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                                 const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     int N = d->N;
@@ -238,7 +286,7 @@ void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scra
 }
 
 /* W = L L^T, positive semi-definite. */
-void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     const float *L = p->qk_tril;
@@ -250,28 +298,28 @@ void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, c
         }
 }
 
-void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     full_weight_forward(a, d);
 }
 
-void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
+                                           const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     full_weight_backward(s, a, d);
 }
 
-void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d)
+static void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                  const mf_layer_acts *a, const mf_attn_dims *d)
 {
     (void)g;
     full_weight_backward_params(s, a, d);
 }
 
-void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_block_params *p, const mf_attn_dims *d)
+static void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
+                                                const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     const float *L = p->qk_tril;
@@ -286,3 +334,39 @@ void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scrat
             g->qk_tril[tril_index(i, j)] += sum;
         }
 }
+
+static const mf_tensor_spec symmetric_tensors[] = {
+    {"attn.qk_tril", 1, {DIM_TRIL, DIM_ONE, DIM_ONE}, 1, INIT_WIDTH_UNIFORM, 0.0f,
+     offsetof(mf_block_params, qk_tril), PART_ATTENTION},
+};
+
+const mf_qk_variant qk_symmetric = {
+    .name = "symmetric",
+    .tensors = symmetric_tensors,
+    .num_tensors = 1,
+    .acts = ACTS_FULL_WEIGHT,
+    .one_head = one_head_qk,
+    .prepare = attention_qk_symmetric_prepare,
+    .forward = attention_qk_symmetric_forward,
+    .backward = attention_qk_symmetric_backward,
+    .backward_params = attention_qk_symmetric_backward_params,
+    .params_finish = attention_qk_symmetric_params_finish,
+};
+
+static const mf_tensor_spec cholesky_tensors[] = {
+    {"attn.qk_tril", 1, {DIM_TRIL, DIM_ONE, DIM_ONE}, 1, INIT_CHOLESKY, 0.0f,
+     offsetof(mf_block_params, qk_tril), PART_ATTENTION},
+};
+
+const mf_qk_variant qk_cholesky = {
+    .name = "cholesky",
+    .tensors = cholesky_tensors,
+    .num_tensors = 1,
+    .acts = ACTS_FULL_WEIGHT,
+    .one_head = one_head_qk,
+    .prepare = attention_qk_cholesky_prepare,
+    .forward = attention_qk_cholesky_forward,
+    .backward = attention_qk_cholesky_backward,
+    .backward_params = attention_qk_cholesky_backward_params,
+    .params_finish = attention_qk_cholesky_params_finish,
+};

@@ -5,6 +5,7 @@
 
 #include "kernels/gemm.h"
 #include "model/attention_common.h"
+#include "model/variants.h"
 #include "kernels/ops.h"
 #include "base/profile.h"
 
@@ -22,8 +23,8 @@ static void separate_forward_head(mf_layer_acts *a, const mf_attn_dims *d, int b
                    0.0f, ROWS(a->mix, b, d) + h * hd, N);
 }
 
-void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
-                                   const mf_attn_dims *d)
+static void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
+                                          const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
     MF_PROF(LINEAR, FWD, linear_forward(a->v, a->ln1, p->v_w, p->v_b, M, N, N));
@@ -46,8 +47,8 @@ static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
                    ROWS(s->dv, b, d) + h * hd, N);
 }
 
-void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d)
+static void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                           const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
     MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dmix, dout, p->proj_w, query_rows(d), N, N, 0,
@@ -58,9 +59,9 @@ void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const
     MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dv, p->v_w, M, N, N, 1));
 }
 
-void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const float *dout, const mf_layer_acts *a,
-                                           const mf_attn_dims *d)
+static void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                  const float *dout, const mf_layer_acts *a,
+                                                  const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
     MF_PROF(LINEAR, BWD,
@@ -68,6 +69,24 @@ void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scr
                                         query_step(d));
             linear_backward_params(g->v_w, g->v_b, s->dv, a->ln1, M, N, N));
 }
+
+static const mf_tensor_spec separate_tensors[] = {
+    MF_LINEAR_SPECS("attn.v", mf_block_params, v_w, v_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+    MF_LINEAR_SPECS("attn.proj", mf_block_params, proj_w, proj_b, DIM_WIDTH, DIM_WIDTH,
+                    PART_ATTENTION),
+};
+
+const mf_vo_variant vo_separate = {
+    .name = "separate",
+    .tensors = separate_tensors,
+    .num_tensors = 4,
+    .acts = ACTS_VALUES,
+    .forward = attention_vo_separate_forward,
+    .backward = attention_vo_separate_backward,
+    .backward_params = attention_vo_separate_backward_params,
+    .collapses_to = MF_VO_COLLAPSED,
+    .collapse = collapse_vo_separate,
+};
 
 /* ---- mixing the inputs themselves: out = w A_h h (collapsed, none) ------- */
 
@@ -93,8 +112,8 @@ static void mixing_backward_image(mf_grad_scratch *s, const float *dmix, const m
 
 /* ---- collapsed (H = 1): out = (A h) Wvo^T + bvo ---------------------------- */
 
-void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
-                                    const mf_attn_dims *d)
+static void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
+                                           const mf_attn_dims *d)
 {
     int N = d->N;
     double t0 = mf_prof_begin();
@@ -104,8 +123,8 @@ void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block
                                              query_step(d)));
 }
 
-void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d)
+static void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                            const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
     MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dmix, dout, p->vo_w, query_rows(d), N, N, 0,
@@ -115,14 +134,28 @@ void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, cons
     mf_prof_end(MIX, BWD, t0);
 }
 
-void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const float *dout, const mf_layer_acts *a,
-                                            const mf_attn_dims *d)
+static void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
+                                                   const float *dout, const mf_layer_acts *a,
+                                                   const mf_attn_dims *d)
 {
     (void)s;
     MF_PROF(LINEAR, BWD, linear_backward_params_rows(g->vo_w, g->vo_b, dout, a->mix, query_rows(d),
                                                      d->N, d->N, query_step(d)));
 }
+
+static const mf_tensor_spec collapsed_tensors[] = {
+    MF_LINEAR_SPECS("attn.vo", mf_block_params, vo_w, vo_b, DIM_WIDTH, DIM_WIDTH, PART_ATTENTION),
+};
+
+const mf_vo_variant vo_collapsed = {
+    .name = "collapsed",
+    .tensors = collapsed_tensors,
+    .num_tensors = 2,
+    .one_head = "each head's W_vo would be N x N, more than the 2N^2/H of W_v and W_o it replaces",
+    .forward = attention_vo_collapsed_forward,
+    .backward = attention_vo_collapsed_backward,
+    .backward_params = attention_vo_collapsed_backward_params,
+};
 
 /* ---- none: out = (1/H) sum_h A_h h, a convex combination of the inputs ---- */
 
@@ -140,8 +173,8 @@ static void none_backward_image(mf_grad_scratch *s, const float *dout, const mf_
     for (int h = 0; h < d->H; h++) mixing_backward_image(s, dout, a, d, h, w, b);
 }
 
-void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
-                               const mf_attn_dims *d)
+static void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
+                                      const mf_attn_dims *d)
 {
     (void)p;
     double t0 = mf_prof_begin();
@@ -149,11 +182,17 @@ void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_para
     mf_prof_end(MIX, FWD, t0);
 }
 
-void attention_vo_none_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                const mf_block_params *p, const mf_attn_dims *d)
+static void attention_vo_none_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
+                                       const mf_block_params *p, const mf_attn_dims *d)
 {
     (void)p;
     double t0 = mf_prof_begin();
     FOR_EACH(d->B, d, none_backward_image(s, dout, a, d, i_));
     mf_prof_end(MIX, BWD, t0);
 }
+
+const mf_vo_variant vo_none = {
+    .name = "none",
+    .forward = attention_vo_none_forward,
+    .backward = attention_vo_none_backward,
+};

@@ -2,7 +2,7 @@
  * appear as the product W_q^T W_k (and W_v, W_o as W_o W_v), made concrete. */
 #include <string.h>
 
-#include "minformer/model.h"
+#include "model/variants.h"
 
 /* C (n x n) = A^T B for n x n row-major A, B, summed in double. */
 static void matmul_at_b(float *C, const float *A, const float *B, int n)
@@ -44,6 +44,18 @@ static void copy_tensor(mf_model *out, const mf_model *in, const char *name)
         memcpy(out->params + to->offset, in->params + ti->offset, ti->numel * sizeof(float));
 }
 
+void collapse_qk_separate(mf_block_params *q, const mf_block_params *p, int N)
+{
+    matmul_at_b(q->qk_w, p->k_w, p->q_w, N);     /* W_qk = W_k^T W_q */
+    matvec(q->qk_b, p->k_w, p->q_b, NULL, N, 1); /* b_qk = W_k^T b_q */
+}
+
+void collapse_vo_separate(mf_block_params *q, const mf_block_params *p, int N)
+{
+    matmul_a_b(q->vo_w, p->proj_w, p->v_w, N);           /* W_vo = W_o W_v */
+    matvec(q->vo_b, p->proj_w, p->v_b, p->proj_b, N, 0); /* b_vo = W_o b_v + b_o */
+}
+
 mf_status mf_model_collapse(const mf_model *in, mf_model *out, mf_error *err)
 {
     const mf_config *c = &in->cfg;
@@ -54,31 +66,23 @@ mf_status mf_model_collapse(const mf_model *in, mf_model *out, mf_error *err)
                        "an N x N matrix, more than the 2N^2/H parameters of the pairs they replace "
                        "(the paper collapses single-head attention only)",
                        c->heads);
-    int qk = c->qk == MF_QK_SEPARATE, vo = c->vo == MF_VO_SEPARATE;
-    if (!qk && !vo)
+    const mf_qk_variant *qk = qk_variant((int)c->qk);
+    const mf_vo_variant *vo = vo_variant((int)c->vo);
+    if (!qk->collapse && !vo->collapse)
         return mf_fail(err, MF_ERR_CONFIG,
                        "nothing to collapse: the model has --qk %s and --vo %s (only separate "
                        "query/key or value/output matrices collapse)",
-                       mf_qk_name(c->qk), mf_vo_name(c->vo));
+                       qk->name, vo->name);
     mf_config oc = *c;
-    if (qk) oc.qk = MF_QK_COLLAPSED;
-    if (vo) oc.vo = MF_VO_COLLAPSED;
+    if (qk->collapse) oc.qk = (mf_qk_kind)qk->collapses_to;
+    if (vo->collapse) oc.vo = (mf_vo_kind)vo->collapses_to;
     mf_status st = mf_model_create(out, &oc, err);
     if (st) return st;
     /* Everything not rewritten keeps its name and value. */
     for (int i = 0; i < out->num_tensors; i++) copy_tensor(out, in, out->tensors[i].name);
-    int N = c->dim;
     for (int l = 0; l < c->layers; l++) {
-        const mf_block_params *p = &in->p.blocks[l];
-        mf_block_params *q = &out->p.blocks[l];
-        if (qk) {
-            matmul_at_b(q->qk_w, p->k_w, p->q_w, N); /* W_qk = W_k^T W_q */
-            matvec(q->qk_b, p->k_w, p->q_b, NULL, N, 1); /* b_qk = W_k^T b_q */
-        }
-        if (vo) {
-            matmul_a_b(q->vo_w, p->proj_w, p->v_w, N); /* W_vo = W_o W_v */
-            matvec(q->vo_b, p->proj_w, p->v_b, p->proj_b, N, 0); /* b_vo = W_o b_v + b_o */
-        }
+        if (qk->collapse) qk->collapse(&out->p.blocks[l], &in->p.blocks[l], c->dim);
+        if (vo->collapse) vo->collapse(&out->p.blocks[l], &in->p.blocks[l], c->dim);
     }
     return MF_OK;
 }

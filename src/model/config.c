@@ -1,37 +1,14 @@
-/* Model configuration: defaults, presets, the validity rules and parameter
- * counts, all without building a model. */
+/* Model configuration: defaults, presets and the validity rules, without
+ * building a model. The attention kinds' names and rules are their registry
+ * entries' (variants.c); the parameter counts come from the tensor table
+ * (param_table.c). */
 #include <string.h>
 
-#include "minformer/model.h"
+#include "model/variants.h"
 
-static const char *const qk_names[] = {"separate", "shared", "collapsed", "symmetric", "cholesky"};
-static const char *const vo_names[] = {"separate", "collapsed", "none"};
 static const char *const pool_names[] = {"cls", "mean"};
 
-const char *mf_qk_name(mf_qk_kind k) { return (unsigned)k < 5 ? qk_names[k] : "?"; }
-const char *mf_vo_name(mf_vo_kind k) { return (unsigned)k < 3 ? vo_names[k] : "?"; }
 const char *mf_pool_name(mf_pool_kind k) { return (unsigned)k < 2 ? pool_names[k] : "?"; }
-
-mf_status mf_qk_parse(const char *s, mf_qk_kind *out, mf_error *err)
-{
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(s, qk_names[i])) {
-            *out = (mf_qk_kind)i;
-            return MF_OK;
-        }
-    return mf_fail(err, MF_ERR_CONFIG,
-                   "unknown --qk '%s' (choose separate, shared, collapsed, symmetric, cholesky)", s);
-}
-
-mf_status mf_vo_parse(const char *s, mf_vo_kind *out, mf_error *err)
-{
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, vo_names[i])) {
-            *out = (mf_vo_kind)i;
-            return MF_OK;
-        }
-    return mf_fail(err, MF_ERR_CONFIG, "unknown --vo '%s' (choose separate, collapsed, none)", s);
-}
 
 mf_status mf_pool_parse(const char *s, mf_pool_kind *out, mf_error *err)
 {
@@ -104,20 +81,16 @@ mf_status mf_config_validate(const mf_config *c, mf_error *err)
     if (c->dim % c->heads)
         return mf_fail(err, MF_ERR_CONFIG, "the width %d must be divisible by the heads %d",
                        c->dim, c->heads);
-    if ((unsigned)c->qk > MF_QK_CHOLESKY || (unsigned)c->vo > MF_VO_NONE ||
-        (unsigned)c->pool > MF_POOL_MEAN)
+    const mf_qk_variant *qk = qk_variant((int)c->qk);
+    const mf_vo_variant *vo = vo_variant((int)c->vo);
+    if (!qk || !vo || (unsigned)c->pool > MF_POOL_MEAN)
         return mf_fail(err, MF_ERR_CONFIG, "unknown attention or pooling kind");
-    if (c->heads > 1 && (c->qk == MF_QK_COLLAPSED || c->qk == MF_QK_SYMMETRIC ||
-                         c->qk == MF_QK_CHOLESKY))
-        return mf_fail(err, MF_ERR_CONFIG,
-                       "--qk %s needs --heads 1: with %d heads each head's collapsed N x N matrix "
-                       "would cost more than the 2N^2/H parameters of W_q and W_k it replaces",
-                       mf_qk_name(c->qk), c->heads);
-    if (c->heads > 1 && c->vo == MF_VO_COLLAPSED)
-        return mf_fail(err, MF_ERR_CONFIG,
-                       "--vo collapsed needs --heads 1: with %d heads each head's W_vo would be "
-                       "N x N, more than the 2N^2/H of W_v and W_o it replaces",
-                       c->heads);
+    if (c->heads > 1 && qk->one_head)
+        return mf_fail(err, MF_ERR_CONFIG, "--qk %s needs --heads 1: with %d heads %s", qk->name,
+                       c->heads, qk->one_head);
+    if (c->heads > 1 && vo->one_head)
+        return mf_fail(err, MF_ERR_CONFIG, "--vo %s needs --heads 1: with %d heads %s", vo->name,
+                       c->heads, vo->one_head);
     if (c->mlp_ratio < 0) return mf_fail(err, MF_ERR_CONFIG, "the MLP ratio must be 0 or more");
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return mf_fail(err, MF_ERR_CONFIG, "dropout must be in [0, 1)");
@@ -133,42 +106,4 @@ int mf_config_patches(const mf_config *cfg)
 int mf_config_tokens(const mf_config *cfg)
 {
     return mf_config_patches(cfg) + (cfg->pool == MF_POOL_CLS ? 1 : 0);
-}
-
-void mf_config_param_breakdown(const mf_config *c, mf_param_breakdown *o)
-{
-    size_t N = (size_t)c->dim, L = (size_t)c->layers, F = (size_t)c->mlp_ratio * N;
-    size_t cpp = (size_t)c->channels * c->patch * c->patch;
-    size_t lin = N * N + N; /* one N x N Linear with bias */
-    memset(o, 0, sizeof *o);
-    o->patch_embed = N * cpp + N;
-    o->cls_token = c->pool == MF_POOL_CLS ? N : 0;
-    o->pos_embed = (size_t)mf_config_tokens(c) * N;
-    size_t attn = 0;
-    switch (c->qk) {
-    case MF_QK_SEPARATE: attn += 2 * lin; break;
-    case MF_QK_SHARED: attn += lin; break;
-    case MF_QK_COLLAPSED: attn += lin; break;
-    case MF_QK_SYMMETRIC:
-    case MF_QK_CHOLESKY: attn += N * (N + 1) / 2; break;
-    }
-    switch (c->vo) {
-    case MF_VO_SEPARATE: attn += 2 * lin; break;
-    case MF_VO_COLLAPSED: attn += lin; break;
-    case MF_VO_NONE: break;
-    }
-    o->attention = L * attn;
-    o->norms = L * (F ? 4 * N : 2 * N);
-    o->mlp = F ? L * (F * N + F + N * F + N) : 0;
-    o->final_norm = 2 * N;
-    o->head = (size_t)c->classes * N + (size_t)c->classes;
-    o->total = o->patch_embed + o->cls_token + o->pos_embed + o->attention + o->norms + o->mlp +
-               o->final_norm + o->head;
-}
-
-size_t mf_config_num_params(const mf_config *cfg)
-{
-    mf_param_breakdown b;
-    mf_config_param_breakdown(cfg, &b);
-    return b.total;
 }

@@ -10,163 +10,12 @@
 #include <unistd.h>
 
 #include "kernels/gemm.h"
-#include "model/model_internal.h"
+#include "model/param_table.h"
 #include "kernels/ops.h"
 #include "base/profile.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* ---- parameter layout ------------------------------------------------ */
-
-typedef struct {
-    mf_tensor_info *tensors; /* NULL while only counting */
-    int count;
-    size_t offset;
-} layout_builder;
-
-static void add_tensor(layout_builder *lb, const char *name, int decay, int ndim, int d0, int d1,
-                       int d2)
-{
-    int shape[3] = {d0, d1, d2};
-    size_t numel = 1;
-    for (int i = 0; i < ndim; i++) numel *= (size_t)shape[i];
-    if (lb->tensors) {
-        mf_tensor_info *t = &lb->tensors[lb->count];
-        memset(t, 0, sizeof *t);
-        snprintf(t->name, sizeof t->name, "%s", name);
-        t->ndim = ndim;
-        for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-        t->offset = lb->offset;
-        t->numel = numel;
-        t->decay = decay;
-    }
-    lb->count++;
-    lb->offset += numel;
-}
-
-static void add_linear(layout_builder *lb, const char *prefix, int out, int in)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%.48s.weight", prefix);
-    add_tensor(lb, name, 1, 2, out, in, 0);
-    snprintf(name, sizeof name, "%.48s.bias", prefix);
-    add_tensor(lb, name, 0, 1, out, 0, 0);
-}
-
-static void add_norm(layout_builder *lb, const char *prefix, int n)
-{
-    char name[64];
-    snprintf(name, sizeof name, "%.48s.weight", prefix);
-    add_tensor(lb, name, 0, 1, n, 0, 0);
-    snprintf(name, sizeof name, "%.48s.bias", prefix);
-    add_tensor(lb, name, 0, 1, n, 0, 0);
-}
-
-/* The tensors of a configuration in checkpoint order; the names and shapes
- * are PyTorch's (timm-style ViT). */
-static void build_layout(const mf_config *c, layout_builder *lb)
-{
-    int N = c->dim, F = c->mlp_ratio * c->dim, cpp = c->channels * c->patch * c->patch;
-    char p[64];
-    if (c->pool == MF_POOL_CLS) add_tensor(lb, "cls_token", 0, 3, 1, 1, N);
-    add_tensor(lb, "pos_embed", 0, 3, 1, mf_config_tokens(c), N);
-    add_linear(lb, "patch_embed", N, cpp);
-    for (int l = 0; l < c->layers; l++) {
-        snprintf(p, sizeof p, "blocks.%d.norm1", l);
-        add_norm(lb, p, N);
-        switch (c->qk) {
-        case MF_QK_SEPARATE:
-            snprintf(p, sizeof p, "blocks.%d.attn.q", l);
-            add_linear(lb, p, N, N);
-            snprintf(p, sizeof p, "blocks.%d.attn.k", l);
-            add_linear(lb, p, N, N);
-            break;
-        case MF_QK_SHARED:
-            snprintf(p, sizeof p, "blocks.%d.attn.q", l);
-            add_linear(lb, p, N, N);
-            break;
-        case MF_QK_COLLAPSED:
-            snprintf(p, sizeof p, "blocks.%d.attn.qk", l);
-            add_linear(lb, p, N, N);
-            break;
-        case MF_QK_SYMMETRIC:
-        case MF_QK_CHOLESKY:
-            snprintf(p, sizeof p, "blocks.%d.attn.qk_tril", l);
-            add_tensor(lb, p, 1, 1, N * (N + 1) / 2, 0, 0);
-            break;
-        }
-        if (c->vo == MF_VO_SEPARATE) {
-            snprintf(p, sizeof p, "blocks.%d.attn.v", l);
-            add_linear(lb, p, N, N);
-            snprintf(p, sizeof p, "blocks.%d.attn.proj", l);
-            add_linear(lb, p, N, N);
-        } else if (c->vo == MF_VO_COLLAPSED) {
-            snprintf(p, sizeof p, "blocks.%d.attn.vo", l);
-            add_linear(lb, p, N, N);
-        }
-        if (F > 0) {
-            snprintf(p, sizeof p, "blocks.%d.norm2", l);
-            add_norm(lb, p, N);
-            snprintf(p, sizeof p, "blocks.%d.mlp.fc1", l);
-            add_linear(lb, p, F, N);
-            snprintf(p, sizeof p, "blocks.%d.mlp.fc2", l);
-            add_linear(lb, p, N, F);
-        }
-    }
-    add_norm(lb, "norm", N);
-    add_linear(lb, "head", c->classes, N);
-}
-
-static float *view(const mf_model *m, float *base, const char *name)
-{
-    const mf_tensor_info *t = mf_model_find_tensor(m, name);
-    return t ? base + t->offset : NULL;
-}
-
-/* Points the named views of one block (params, grads, moments) at base. */
-static void bind_views(const mf_model *m, float *base, mf_params *v, mf_block_params *blocks)
-{
-    char n[64];
-    memset(v, 0, sizeof *v);
-    v->cls_token = view(m, base, "cls_token");
-    v->pos_embed = view(m, base, "pos_embed");
-    v->patch_w = view(m, base, "patch_embed.weight");
-    v->patch_b = view(m, base, "patch_embed.bias");
-    v->norm_w = view(m, base, "norm.weight");
-    v->norm_b = view(m, base, "norm.bias");
-    v->head_w = view(m, base, "head.weight");
-    v->head_b = view(m, base, "head.bias");
-    v->blocks = blocks;
-#define BLOCK_VIEW(field, suffix)                                                                  \
-    snprintf(n, sizeof n, "blocks.%d.%s", l, suffix);                                              \
-    b->field = view(m, base, n)
-    for (int l = 0; l < m->cfg.layers; l++) {
-        mf_block_params *b = &blocks[l];
-        BLOCK_VIEW(norm1_w, "norm1.weight");
-        BLOCK_VIEW(norm1_b, "norm1.bias");
-        BLOCK_VIEW(q_w, "attn.q.weight");
-        BLOCK_VIEW(q_b, "attn.q.bias");
-        BLOCK_VIEW(k_w, "attn.k.weight");
-        BLOCK_VIEW(k_b, "attn.k.bias");
-        BLOCK_VIEW(qk_w, "attn.qk.weight");
-        BLOCK_VIEW(qk_b, "attn.qk.bias");
-        BLOCK_VIEW(qk_tril, "attn.qk_tril");
-        BLOCK_VIEW(v_w, "attn.v.weight");
-        BLOCK_VIEW(v_b, "attn.v.bias");
-        BLOCK_VIEW(proj_w, "attn.proj.weight");
-        BLOCK_VIEW(proj_b, "attn.proj.bias");
-        BLOCK_VIEW(vo_w, "attn.vo.weight");
-        BLOCK_VIEW(vo_b, "attn.vo.bias");
-        BLOCK_VIEW(norm2_w, "norm2.weight");
-        BLOCK_VIEW(norm2_b, "norm2.bias");
-        BLOCK_VIEW(fc1_w, "mlp.fc1.weight");
-        BLOCK_VIEW(fc1_b, "mlp.fc1.bias");
-        BLOCK_VIEW(fc2_w, "mlp.fc2.weight");
-        BLOCK_VIEW(fc2_b, "mlp.fc2.bias");
-    }
-#undef BLOCK_VIEW
-}
 
 const mf_tensor_info *mf_model_find_tensor(const mf_model *m, const char *name)
 {
@@ -190,28 +39,22 @@ mf_status mf_model_create(mf_model *m, const mf_config *cfg, mf_error *err)
     if ((st = mf_model_memory_estimate(cfg, 1, &need, err))) return st;
     if ((st = memory_check(&need, 0, 1, err))) return st;
     m->cfg = *cfg;
-    layout_builder lb = {0};
-    build_layout(cfg, &lb);
-    m->num_tensors = lb.count;
-    m->num_params = lb.offset;
-    m->tensors = mf_alloc((size_t)lb.count * sizeof *m->tensors);
+    m->num_params = param_layout(cfg, NULL, &m->num_tensors);
+    m->tensors = mf_alloc((size_t)m->num_tensors * sizeof *m->tensors);
     m->block_views = mf_alloc(2 * (size_t)cfg->layers * sizeof *m->block_views);
     m->memory = mf_alloc(4 * m->num_params * sizeof(float));
     if (!m->tensors || !m->block_views || !m->memory) {
         mf_model_free(m);
         return mf_fail(err, MF_ERR_NOMEM, "out of memory for a model of %zu parameters",
-                       (size_t)lb.offset);
+                       m->num_params);
     }
-    lb.tensors = m->tensors;
-    lb.count = 0;
-    lb.offset = 0;
-    build_layout(cfg, &lb);
+    param_layout(cfg, m->tensors, NULL);
     m->params = m->memory;
     m->grads = m->params + m->num_params;
     m->adam_m = m->grads + m->num_params;
     m->adam_v = m->adam_m + m->num_params;
-    bind_views(m, m->params, &m->p, m->block_views);
-    bind_views(m, m->grads, &m->g, m->block_views + cfg->layers);
+    param_bind_views(cfg, m->params, &m->p, m->block_views);
+    param_bind_views(cfg, m->grads, &m->g, m->block_views + cfg->layers);
     return MF_OK;
 }
 
@@ -232,55 +75,6 @@ void mf_model_free(mf_model *m)
     mf_free(m->memory);
     free_activations(m->acts);
     memset(m, 0, sizeof *m);
-}
-
-/* ---- initialization ---------------------------------------------------- */
-
-static void fill_uniform(float *x, size_t n, float bound, mf_rng *rng)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (2.0f * mf_rng_uniform(rng) - 1.0f) * bound;
-}
-
-static void fill_normal(float *x, size_t n, float std, mf_rng *rng)
-{
-    for (size_t i = 0; i < n; i++) x[i] = std * mf_rng_normal(rng);
-}
-
-/* Weights of a Linear(in, out): uniform in +-1/sqrt(in) (PyTorch's default
- * bound), so a unit-variance input gives outputs of variance 1/3; biases 0.
- * Attention scores then start with a standard deviation of about 1/3 for
- * every query/key variant: order 1, so softmax is neither flat nor saturated.
- * Cholesky: L entries normal with std sqrt(2)/N^(3/4), which makes the mean
- * quadratic form |L^T h|^2 / sqrt(N) about 1 for a LayerNormed h.
- * LayerNorm: weight 1, bias 0. cls_token, pos_embed: normal, std 0.02. */
-void mf_model_init_weights(mf_model *m, uint64_t seed)
-{
-    mf_rng rng;
-    mf_rng_seed(&rng, seed);
-    const mf_config *c = &m->cfg;
-    memset(m->params, 0, m->num_params * sizeof(float));
-    for (int i = 0; i < m->num_tensors; i++) {
-        const mf_tensor_info *t = &m->tensors[i];
-        float *x = m->params + t->offset;
-        const char *name = t->name;
-        size_t len = strlen(name);
-        int is_norm = strstr(name, "norm") != NULL;
-        if (!strcmp(name, "cls_token") || !strcmp(name, "pos_embed")) {
-            fill_normal(x, t->numel, 0.02f, &rng);
-        } else if (strstr(name, "qk_tril")) {
-            int N = c->dim;
-            if (c->qk == MF_QK_CHOLESKY)
-                fill_normal(x, t->numel, sqrtf(2.0f) / powf((float)N, 0.75f), &rng);
-            else
-                fill_uniform(x, t->numel, 1.0f / sqrtf((float)N), &rng);
-        } else if (is_norm) {
-            if (len > 7 && !strcmp(name + len - 7, ".weight"))
-                for (size_t j = 0; j < t->numel; j++) x[j] = 1.0f;
-        } else if (t->ndim == 2) {
-            fill_uniform(x, t->numel, 1.0f / sqrtf((float)t->shape[1]), &rng);
-        }
-        /* biases stay 0 */
-    }
 }
 
 /* ---- activations ------------------------------------------------------- */
@@ -307,7 +101,7 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, si
     size_t T = (size_t)mf_config_tokens(c), P = (size_t)mf_config_patches(c), N = (size_t)c->dim;
     size_t H = (size_t)c->heads, F = (size_t)c->mlp_ratio * N, K = (size_t)c->classes;
     size_t M = (size_t)B * T, cpp = (size_t)c->channels * c->patch * c->patch;
-    int separate_qk = c->qk == MF_QK_SEPARATE, tril = c->qk == MF_QK_SYMMETRIC || c->qk == MF_QK_CHOLESKY;
+    unsigned need = qk_variant((int)c->qk)->acts | vo_variant((int)c->vo)->acts;
     acts->patches = take(ar, (size_t)B * P * cpp);
     acts->tokens = take(ar, (size_t)B * P * N);
     for (int l = 0; l <= c->layers; l++) {
@@ -319,10 +113,10 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, si
         la->ln1_mean = take(ar, M);
         la->ln1_rstd = take(ar, M);
         la->q = take(ar, M * N);
-        if (separate_qk) la->k = take(ar, M * N);
-        if (tril) la->w_full = take(ar, N * N);
+        if (need & ACTS_KEYS) la->k = take(ar, M * N);
+        if (need & ACTS_FULL_WEIGHT) la->w_full = take(ar, N * N);
         la->att = take(ar, (size_t)B * H * T * T);
-        if (c->vo == MF_VO_SEPARATE) la->v = take(ar, M * N);
+        if (need & ACTS_VALUES) la->v = take(ar, M * N);
         la->mix = take(ar, M * N);
         if (F) {
             la->x_mid = take(ar, M * N);
@@ -362,25 +156,12 @@ static void carve(mf_activations *acts, arena *ar, const mf_config *c, int B, si
     acts->gpart = take(ar, (size_t)backward_chunks(c, B) * gpart_stride);
 }
 
-/* Floats of one block's parameters (the same for every block: they lie one
- * after another from blocks.0.norm1.weight). */
-static size_t block_numel(const mf_model *m)
-{
-    char name[64];
-    snprintf(name, sizeof name, "blocks.%d.norm1.weight", m->cfg.layers > 1 ? 1 : 0);
-    const mf_tensor_info *first = mf_model_find_tensor(m, "blocks.0.norm1.weight");
-    const mf_tensor_info *next = m->cfg.layers > 1 ? mf_model_find_tensor(m, name)
-                                                  : mf_model_find_tensor(m, "norm.weight");
-    return next->offset - first->offset;
-}
-
-
 /* What one chunk's slice of gpart holds: the block's gradients (numel
  * floats), then dL/dW (N,N) for the symmetric and Cholesky forms. */
 static size_t block_grad_floats(const mf_config *c, size_t numel)
 {
-    int tril = c->qk == MF_QK_SYMMETRIC || c->qk == MF_QK_CHOLESKY;
-    return numel + (tril ? (size_t)c->dim * c->dim : 0);
+    unsigned need = qk_variant((int)c->qk)->acts | vo_variant((int)c->vo)->acts;
+    return numel + (need & ACTS_FULL_WEIGHT ? (size_t)c->dim * c->dim : 0);
 }
 
 mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
@@ -399,7 +180,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     a->layers = mf_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
     a->labels = mf_alloc((size_t)B * sizeof(int));
     arena ar = {NULL, 0};
-    size_t numel = block_numel(m);
+    size_t numel = param_block_floats(&m->cfg);
     size_t stride = (block_grad_floats(&m->cfg, numel) + 15) & ~(size_t)15; /* 64-byte slices */
     if (a->layers) carve(a, &ar, &m->cfg, B, stride);
     a->memory = a->layers ? mf_alloc(ar.used * sizeof(float)) : NULL;
@@ -412,7 +193,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     ar.used = 0;
     carve(a, &ar, &m->cfg, B, stride);
     a->block_numel = numel;
-    a->block0 = mf_model_find_tensor(m, "blocks.0.norm1.weight")->offset;
+    a->block0 = param_block0(&m->cfg);
     a->capacity = B;
     m->acts = a;
     m->batch_capacity = B;
@@ -420,14 +201,6 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
 }
 
 /* ---- memory --------------------------------------------------------------- */
-
-/* Floats of a configuration's parameters, from its layout. */
-static size_t layout_floats(const mf_config *c)
-{
-    layout_builder lb = {0};
-    build_layout(c, &lb);
-    return lb.offset;
-}
 
 /* Beyond this many floats (2^56 bytes / 4: far past any machine) the estimate
  * is not computed exactly, so no size computation can overflow. */
@@ -458,23 +231,16 @@ mf_status mf_model_memory_estimate(const mf_config *cfg, int batch, mf_memory_es
         return MF_OK;
     }
     /* Exactly what mf_model_create and mf_model_reserve allocate. */
-    size_t np = layout_floats(c);
-    mf_config one = *c, two = *c;
-    one.layers = 1;
-    two.layers = 2;
-    size_t numel = layout_floats(&two) - layout_floats(&one); /* one block */
+    int num_tensors;
+    size_t np = param_layout(c, NULL, &num_tensors);
+    size_t numel = param_block_floats(c);
     size_t stride = (block_grad_floats(c, numel) + 15) & ~(size_t)15;
     mf_activations probe;
     memset(&probe, 0, sizeof probe);
     arena ar = {NULL, 0};
     carve(&probe, &ar, c, batch, stride);
-    uint64_t tensors = 0;
-    {
-        layout_builder lb = {0};
-        build_layout(c, &lb);
-        tensors = (uint64_t)lb.count * sizeof(mf_tensor_info) +
-                  2 * (uint64_t)c->layers * sizeof(mf_block_params);
-    }
+    uint64_t tensors = (uint64_t)num_tensors * sizeof(mf_tensor_info) +
+                       2 * (uint64_t)c->layers * sizeof(mf_block_params);
     out->parameters = 16 * (uint64_t)np + tensors;
     /* Plus the batch of inputs the trainer and the evaluator fill: images,
      * labels and their indices. */
@@ -829,26 +595,16 @@ static int dropout_on(const mf_model *m) { return m->training && m->cfg.dropout 
 static void attention_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_config *c,
                               const mf_attn_dims *d)
 {
-    if (c->qk == MF_QK_SYMMETRIC) MF_PROF(MF_PROF_ATTN_LINEAR, MF_PROF_FORWARD, attention_qk_symmetric_prepare(a, p, d));
-    if (c->qk == MF_QK_CHOLESKY) MF_PROF(MF_PROF_ATTN_LINEAR, MF_PROF_FORWARD, attention_qk_cholesky_prepare(a, p, d));
+    const mf_qk_variant *qk = qk_variant((int)c->qk);
+    if (qk->prepare) MF_PROF(MF_PROF_ATTN_LINEAR, MF_PROF_FORWARD, qk->prepare(a, p, d));
 }
 
 /* The two attention calls of a block, chosen by the configuration. */
 static void attention_forward(float *out, mf_layer_acts *a, const mf_block_params *p,
                               const mf_config *c, const mf_attn_dims *d)
 {
-    switch (c->qk) {
-    case MF_QK_SEPARATE: attention_qk_separate_forward(a, p, d); break;
-    case MF_QK_SHARED: attention_qk_shared_forward(a, p, d); break;
-    case MF_QK_COLLAPSED: attention_qk_collapsed_forward(a, p, d); break;
-    case MF_QK_SYMMETRIC: attention_qk_symmetric_forward(a, p, d); break;
-    case MF_QK_CHOLESKY: attention_qk_cholesky_forward(a, p, d); break;
-    }
-    switch (c->vo) {
-    case MF_VO_SEPARATE: attention_vo_separate_forward(out, a, p, d); break;
-    case MF_VO_COLLAPSED: attention_vo_collapsed_forward(out, a, p, d); break;
-    case MF_VO_NONE: attention_vo_none_forward(out, a, p, d); break;
-    }
+    qk_variant((int)c->qk)->forward(a, p, d);
+    vo_variant((int)c->vo)->forward(out, a, p, d);
 }
 
 /* Where the LayerNorm that follows a residual add writes: LN2 of the same
@@ -1089,18 +845,8 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
 static void attention_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                const mf_block_params *p, const mf_config *c, const mf_attn_dims *d)
 {
-    switch (c->vo) {
-    case MF_VO_SEPARATE: attention_vo_separate_backward(s, dout, a, p, d); break;
-    case MF_VO_COLLAPSED: attention_vo_collapsed_backward(s, dout, a, p, d); break;
-    case MF_VO_NONE: attention_vo_none_backward(s, dout, a, p, d); break;
-    }
-    switch (c->qk) {
-    case MF_QK_SEPARATE: attention_qk_separate_backward(s, a, p, d); break;
-    case MF_QK_SHARED: attention_qk_shared_backward(s, a, p, d); break;
-    case MF_QK_COLLAPSED: attention_qk_collapsed_backward(s, a, p, d); break;
-    case MF_QK_SYMMETRIC: attention_qk_symmetric_backward(s, a, p, d); break;
-    case MF_QK_CHOLESKY: attention_qk_cholesky_backward(s, a, p, d); break;
-    }
+    vo_variant((int)c->vo)->backward(s, dout, a, p, d);
+    qk_variant((int)c->qk)->backward(s, a, p, d);
 }
 
 /* The attention's parameter gradients over the images of d, added into g. */
@@ -1108,18 +854,9 @@ static void attention_backward_params(mf_block_params *g, const mf_grad_scratch 
                                       const float *dout, const mf_layer_acts *a,
                                       const mf_config *c, const mf_attn_dims *d)
 {
-    switch (c->vo) {
-    case MF_VO_SEPARATE: attention_vo_separate_backward_params(g, s, dout, a, d); break;
-    case MF_VO_COLLAPSED: attention_vo_collapsed_backward_params(g, s, dout, a, d); break;
-    case MF_VO_NONE: break;
-    }
-    switch (c->qk) {
-    case MF_QK_SEPARATE: attention_qk_separate_backward_params(g, s, a, d); break;
-    case MF_QK_SHARED: attention_qk_shared_backward_params(g, s, a, d); break;
-    case MF_QK_COLLAPSED: attention_qk_collapsed_backward_params(g, s, a, d); break;
-    case MF_QK_SYMMETRIC: attention_qk_symmetric_backward_params(g, s, a, d); break;
-    case MF_QK_CHOLESKY: attention_qk_cholesky_backward_params(g, s, a, d); break;
-    }
+    const mf_vo_variant *vo = vo_variant((int)c->vo);
+    if (vo->backward_params) vo->backward_params(g, s, dout, a, d);
+    qk_variant((int)c->qk)->backward_params(g, s, a, d);
 }
 
 /* The gradients around block l in backward: of its output (in), of the
@@ -1144,15 +881,10 @@ static void branch_dropout(const mf_model *m, float *keep, const float *dx, int 
 }
 
 /* Views of block l's gradients moved into one chunk's slice of gpart. */
-static mf_block_params partial_views(const mf_model *m, int l, float *slice)
+static mf_block_params partial_views(const mf_model *m, float *slice)
 {
-    const float *start = m->grads + m->acts->block0 + (size_t)l * m->acts->block_numel;
-    mf_block_params v = m->g.blocks[l];
-#define MOVE(field) v.field = v.field ? slice + (v.field - start) : NULL
-    MOVE(norm1_w), MOVE(norm1_b), MOVE(q_w), MOVE(q_b), MOVE(k_w), MOVE(k_b), MOVE(qk_w);
-    MOVE(qk_b), MOVE(qk_tril), MOVE(v_w), MOVE(v_b), MOVE(proj_w), MOVE(proj_b), MOVE(vo_w);
-    MOVE(vo_b), MOVE(norm2_w), MOVE(norm2_b), MOVE(fc1_w), MOVE(fc1_b), MOVE(fc2_w), MOVE(fc2_b);
-#undef MOVE
+    mf_block_params v;
+    param_bind_block(&m->cfg, slice, &v);
     return v;
 }
 
@@ -1210,7 +942,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_grad_scratch s = scratch_slice(&A->g, c, b0);
     const mf_block_params *p = &m->p.blocks[l];
     memset(slice, 0, A->gpart_stride * sizeof(float));
-    mf_block_params g = partial_views(m, l, slice);
+    mf_block_params g = partial_views(m, slice);
     s.dw_full = slice + A->block_numel; /* symmetric and Cholesky only */
     float *in = bg->in + first, *mid = bg->mid + first, *out = bg->out + first;
     if (cls_only_mlp(c, l)) {
@@ -1271,11 +1003,10 @@ static void attention_params_finish(mf_model *m, int l)
 {
     const mf_config *c = &m->cfg;
     mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c)};
+    const mf_qk_variant *qk = qk_variant((int)c->qk);
+    if (!qk->params_finish) return;
     double t0 = mf_prof_begin();
-    if (c->qk == MF_QK_SYMMETRIC)
-        attention_qk_symmetric_params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);
-    if (c->qk == MF_QK_CHOLESKY)
-        attention_qk_cholesky_params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);
+    qk->params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);
     mf_prof_end(MF_PROF_ATTN_LINEAR, MF_PROF_BACKWARD, t0);
 }
 

@@ -1,5 +1,5 @@
 /* Private state of the model: the activations forward keeps for backward, the
- * gradient scratch, and the per-variant attention functions. Shapes use
+ * gradient scratch. Shapes use
  * B images, T tokens per image (T+1 with CLS), M = B*T rows, N width,
  * H heads, F = rN MLP width. */
 #ifndef MF_MODEL_INTERNAL_H
@@ -72,67 +72,5 @@ struct mf_activations {
     size_t gpart_stride;
     size_t block_numel, block0; /* one block's parameter floats; where block 0's begin */
 };
-
-/* The functions of each query/key variant. forward fills a->q (and a->k) and
- * a->att from a->ln1. backward turns s->datt (dL/dA) into dL/dS, fills the
- * gradients of q (and k) and adds dL/dh into s->dh. Both work on the images
- * of d only, so a, s and d may describe a slice of the batch (a thread's
- * share): they touch nothing shared. backward_params then adds the
- * parameter gradients of those images into g, summed in a fixed order (the
- * model sums the slices' gradients in slice order). The symmetric and
- * Cholesky forms also build W from qk_tril once per forward (prepare) and
- * map dL/dW back to qk_tril once per backward (params_finish). */
-void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d);
-void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                  const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_layer_acts *a, const mf_attn_dims *d);
-void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d);
-void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_symmetric_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const mf_layer_acts *a, const mf_attn_dims *d);
-void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
-                                          const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_cholesky_backward(mf_grad_scratch *s, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d);
-void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const mf_layer_acts *a, const mf_attn_dims *d);
-void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
-                                         const mf_block_params *p, const mf_attn_dims *d);
-
-/* The functions of each value/output variant: forward writes the branch
- * output out (M,N) from a->att and a->ln1; backward takes dout, writes dL/dA
- * into s->datt and adds dL/dh into s->dh; both on the images of d, as above.
- * backward_params adds the parameter gradients of those images into g, from
- * the same dout. */
-void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                    const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                           const float *dout, const mf_layer_acts *a,
-                                           const mf_attn_dims *d);
-void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                     const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
-                                            const float *dout, const mf_layer_acts *a,
-                                            const mf_attn_dims *d);
-void attention_vo_none_forward(float *out, mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d);
-void attention_vo_none_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
-                                const mf_block_params *p, const mf_attn_dims *d);
 
 #endif
