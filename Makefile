@@ -14,7 +14,7 @@ endif
 # Never -ffast-math: NaN checks, erf-based GELU and bitwise determinism rely on IEEE semantics.
 CFLAGS  ?= $(OPT)
 CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc -Iapp $(EXTRA_CFLAGS)
-LDLIBS  := $(OMPFLAG) -lpng -lz -lm
+LDLIBS  := $(OMPFLAG) -lpng -ljpeg -lz -lm
 ifeq ($(OMPFLAG),)
 # A serial build ignores the OpenMP pragmas on purpose.
 CFLAGS  += -Wno-unknown-pragmas
