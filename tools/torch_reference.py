@@ -55,7 +55,7 @@ rest; each step is zero_grad, forward, backward, step on the same batch.
 `--vo shaped` (He & Hofmann, "Simplifying Transformer Blocks", ICLR 2024:
 shaped attention in the value-free block) mixes the inputs with
 alpha I + beta softmax(S) - gamma U, U every entry 1/T; its three scalars
-(blocks.L.attn.shaped_{alpha,beta,gamma}, shape (1)) are drawn around 1 here
+(blocks.L.attn.shaped.{alpha,beta,gamma}, shape (1)) are drawn around 1 here
 so that the three terms neither vanish nor cancel.
 
     /usr/bin/python3 tools/torch_reference.py --check-shaped
@@ -91,6 +91,17 @@ def tril_to_matrix(tril, n):
     return lower.index_put((idx[0], idx[1]), tril)
 
 
+class ShapedGains(nn.Module):
+    """alpha, beta, gamma of --vo shaped, each of shape (1); a submodule so that
+    they follow the query/key tensors in named_parameters(), as in the C
+    tensor table (attn.shaped.alpha, attn.shaped.beta, attn.shaped.gamma)."""
+    def __init__(self):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.beta = nn.Parameter(torch.ones(1))
+        self.gamma = nn.Parameter(torch.ones(1))
+
+
 class Attention(nn.Module):
     def __init__(self, n, heads, qk, vo):
         super().__init__()
@@ -110,9 +121,7 @@ class Attention(nn.Module):
         elif vo == "collapsed":
             self.vo = nn.Linear(n, n)
         elif vo == "shaped":  # H = 1
-            self.shaped_alpha = nn.Parameter(torch.ones(1))
-            self.shaped_beta = nn.Parameter(torch.ones(1))
-            self.shaped_gamma = nn.Parameter(torch.ones(1))
+            self.shaped = ShapedGains()
 
     def split(self, x):  # (B,T,N) -> (B,H,T,d)
         b, t, n = x.shape
@@ -146,7 +155,8 @@ class Attention(nn.Module):
             # The mixing matrix written out: alpha I + beta A - gamma U, U = 1/T.
             eye = torch.eye(t, dtype=h.dtype)
             uniform = torch.full((t, t), 1.0 / t, dtype=h.dtype)
-            mixing = self.shaped_alpha * eye + self.shaped_beta * a[:, 0] - self.shaped_gamma * uniform
+            g = self.shaped
+            mixing = g.alpha * eye + g.beta * a[:, 0] - g.gamma * uniform
             return mixing @ h
         return (a @ h.unsqueeze(1)).mean(dim=1)  # (1/H) sum_h A_h h
 
@@ -240,7 +250,7 @@ def randomize(model, cfg, gen):
                 else:
                     std = 1.0 / math.sqrt(n)
                 t.copy_(std * torch.randn(t.shape, generator=gen))
-            elif ".shaped_" in name:  # alpha, beta, gamma of order 1, all different
+            elif ".shaped." in name:  # alpha, beta, gamma of order 1, all different
                 t.copy_(1.0 + 0.3 * torch.randn(t.shape, generator=gen))
             elif "norm" in name and name.endswith(".weight"):
                 t.copy_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
@@ -426,9 +436,9 @@ def shaped_init(attn, qk):
         for lin in ("q", "k", "qk"):
             if hasattr(attn, lin):
                 getattr(attn, lin).bias.zero_()
-        attn.shaped_alpha.fill_(1.0)
-        attn.shaped_beta.fill_(1.0)
-        attn.shaped_gamma.fill_(1.0)
+        attn.shaped.alpha.fill_(1.0)
+        attn.shaped.beta.fill_(1.0)
+        attn.shaped.gamma.fill_(1.0)
         if qk == "separate":
             attn.q.weight.zero_()
         elif qk == "collapsed":
@@ -436,8 +446,8 @@ def shaped_init(attn, qk):
         elif qk == "symmetric":
             attn.qk_tril.zero_()
         else:  # shared, cholesky
-            attn.shaped_beta.zero_()
-            attn.shaped_gamma.zero_()
+            attn.shaped.beta.zero_()
+            attn.shaped.gamma.zero_()
 
 
 def check_shaped():
@@ -485,8 +495,8 @@ def check_shaped():
         attn = Attention(n, 1, qk, "shaped").double()
         shaped_init(attn, qk)
         with torch.no_grad():
-            attn.shaped_beta.fill_(1.0)
-            attn.shaped_gamma.fill_(1.0)
+            attn.shaped.beta.fill_(1.0)
+            attn.shaped.gamma.fill_(1.0)
             (attn.q.weight if qk == "shared" else attn.qk_tril).zero_()
         out = attn(h.detach())
         ((r * out).sum() + (out ** 2).sum()).backward()
