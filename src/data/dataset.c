@@ -1,7 +1,9 @@
-/* The three datasets: names, class names, where their files live, loading
- * both splits, and the per-channel normalization statistics. */
+/* The datasets: names, class names, where their files live, loading both
+ * splits, and the per-channel normalization statistics and fingerprint
+ * (shared with the folder reader, data_folder.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "minformer/data.h"
+#include "data/dataset_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,12 +29,22 @@ mf_status mf_dataset_parse(const char *name, mf_dataset_kind *kind, mf_error *er
         *kind = MF_CIFAR10;
     } else if (name && (!strcmp(name, "fashion-mnist") || !strcmp(name, "fashion_mnist"))) {
         *kind = MF_FASHION_MNIST;
+    } else if (name && (!strcmp(name, "folder") || mf_dataset_folder_path(name))) {
+        *kind = MF_FOLDER;
+    } else if (name && !strcmp(name, "folder:")) {
+        return mf_fail(err, MF_ERR_CONFIG, "dataset 'folder:' needs a path: folder:PATH");
     } else {
         return mf_fail(err, MF_ERR_CONFIG,
-                       "unknown dataset '%s' (expected mnist, cifar10 or fashion-mnist)",
-                       name ? name : "");
+                       "unknown dataset '%s' (expected mnist, cifar10, fashion-mnist or "
+                       "folder:PATH)", name ? name : "");
     }
     return MF_OK;
+}
+
+const char *mf_dataset_folder_path(const char *name)
+{
+    if (!name || strncmp(name, "folder:", 7) || !name[7]) return NULL;
+    return name + 7;
 }
 
 const char *mf_dataset_name(mf_dataset_kind kind)
@@ -41,6 +53,7 @@ const char *mf_dataset_name(mf_dataset_kind kind)
     case MF_MNIST: return "mnist";
     case MF_CIFAR10: return "cifar10";
     case MF_FASHION_MNIST: return "fashion-mnist";
+    case MF_FOLDER: return "folder";
     }
     return "unknown";
 }
@@ -52,13 +65,27 @@ const char *mf_dataset_class_name(mf_dataset_kind kind, int label)
     case MF_MNIST: return mnist_classes[label];
     case MF_CIFAR10: return cifar_classes[label];
     case MF_FASHION_MNIST: return fashion_classes[label];
+    case MF_FOLDER: break; /* named by the dataset: mf_dataset_label_name */
     }
     return "?";
 }
 
-int mf_dataset_channels(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 3 : 1; }
+const char *mf_dataset_label_name(const mf_dataset *ds, int label)
+{
+    if (label < 0 || label >= ds->classes) return "?";
+    if (ds->class_names) return ds->class_names[label];
+    return mf_dataset_class_name(ds->kind, label);
+}
 
-int mf_dataset_image_size(mf_dataset_kind kind) { return kind == MF_CIFAR10 ? 32 : 28; }
+int mf_dataset_channels(mf_dataset_kind kind)
+{
+    return kind == MF_FOLDER ? 0 : kind == MF_CIFAR10 ? 3 : 1;
+}
+
+int mf_dataset_image_size(mf_dataset_kind kind)
+{
+    return kind == MF_FOLDER ? 0 : kind == MF_CIFAR10 ? 32 : 28;
+}
 
 mf_augment mf_dataset_augment(mf_dataset_kind kind)
 {
@@ -89,6 +116,12 @@ void mf_dataset_free(mf_dataset *ds)
     if (!ds) return;
     mf_split_free(&ds->train);
     mf_split_free(&ds->test);
+    if (ds->class_names)
+        for (int k = 0; k < ds->classes; k++) free(ds->class_names[k]);
+    free(ds->class_names);
+    free(ds->folder);
+    ds->class_names = NULL;
+    ds->folder = NULL;
 }
 
 void mf_dataset_limit(mf_dataset *ds, int limit_train, int limit_test)
@@ -192,7 +225,7 @@ static mf_status load_cifar_split(mf_split *s, const char *dir, int train, mf_er
 
 /* Population mean and std of the split's pixels scaled to [0, 1], per channel.
  * A histogram of byte values makes the sums exact and order-independent. */
-static void split_stats(const mf_split *s, float *mean, float *std)
+void mf_split_stats(const mf_split *s, float *mean, float *std)
 {
     size_t plane = (size_t)s->size * s->size;
     for (int c = 0; c < s->channels; c++) {
@@ -214,8 +247,13 @@ static void split_stats(const mf_split *s, float *mean, float *std)
 mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir, mf_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    if (kind != MF_MNIST && kind != MF_CIFAR10 && kind != MF_FASHION_MNIST)
+    if (kind != MF_MNIST && kind != MF_CIFAR10 && kind != MF_FASHION_MNIST && kind != MF_FOLDER)
         return mf_fail(err, MF_ERR_CONFIG, "unknown dataset kind %d", (int)kind);
+    if (kind == MF_FOLDER) {
+        if (!dir || !dir[0])
+            return mf_fail(err, MF_ERR_CONFIG, "a folder dataset needs its path (folder:PATH)");
+        return mf_dataset_load_folder(ds, dir, NULL, NULL, err);
+    }
     if (!dir) dir = mf_data_dir(NULL);
     mf_status dst = check_data_dir(dir, err);
     if (dst) return dst;
@@ -237,16 +275,26 @@ mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir,
         mf_dataset_free(&d);
         return st;
     }
-    for (int c = 0; c < 3; c++) d.mean[c] = 0.0f, d.std[c] = 1.0f;
-    split_stats(&d.train, d.mean, d.std);
-    const mf_split *splits[2] = {&d.train, &d.test};
+    mf_dataset_finish(&d);
+    *ds = d;
+    return MF_OK;
+}
+
+void mf_dataset_finish(mf_dataset *d)
+{
+    for (int c = 0; c < 3; c++) d->mean[c] = 0.0f, d->std[c] = 1.0f;
+    mf_split_stats(&d->train, d->mean, d->std);
+    const mf_split *splits[2] = {&d->train, &d->test};
     uint64_t h = 0;
     for (int i = 0; i < 2; i++) {
         size_t img = (size_t)splits[i]->channels * splits[i]->size * splits[i]->size;
         h = mf_hash_bytes(h, splits[i]->images, (size_t)splits[i]->count * img);
         h = mf_hash_bytes(h, splits[i]->labels, (size_t)splits[i]->count);
     }
-    d.fingerprint = h;
-    *ds = d;
-    return MF_OK;
+    /* A folder's class names are part of its data: renaming a class folder
+     * changes what the labels mean. */
+    if (d->class_names)
+        for (int k = 0; k < d->classes; k++)
+            h = mf_hash_bytes(h, d->class_names[k], strlen(d->class_names[k]) + 1);
+    d->fingerprint = h;
 }

@@ -1,5 +1,6 @@
-/* Image files: the readers `predict` uses for PNG (libpng), PGM and PPM,
- * plus resampling to the model's input size.
+/* Image files: the readers `predict` and folder datasets use for PNG
+ * (libpng), JPEG (libjpeg-turbo), PGM and PPM, plus resampling to the
+ * model's input size.
  *
  * Readers take the whole file into memory first and parse from there with
  * every length checked against what is left, so a short or hostile file
@@ -12,11 +13,13 @@
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
+/* After stdio.h, which jpeglib.h needs for FILE. */
+#include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static const char not_an_image[] = "not a PNG, PGM or PPM image";
+static const char not_an_image[] = "not a PNG, JPEG, PGM or PPM image";
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 
 /* The largest image file `predict` reads: 256 MiB, refused before any of it
@@ -33,12 +36,14 @@ void mf_image_free(mf_image *img)
     memset(img, 0, sizeof *img);
 }
 
-typedef enum { KIND_UNKNOWN, KIND_PNG, KIND_PNM } image_kind;
+typedef enum { KIND_UNKNOWN, KIND_PNG, KIND_JPEG, KIND_PNM } image_kind;
 
 static image_kind detect_kind(const uint8_t *data, size_t size)
 {
     if (size >= sizeof png_signature && memcmp(data, png_signature, sizeof png_signature) == 0)
         return KIND_PNG;
+    /* SOI then the first marker's 0xFF. */
+    if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return KIND_JPEG;
     if (size >= 2 && data[0] == 'P' &&
         (data[1] == '2' || data[1] == '3' || data[1] == '5' || data[1] == '6'))
         return KIND_PNM;
@@ -50,7 +55,9 @@ static int could_be_image(const uint8_t *data, size_t size)
 {
     if (size >= 8) return detect_kind(data, size) != KIND_UNKNOWN;
     if (memcmp(data, png_signature, size) == 0) return 1;
-    return detect_kind(data, size) == KIND_PNM;
+    static const uint8_t jpeg_start[3] = {0xFF, 0xD8, 0xFF};
+    if (memcmp(data, jpeg_start, size < 3 ? size : 3) == 0) return 1;
+    return detect_kind(data, size) != KIND_UNKNOWN;
 }
 
 static mf_status read_whole_file(const char *path, uint8_t **out, size_t *out_size,
@@ -203,6 +210,7 @@ static int png_decode_guarded(png_structp png, png_infop info, png_reader *r)
     png_uint_32 width, height;
     int depth, color, interlace;
     png_get_IHDR(png, info, &width, &height, &depth, &color, &interlace, NULL, NULL);
+    if ((uint64_t)width * height > MF_IMAGE_MAX_PIXELS) png_error(png, "image has too many pixels");
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
@@ -256,10 +264,11 @@ static mf_status decode_png(const uint8_t *data, size_t size, const char *name, 
         if (w == 0 || h == 0)
             return mf_fail(err, MF_ERR_FORMAT, "%s: PNG has zero size (%" PRIu32 "x%" PRIu32 ")",
                            name, w, h);
-        if (w > MF_IMAGE_MAX_SIDE || h > MF_IMAGE_MAX_SIDE)
+        if (w > MF_IMAGE_MAX_SIDE || h > MF_IMAGE_MAX_SIDE ||
+            (uint64_t)w * h > MF_IMAGE_MAX_PIXELS)
             return mf_fail(err, MF_ERR_FORMAT, "%s: PNG size %" PRIu32 "x%" PRIu32
-                           " is over the limit of %dx%d", name, w, h, MF_IMAGE_MAX_SIDE,
-                           MF_IMAGE_MAX_SIDE);
+                           " is over the limit of %dx%d (%d megapixels)", name, w, h,
+                           MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE, (int)(MF_IMAGE_MAX_PIXELS >> 20));
     }
     png_reader r = {.data = data, .size = size, .img = img};
     png_structp png =
@@ -278,6 +287,117 @@ static mf_status decode_png(const uint8_t *data, size_t size, const char *name, 
     }
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     free(r.rows);
+    if (status != MF_OK) mf_image_free(img);
+    return status;
+}
+
+/* ---- JPEG reader ----------------------------------------------------------- */
+
+/* libjpeg reports through an error manager whose error_exit must not return:
+ * it longjmps back here. Warnings (a truncated file, corrupt entropy data,
+ * which libjpeg would paper over with grey) are errors too: a training image
+ * silently half grey is worse than a refused one. */
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+    int too_large; /* the header's size is over the caps */
+    uint8_t *row;  /* one decoded, interleaved row */
+} jpeg_reader;
+
+static void jpeg_error_exit(j_common_ptr cinfo)
+{
+    jpeg_reader *r = (jpeg_reader *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, r->message);
+    longjmp(r->jump, 1);
+}
+
+static void jpeg_emit_message(j_common_ptr cinfo, int level)
+{
+    if (level < 0) jpeg_error_exit(cinfo); /* a warning */
+}
+
+/* Everything libjpeg may longjmp out of; what it changes lives in r and img,
+ * the caller's storage (see png_decode_guarded). */
+static int jpeg_decode_guarded(struct jpeg_decompress_struct *cinfo, jpeg_reader *r,
+                               const uint8_t *data, size_t size, mf_image *img)
+{
+    if (setjmp(r->jump)) return 0;
+    jpeg_create_decompress(cinfo);
+    jpeg_mem_src(cinfo, data, (unsigned long)size);
+    jpeg_read_header(cinfo, TRUE);
+    /* Checked on the header alone, before libjpeg allocates for the image. */
+    if (cinfo->image_width > MF_IMAGE_MAX_SIDE || cinfo->image_height > MF_IMAGE_MAX_SIDE ||
+        (uint64_t)cinfo->image_width * cinfo->image_height > MF_IMAGE_MAX_PIXELS) {
+        r->too_large = 1;
+        return 0;
+    }
+    int channels;
+    if (cinfo->jpeg_color_space == JCS_GRAYSCALE) {
+        cinfo->out_color_space = JCS_GRAYSCALE;
+        channels = 1;
+    } else if (cinfo->jpeg_color_space == JCS_YCbCr || cinfo->jpeg_color_space == JCS_RGB) {
+        cinfo->out_color_space = JCS_RGB;
+        channels = 3;
+    } else {
+        snprintf(r->message, sizeof r->message, "CMYK or YCCK color is not supported");
+        return 0;
+    }
+    /* The exact integer DCT: the same pixels on every machine. */
+    cinfo->dct_method = JDCT_ISLOW;
+    jpeg_start_decompress(cinfo);
+    if (cinfo->output_components != channels) {
+        snprintf(r->message, sizeof r->message, "unexpected pixel layout after conversion");
+        return 0;
+    }
+    int width = (int)cinfo->output_width, height = (int)cinfo->output_height;
+    r->row = malloc((size_t)width * (size_t)channels);
+    img->pixels = malloc((size_t)width * (size_t)height * (size_t)channels);
+    if (!r->row || !img->pixels) {
+        snprintf(r->message, sizeof r->message, "out of memory for a %dx%d image", width, height);
+        return 0;
+    }
+    img->width = width;
+    img->height = height;
+    img->channels = channels;
+    size_t plane = (size_t)width * (size_t)height;
+    while (cinfo->output_scanline < cinfo->output_height) {
+        int y = (int)cinfo->output_scanline;
+        JSAMPROW rows[1] = {r->row};
+        if (jpeg_read_scanlines(cinfo, rows, 1) != 1) {
+            snprintf(r->message, sizeof r->message, "file is truncated");
+            return 0;
+        }
+        for (int x = 0; x < width; x++)
+            for (int c = 0; c < channels; c++)
+                img->pixels[c * plane + (size_t)y * width + x] = r->row[(size_t)x * channels + c];
+    }
+    jpeg_finish_decompress(cinfo);
+    return 1;
+}
+
+static mf_status decode_jpeg(const uint8_t *data, size_t size, const char *name, mf_image *img,
+                             mf_error *err)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_reader r;
+    memset(&cinfo, 0, sizeof cinfo);
+    memset(&r, 0, sizeof r);
+    cinfo.err = jpeg_std_error(&r.pub);
+    r.pub.error_exit = jpeg_error_exit;
+    r.pub.emit_message = jpeg_emit_message;
+    mf_status status = MF_OK;
+    if (!jpeg_decode_guarded(&cinfo, &r, data, size, img)) {
+        if (r.too_large)
+            status = mf_fail(err, MF_ERR_FORMAT, "%s: JPEG size %ux%u is over the limit of %dx%d "
+                             "(%d megapixels)", name, (unsigned)cinfo.image_width,
+                             (unsigned)cinfo.image_height, MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE,
+                             (int)(MF_IMAGE_MAX_PIXELS >> 20));
+        else
+            status = mf_fail(err, MF_ERR_FORMAT, "%s: bad JPEG: %s", name, r.message);
+    }
+    jpeg_destroy_decompress(&cinfo);
+    free(r.row);
     if (status != MF_OK) mf_image_free(img);
     return status;
 }
@@ -364,9 +484,11 @@ static mf_status decode_pnm(const uint8_t *data, size_t size, const char *name, 
     if (width == 0 || height == 0)
         return mf_fail(err, MF_ERR_FORMAT, "%s: %s has zero size (%" PRIu32 "x%" PRIu32 ")",
                        name, kind, width, height);
-    if (width > MF_IMAGE_MAX_SIDE || height > MF_IMAGE_MAX_SIDE)
-        return mf_fail(err, MF_ERR_FORMAT, "%s: %s size is over the limit of %dx%d", name, kind,
-                       MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE);
+    if (width > MF_IMAGE_MAX_SIDE || height > MF_IMAGE_MAX_SIDE ||
+        (uint64_t)width * height > MF_IMAGE_MAX_PIXELS)
+        return mf_fail(err, MF_ERR_FORMAT, "%s: %s size is over the limit of %dx%d (%d "
+                       "megapixels)", name, kind, MF_IMAGE_MAX_SIDE, MF_IMAGE_MAX_SIDE,
+                       (int)(MF_IMAGE_MAX_PIXELS >> 20));
     if (maxval == 0 || maxval > 65535)
         return mf_fail(err, MF_ERR_FORMAT, "%s: %s maxval must be 1..65535", name, kind);
 
@@ -434,6 +556,8 @@ mf_status mf_image_decode(const uint8_t *data, size_t size, const char *name, mf
     switch (detect_kind(data, size)) {
     case KIND_PNG:
         return decode_png(data, size, name, img, err);
+    case KIND_JPEG:
+        return decode_jpeg(data, size, name, img, err);
     case KIND_PNM:
         return decode_pnm(data, size, name, img, err);
     default:
@@ -488,5 +612,23 @@ mf_status mf_image_convert(const mf_image *src, int channels, int width, int hei
                     dst->pixels[c * dst_plane + at] = mean[src->channels == 3 ? c : 0];
         }
     }
+    return MF_OK;
+}
+
+mf_status mf_image_crop_center(const mf_image *src, mf_image *dst, mf_error *err)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src || !src->pixels || src->width < 1 || src->height < 1 ||
+        (src->channels != 1 && src->channels != 3))
+        return mf_fail(err, MF_ERR_CONFIG, "image to crop is empty or malformed");
+    int side = src->width < src->height ? src->width : src->height;
+    int x0 = (src->width - side) / 2, y0 = (src->height - side) / 2;
+    mf_status status = alloc_image(dst, side, side, src->channels, "cropped image", err);
+    if (status) return status;
+    size_t sp = (size_t)src->width * (size_t)src->height, cp = (size_t)side * (size_t)side;
+    for (int c = 0; c < src->channels; c++)
+        for (int y = 0; y < side; y++)
+            memcpy(dst->pixels + c * cp + (size_t)y * side,
+                   src->pixels + c * sp + (size_t)(y + y0) * src->width + x0, (size_t)side);
     return MF_OK;
 }

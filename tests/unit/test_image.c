@@ -306,11 +306,11 @@ static void expect_rejected(const char *name, const uint8_t *content, size_t siz
 static void test_malformed_rejected(void)
 {
     static const bad_case cases[] = {
-        BAD("empty.pgm", "", "not a PNG, PGM or PPM image"),
-        BAD("gif.png", "GIF89a\x01\x00\x01\x00", "not a PNG, PGM or PPM image"),
-        BAD("pbm.pgm", "P4 8 1\n\x55", "not a PNG, PGM or PPM image"),
-        BAD("p7.pgm", "P7\nWIDTH 1\n", "not a PNG, PGM or PPM image"),
-        BAD("magic_glued.pgm", "P55 5 255\n", "not a PNG, PGM or PPM image"),
+        BAD("empty.pgm", "", "not a PNG, JPEG, PGM or PPM image"),
+        BAD("gif.png", "GIF89a\x01\x00\x01\x00", "not a PNG, JPEG, PGM or PPM image"),
+        BAD("pbm.pgm", "P4 8 1\n\x55", "not a PNG, JPEG, PGM or PPM image"),
+        BAD("p7.pgm", "P7\nWIDTH 1\n", "not a PNG, JPEG, PGM or PPM image"),
+        BAD("magic_glued.pgm", "P55 5 255\n", "not a PNG, JPEG, PGM or PPM image"),
         BAD("header_cut.pgm", "P5\n", "truncated"),
         BAD("height_cut.pgm", "P5 4 # no height", "truncated"),
         BAD("width_text.pgm", "P5 abc 2 255\n....", "width is not a number"),
