@@ -5,20 +5,24 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_dataset.h"
 #include "minformer/checkpoint.h"
 
 static const char *help =
     "Usage: minformer eval --checkpoint PATH [--dataset NAME] [--data DIR] [--json]\n\n"
     "Evaluates a saved model on a test split (the one it was trained on, unless\n"
-    "--dataset names another of the same image shape), normalized as in training.\n\n"
+    "--dataset names another of the same image shape), normalized as in training.\n"
+    "A model trained on a folder dataset needs --dataset folder:PATH; a folder's\n"
+    "test/ split is evaluated with the folder's class names.\n\n"
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
-    "  --dataset NAME     mnist, cifar10 or fashion-mnist\n"
+    "  --dataset NAME     mnist, cifar10, fashion-mnist or folder:PATH\n"
     "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
     "                     empty, else ./data)\n"
     "  --limit-test N     evaluate the first N test images only\n"
     "  --batch B          evaluation batch (default 500)\n"
     "  --threads T        threads (default: all cores)\n"
-    "  --json             end with one JSON object (test_loss, test_acc, per_class_acc, confusion)\n";
+    "  --json             end with one JSON object (test_loss, test_acc, per_class_acc, confusion)\n\n"
+    CLI_FOLDER_HELP;
 
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_BATCH };
 
@@ -28,17 +32,20 @@ int cmd_eval(int argc, char **argv)
                                              {"dataset", required_argument, 0, OPT_DATASET},
                                              {"batch", required_argument, 0, OPT_BATCH},
                                              CLI_OPT_DATA, CLI_OPT_LIMIT_TEST, CLI_OPT_THREADS,
-                                             CLI_OPT_JSON,
+                                             CLI_OPT_JSON, CLI_FOLDER_LONGOPTS,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "eval", *ckpt = NULL, *dataset = NULL;
     cli_common_opts co;
     cli_common_opts_init(&co);
+    cli_folder_opts fo;
+    cli_folder_opts_init(&fo);
     int batch = 500, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         int r = cli_common_option(&co, opt, optarg, cmd);
+        if (!r) r = cli_folder_option(&fo, opt, optarg, cmd);
         if (r < 0) return -r;
         if (r) continue;
         switch (opt) {
@@ -61,8 +68,8 @@ int cmd_eval(int argc, char **argv)
     memset(&ds, 0, sizeof ds);
     int K = m.cfg.classes, *confusion = NULL, *totals = NULL;
     float *per_class = NULL;
-    if ((rc = cli_load_eval_split(cmd, dataset, co.data_dir, info.dataset, &m.cfg, co.limit_test,
-                                  &ds)))
+    if ((rc = cli_load_eval_data(cmd, dataset, co.data_dir, &fo, info.dataset, &m.cfg,
+                                 co.limit_test, &ds)))
         goto out;
     confusion = calloc((size_t)K * K, sizeof *confusion);
     totals = calloc((size_t)K, sizeof *totals);
@@ -87,7 +94,7 @@ int cmd_eval(int argc, char **argv)
     printf("%-14s %8s %8s   confusion (rows: true class, columns: predicted)\n", "class", "images",
            "acc");
     for (int t = 0; t < K; t++) {
-        printf("%-14s %8d %7.2f%%  ", mf_dataset_class_name(ds.kind, t), totals[t], 100.0 * per_class[t]);
+        printf("%-14s %8d %7.2f%%  ", mf_dataset_label_name(&ds, t), totals[t], 100.0 * per_class[t]);
         for (int p = 0; p < K; p++) printf(" %5d", confusion[t * K + p]);
         printf("\n");
     }
@@ -99,6 +106,10 @@ int cmd_eval(int argc, char **argv)
         cli_json_int(&w, "count", r.count);
         cli_json_real(&w, "test_loss", "%.6f", r.loss);
         cli_json_real(&w, "test_acc", "%.6f", r.acc);
+        cli_json_key(&w, "class_names");
+        mf_json_raw(&w, "[");
+        for (int t = 0; t < K; t++) cli_json_str(&w, NULL, mf_dataset_label_name(&ds, t));
+        mf_json_raw(&w, "]");
         cli_json_reals(&w, "per_class_acc", "%.6f", per_class, K);
         cli_json_key(&w, "confusion");
         mf_json_raw(&w, "[");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_dataset.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -86,7 +87,8 @@ int cli_same_file(const char *a, const char *b)
 
 int cli_check_classes(const char *cmd, const mf_config *cfg, mf_dataset_kind kind)
 {
-    if (cfg->classes == CLI_DATASET_CLASSES) return 0;
+    /* A folder's class count is its own; checked once it is loaded. */
+    if (kind == MF_FOLDER || cfg->classes == CLI_DATASET_CLASSES) return 0;
     return cli_usage_error(cmd, "the model has %d classes; %s has %d", cfg->classes,
                            mf_dataset_name(kind), CLI_DATASET_CLASSES);
 }
@@ -158,11 +160,12 @@ int cli_model_option(cli_model_opts *o, int opt, const char *arg, const char *cm
     return rc ? -EXIT_USAGE : 1;
 }
 
-int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg, const char *cmd)
+static int model_config(const cli_model_opts *o, int size, int channels, int classes,
+                        mf_config *cfg, const char *cmd)
 {
     mf_error err;
     mf_error_clear(&err);
-    mf_config_default(cfg, mf_dataset_image_size(kind), mf_dataset_channels(kind), 10);
+    mf_config_default(cfg, size, channels, classes);
     if (o->preset && mf_config_apply_preset(cfg, o->preset, &err))
         return cli_usage_error(cmd, "%s", err.message);
     if (o->qk && mf_qk_parse(o->qk, &cfg->qk, &err)) return cli_usage_error(cmd, "%s", err.message);
@@ -176,6 +179,71 @@ int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *c
     if (o->patch >= 0) cfg->patch = o->patch;
     if (o->dropout >= 0) cfg->dropout = o->dropout;
     if (mf_config_validate(cfg, &err)) return cli_usage_error(cmd, "%s", err.message);
+    return 0;
+}
+
+int cli_model_config(const cli_model_opts *o, mf_dataset_kind kind, mf_config *cfg, const char *cmd)
+{
+    if (kind == MF_FOLDER)
+        return cli_usage_error(cmd, "a folder dataset's model is configured once it is loaded");
+    return model_config(o, mf_dataset_image_size(kind), mf_dataset_channels(kind), 10, cfg, cmd);
+}
+
+int cli_model_config_for(const cli_model_opts *o, const mf_dataset *ds, mf_config *cfg,
+                         const char *cmd)
+{
+    return model_config(o, ds->size, ds->channels, ds->classes, cfg, cmd);
+}
+
+void cli_folder_opts_init(cli_folder_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    mf_folder_opts_default(&o->opts);
+}
+
+int cli_folder_option(cli_folder_opts *o, int opt, const char *arg, const char *cmd)
+{
+    int rc = 0;
+    switch (opt) {
+    case OPT_IMAGE_SIZE:
+        rc = cli_parse_int(cmd, "image-size", arg, 1, MF_IMAGE_MAX_SIDE, &o->opts.image_size);
+        break;
+    case OPT_CENTER_CROP: o->opts.center_crop = 1; break;
+    case OPT_SKIP_BAD: o->opts.skip_bad = 1; break;
+    case OPT_NO_CACHE: o->opts.use_cache = 0; break;
+    default: return 0;
+    }
+    o->given++;
+    return rc ? -EXIT_USAGE : 1;
+}
+
+int cli_load_dataset(const char *cmd, const char *dataset, const char *data_dir,
+                     const cli_folder_opts *fo, mf_dataset *ds, mf_folder_report *report)
+{
+    mf_error err;
+    mf_error_clear(&err);
+    memset(ds, 0, sizeof *ds);
+    mf_dataset_kind kind;
+    if (mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
+    const char *folder = mf_dataset_folder_path(dataset);
+    if (kind == MF_FOLDER && !folder)
+        return cli_usage_error(cmd, "--dataset folder needs the folder's path: folder:PATH");
+    if (kind != MF_FOLDER) {
+        if (fo && fo->given)
+            return cli_usage_error(cmd, "--image-size, --center-crop, --skip-bad and --no-cache "
+                                   "apply to folder datasets (folder:PATH) only");
+        if (mf_dataset_load(ds, kind, mf_data_dir(data_dir), &err)) return cli_report(&err);
+        return 0;
+    }
+    if (fo && fo->opts.center_crop && !fo->opts.image_size)
+        return cli_usage_error(cmd, "--center-crop needs --image-size S");
+    mf_folder_report rep;
+    if (mf_dataset_load_folder(ds, folder, fo ? &fo->opts : NULL, &rep, &err)) return cli_report(&err);
+    if (rep.skipped)
+        fprintf(stderr, "minformer: %s: skipped %d bad image%s of %d (--skip-bad)\n", folder,
+                rep.skipped, rep.skipped == 1 ? "" : "s", rep.files);
+    if (rep.note[0]) fprintf(stderr, "minformer: %s\n", rep.note);
+    if (report) *report = rep;
     return 0;
 }
 
@@ -267,10 +335,43 @@ int cli_load_eval_split(const char *cmd, const char *dataset, const char *data_d
                         mf_dataset_kind trained_on, const mf_config *cfg, int limit_test,
                         mf_dataset *ds)
 {
+    return cli_load_eval_data(cmd, dataset, data_dir, NULL, trained_on, cfg, limit_test, ds);
+}
+
+int cli_load_eval_data(const char *cmd, const char *dataset, const char *data_dir,
+                       const cli_folder_opts *fo, mf_dataset_kind trained_on,
+                       const mf_config *cfg, int limit_test, mf_dataset *ds)
+{
     mf_error err;
     mf_error_clear(&err);
     mf_dataset_kind kind = trained_on;
+    memset(ds, 0, sizeof *ds);
     if (dataset && mf_dataset_parse(dataset, &kind, &err)) return cli_usage_error(cmd, "%s", err.message);
+    if (kind == MF_FOLDER && !mf_dataset_folder_path(dataset))
+        return cli_usage_error(cmd, "the model was trained on a folder dataset; give --dataset "
+                               "folder:PATH with images of its kind");
+    if (kind == MF_FOLDER) {
+        int rc = cli_load_dataset(cmd, dataset, data_dir, fo, ds, NULL);
+        if (rc) return rc;
+        if (ds->channels != cfg->channels || ds->size != cfg->image_size) {
+            rc = cli_usage_error(cmd, "the model takes %dx%dx%d images; %s has %dx%dx%d%s",
+                                 cfg->channels, cfg->image_size, cfg->image_size, ds->folder,
+                                 ds->channels, ds->size, ds->size,
+                                 ds->size != cfg->image_size ? " (--image-size resizes them)" : "");
+        } else if (ds->classes != cfg->classes) {
+            rc = cli_usage_error(cmd, "the model has %d classes; %s has %d", cfg->classes,
+                                 ds->folder, ds->classes);
+        }
+        if (rc) {
+            mf_dataset_free(ds);
+            return rc;
+        }
+        mf_dataset_limit(ds, 0, limit_test);
+        return 0;
+    }
+    if (fo && fo->given)
+        return cli_usage_error(cmd, "--image-size, --center-crop, --skip-bad and --no-cache "
+                               "apply to folder datasets (folder:PATH) only");
     if (mf_dataset_channels(kind) != cfg->channels || mf_dataset_image_size(kind) != cfg->image_size)
         return cli_usage_error(cmd, "the model takes %dx%dx%d images; %s has %dx%dx%d", cfg->channels,
                                cfg->image_size, cfg->image_size, mf_dataset_name(kind),
