@@ -95,11 +95,6 @@ static int names_push(name_list *l, const char *name)
     return 1;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static mf_status join_path(char *out, const char *a, const char *b, mf_error *err)
 {
     int n = snprintf(out, PATH_CAP, "%s/%s", a, b);
@@ -107,9 +102,20 @@ static mf_status join_path(char *out, const char *a, const char *b, mf_error *er
     return MF_OK;
 }
 
+/* A name and its stat, sorted together. */
+typedef struct {
+    char *name;
+    struct stat sb;
+} dir_entry;
+
+static int cmp_entries(const void *a, const void *b)
+{
+    return strcmp(((const dir_entry *)a)->name, ((const dir_entry *)b)->name);
+}
+
 /* The entries of dir that are directories (want_dirs) or regular files,
  * following symbolic links, names starting with '.' left out, sorted.
- * stats receives each file's stat when non-NULL (files only). */
+ * stats receives each entry's stat when non-NULL. */
 static mf_status list_dir(const char *dir, int want_dirs, name_list *out, struct stat **stats,
                           mf_error *err)
 {
@@ -120,6 +126,8 @@ static mf_status list_dir(const char *dir, int want_dirs, name_list *out, struct
     mf_status st = MF_OK;
     char path[PATH_CAP];
     struct dirent *e;
+    dir_entry *entries = NULL;
+    size_t cap = 0;
     errno = 0;
     while (!st && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
@@ -134,21 +142,30 @@ static mf_status list_dir(const char *dir, int want_dirs, name_list *out, struct
             st = mf_fail(err, MF_ERR_FORMAT, "%s: more than %d entries", dir, MF_FOLDER_MAX_IMAGES);
             break;
         }
+        if ((size_t)out->count == cap) {
+            size_t ncap = cap ? 2 * cap : 64;
+            dir_entry *n = realloc(entries, ncap * sizeof *n);
+            if (!n) {
+                st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", dir);
+                break;
+            }
+            entries = n;
+            cap = ncap;
+        }
         if (!names_push(out, e->d_name)) st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", dir);
+        else entries[out->count - 1] = (dir_entry){out->names[out->count - 1], sb};
         errno = 0;
     }
     if (!st && errno) st = mf_fail(err, MF_ERR_IO, "%s: %s", dir, strerror(errno));
     closedir(d);
-    if (!st && out->count > 1) qsort(out->names, (size_t)out->count, sizeof *out->names, cmp_names);
-    /* The sizes and times are taken after sorting, so they follow the names. */
-    if (!st && stats && out->count) {
+    if (!st && out->count > 1) qsort(entries, (size_t)out->count, sizeof *entries, cmp_entries);
+    for (int i = 0; !st && i < out->count; i++) out->names[i] = entries[i].name;
+    if (!st && stats && out->count > 0) {
         *stats = malloc((size_t)out->count * sizeof **stats);
         if (!*stats) st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", dir);
-        for (int i = 0; !st && i < out->count; i++) {
-            if ((st = join_path(path, dir, out->names[i], err))) break;
-            if (stat(path, &(*stats)[i])) st = mf_fail(err, MF_ERR_IO, "%s: %s", path, strerror(errno));
-        }
+        for (int i = 0; !st && i < out->count; i++) (*stats)[i] = entries[i].sb;
     }
+    free(entries);
     if (st) {
         names_free(out);
         if (stats) {
