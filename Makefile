@@ -1,4 +1,14 @@
 # minformer: `make` builds the library and CLI into build/; `make test` runs the suite.
+# MPI=1: data-parallel training across MPI ranks (src/train/dist.c), built
+# with mpicc into build/mpi unless BUILD is given; `make MPI=1 test-mpi` runs
+# its tests. The default build needs no MPI.
+ifeq ($(MPI),1)
+ifneq ($(origin CC),command line)
+CC      := mpicc
+endif
+BUILD   ?= build/mpi
+MPI_CFLAGS := -DMF_MPI
+endif
 CC      ?= gcc
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -13,7 +23,7 @@ endif
 
 # Never -ffast-math: NaN checks, erf-based GELU and bitwise determinism rely on IEEE semantics.
 CFLAGS  ?= $(OPT)
-CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) -Iinclude -Isrc -Iapp $(EXTRA_CFLAGS)
+CFLAGS  += -std=c11 -Wall -Wextra -fPIC $(MARCH) $(OMPFLAG) $(MPI_CFLAGS) -Iinclude -Isrc -Iapp $(EXTRA_CFLAGS)
 LDLIBS  := $(OMPFLAG) -lpng -ljpeg -lz -lm
 ifeq ($(OMPFLAG),)
 # A serial build ignores the OpenMP pragmas on purpose.
@@ -26,7 +36,9 @@ endif
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 APP_SRC  := $(sort $(wildcard app/experiment/*.c app/figures/*.c))
 CLI_SRC  := $(sort $(wildcard app/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
+# tests/mpi runs only under `make MPI=1 test-mpi` (it needs mpirun).
+TEST_SRC := $(filter-out tests/mpi/%,$(sort $(wildcard tests/*/test_*.c)))
+MPI_TEST_SRC := $(sort $(wildcard tests/mpi/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
@@ -41,7 +53,7 @@ $(APP_OBJ) $(CLI_OBJ): CFLAGS += $(CAIRO_CFLAGS)
 # Sources some tests include directly (the fuzz targets' bodies, replayed by a test).
 TEST_DEPS := $(wildcard fuzz/*.c fuzz/*.h)
 
-.PHONY: all test asan data run install clean bench fuzz
+.PHONY: all test test-mpi asan data run install clean bench fuzz
 all: $(BUILD)/libminformer.a $(BUILD)/libminformer.so $(BUILD)/minformer
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
@@ -80,7 +92,7 @@ $(BUILD)/tests/$(notdir $(1:.c=)): $(1) $(APP_LIB) $(BUILD)/libminformer.a $(HEA
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS) $$(CAIRO_CFLAGS) -Itests/support $$< $(APP_LIB) $(BUILD)/libminformer.a -o $$@ $$(LDFLAGS) $$(LDLIBS) $$(CAIRO_LIBS)
 endef
-$(foreach t,$(TEST_SRC),$(eval $(call test_rule,$(t))))
+$(foreach t,$(TEST_SRC) $(MPI_TEST_SRC),$(eval $(call test_rule,$(t))))
 
 # Helper programs (benchmarks, converters): tools/NAME.c -> build/tools/NAME.
 $(BUILD)/tools/%: tools/%.c $(APP_LIB) $(BUILD)/libminformer.a $(HEADERS)
@@ -91,6 +103,18 @@ $(BUILD)/tools/%: tools/%.c $(APP_LIB) $(BUILD)/libminformer.a $(HEADERS)
 # closing line "N passed, M failed" and fails if any test failed.
 test: all $(TEST_BIN)
 	@BUILD=$(BUILD) sh scripts/run_tests.sh $(TEST_BIN)
+
+# The MPI tests: training under mpirun at 1, 2 and 3 ranks against a build
+# without MPI (SERIAL_BUILD, made here if missing), resuming across rank
+# counts, a killed rank. Needs MPI=1 and Open MPI's mpirun.
+SERIAL_BUILD ?= build
+MPI_TEST_BIN := $(addprefix $(BUILD)/tests/,$(notdir $(MPI_TEST_SRC:.c=)))
+test-mpi: all $(MPI_TEST_BIN)
+ifneq ($(MPI),1)
+	@echo "test-mpi needs an MPI build: make MPI=1 test-mpi" >&2; exit 2
+endif
+	$(MAKE) MPI=0 BUILD=$(SERIAL_BUILD) $(SERIAL_BUILD)/minformer
+	@MINFORMER_SERIAL=$(SERIAL_BUILD)/minformer BUILD=$(BUILD) sh scripts/run_tests.sh $(MPI_TEST_BIN)
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "minformer/checkpoint.h"
+#include "train/dist.h"
 
 static const char *help =
     "Usage: minformer train --dataset mnist|cifar10|fashion-mnist [options]\n\n"
@@ -31,6 +32,9 @@ static const char *help =
     "                     (default: 10% of the run, at most 1 epoch)\n"
     "  --seed S           seed for initialization, data order, augmentation (default 1)\n"
     "  --threads T        threads (default: all cores); results do not depend on it\n\n"
+    "Data-parallel: mpirun -np R minformer train ... (a build with make MPI=1)\n"
+    "trains each batch across R ranks with the same results as one process;\n"
+    "rank 0 alone prints, logs and saves. Threads default to the cores per rank.\n\n"
     "Checkpoints:\n"
     "  --save PATH        save a safetensors checkpoint (with optimizer state) after\n"
     "                     every epoch and at the end; atomic: a crash leaves the old\n"
@@ -62,6 +66,7 @@ typedef struct {
     FILE *log;
     const char *log_path;
     int tty, epochs, batch;
+    int lead; /* rank 0 of a data-parallel job, or the only process: prints, logs, saves */
     mf_epoch_stats last;
     double train_images, train_seconds;
 } run_ctx;
@@ -87,6 +92,7 @@ static void show_progress(void *vctx, int epoch, int batch, int batches, float l
 static mf_status on_epoch(void *vctx, const mf_epoch_stats *s, const mf_train_state *st, mf_error *err)
 {
     run_ctx *ctx = vctx;
+    if (!ctx->lead) return MF_OK;
     if (ctx->tty) fprintf(stderr, "\r\033[K");
     printf("epoch %d/%d  lr %.3g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  "
            "%.0f img/s\n",
@@ -254,9 +260,32 @@ int cmd_train(int argc, char **argv)
 
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
+    /* Started by mpirun as one of several ranks: join the job. Every rank
+     * trains its share of each batch (mf_train) and ends with the same
+     * parameters; rank 0 alone prints, logs and saves. From here on a rank
+     * leaves only through `out`, where the ranks agree on failure before
+     * MPI_Finalize, so none is left waiting for one that gave up. */
+    int joined = 0, agreed = 0, lead = 1, ranks = 1;
+    if (mf_dist_init(NULL, NULL, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    ranks = mf_dist_size();
+    joined = ranks > 1;
+    lead = mf_dist_rank() == 0;
+    if (joined && co.threads == 0) {
+        /* All cores would be shared by every rank on this machine. */
+        int t = mf_get_threads() / mf_dist_local_size();
+        mf_set_threads(t > 0 ? t : 1);
+    }
+    if (!lead && !freopen("/dev/null", "w", stdout)) {
+        mf_fail(&err, MF_ERR_IO, "rank %d: cannot quiet stdout: %s", mf_dist_rank(), strerror(errno));
+        rc = cli_report(&err);
+        goto out;
+    }
     /* What a save would trip over, checked before training rather than after
      * the first epoch. */
-    if (save_path && (rc = cli_check_output(save_path, "a checkpoint"))) goto out;
+    if (lead && save_path && (rc = cli_check_output(save_path, "a checkpoint"))) goto out;
     if (mf_dataset_load(&ds, kind, mf_data_dir(co.data_dir), &err)) {
         rc = cli_report(&err);
         goto out;
@@ -297,24 +326,28 @@ int cmd_train(int argc, char **argv)
         printf("resuming %s at epoch %d, step %ld\n", resume_path, st.epoch + 1, st.step);
     }
 
-    ctx.tty = cli_isatty_stderr();
+    ctx.tty = lead && cli_isatty_stderr();
+    ctx.lead = lead;
     ctx.epochs = to.epochs;
     ctx.batch = to.batch;
     ctx.log_path = log_path;
     ctx.model = &model;
     ctx.info = &info;
-    ctx.save_path = save_path;
+    ctx.save_path = lead ? save_path : NULL;
     ctx.save_every = save_every;
-    if (log_path && !(ctx.log = fopen(log_path, "a"))) {
+    if (lead && log_path && !(ctx.log = fopen(log_path, "a"))) {
         mf_fail(&err, MF_ERR_IO, "%s: cannot open the log for appending: %s", log_path,
                 strerror(errno));
         rc = cli_report(&err);
         goto out;
     }
-    if (!co.json || ctx.tty)
-        printf("training %s on %s: %zu parameters, %d training / %d test images, %d threads\n",
+    if (!co.json || ctx.tty) {
+        printf("training %s on %s: %zu parameters, %d training / %d test images, %d threads",
                mf_qk_name(cfg.qk), mf_dataset_name(kind), model.num_params, ds.train.count,
                ds.test.count, mf_get_threads());
+        if (joined) printf(" x %d ranks", ranks);
+        printf("\n");
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -322,10 +355,25 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL); /* a closed terminal: save and stop, as for SIGTERM */
     mf_train_hooks hooks = {&ctx, show_progress, on_epoch};
+    /* Every rank got here, or none trains. */
+    agreed = 1;
+    if (mf_dist_any(0)) {
+        rc = EXIT_RUNTIME; /* the rank that failed said why */
+        goto out;
+    }
     double t0 = mf_now_seconds();
     mf_status s = mf_train(&model, &ds, &to, &st, &hooks, &stop_signal, &err);
     double total = mf_now_seconds() - t0;
     if (ctx.tty) fprintf(stderr, "\r\033[K");
+    /* mf_train ends on every rank at the same step with the same status. */
+    if (s == MF_ERR_INTERRUPTED && !lead) {
+        rc = 128 + (stop_signal ? stop_signal : SIGTERM); /* the signal reached another rank */
+        goto out;
+    }
+    if (s && !lead) {
+        rc = err.status == MF_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME; /* rank 0 reports it */
+        goto out;
+    }
     if (s == MF_ERR_INTERRUPTED) {
         /* Stopped at a step boundary: save exactly there. */
         const char *path = save_path ? save_path : "minformer-interrupted.safetensors";
@@ -361,8 +409,10 @@ int cmd_train(int argc, char **argv)
         rc = cli_json_print(&w);
     }
 out:
+    if (joined && !agreed && mf_dist_any(rc != 0) && !rc) rc = EXIT_RUNTIME;
     if (ctx.log) fclose(ctx.log);
     mf_model_free(&model);
     mf_dataset_free(&ds);
+    if (joined) mf_dist_finalize();
     return rc;
 }
