@@ -299,6 +299,7 @@ static mf_status decode_png(const uint8_t *data, size_t size, const char *name, 
  * silently half grey is worse than a refused one. */
 typedef struct {
     struct jpeg_error_mgr pub;
+    struct jpeg_progress_mgr progress;
     jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
     int too_large; /* the header's size is over the caps */
@@ -317,6 +318,21 @@ static void jpeg_emit_message(j_common_ptr cinfo, int level)
     if (level < 0) jpeg_error_exit(cinfo); /* a warning */
 }
 
+/* A progressive JPEG may hold any number of scans, each a pass over the
+ * whole image: a small file with thousands of them costs minutes. Real
+ * encoders write about 10; 100 is refused, as libjpeg-turbo's own fuzzers
+ * and tjDecompress's scan limit do. */
+#define JPEG_MAX_SCANS 100
+
+static void jpeg_progress(j_common_ptr cinfo)
+{
+    jpeg_reader *r = (jpeg_reader *)cinfo->err;
+    if (cinfo->is_decompressor && ((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+        snprintf(r->message, sizeof r->message, "more than %d progressive scans", JPEG_MAX_SCANS);
+        longjmp(r->jump, 1);
+    }
+}
+
 /* Everything libjpeg may longjmp out of; what it changes lives in r and img,
  * the caller's storage (see png_decode_guarded). */
 static int jpeg_decode_guarded(struct jpeg_decompress_struct *cinfo, jpeg_reader *r,
@@ -324,6 +340,8 @@ static int jpeg_decode_guarded(struct jpeg_decompress_struct *cinfo, jpeg_reader
 {
     if (setjmp(r->jump)) return 0;
     jpeg_create_decompress(cinfo);
+    r->progress.progress_monitor = jpeg_progress;
+    cinfo->progress = &r->progress;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     jpeg_read_header(cinfo, TRUE);
     /* Checked on the header alone, before libjpeg allocates for the image. */

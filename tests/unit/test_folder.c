@@ -88,6 +88,44 @@ static unsigned char *jpeg_bytes(int w, int h, int channels, const uint8_t *pix,
     return out;
 }
 
+/* An RGB progressive JPEG: scans 0 (libjpeg's simple progression, about 10
+ * scans), or one scan for DC and one per AC coefficient and component (190). */
+static void write_progressive_jpeg(const char *rel, int many_scans)
+{
+    uint8_t pix[16 * 16 * 3];
+    for (int i = 0; i < (int)sizeof pix; i++) pix[i] = (uint8_t)(i * 11);
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *out = NULL;
+    unsigned long len = 0;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, &len);
+    c.image_width = c.image_height = 16;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    static jpeg_scan_info scans[1 + 3 * 63];
+    if (many_scans) {
+        scans[0] = (jpeg_scan_info){3, {0, 1, 2, 0}, 0, 0, 0, 0};
+        for (int comp = 0, n = 1; comp < 3; comp++)
+            for (int k = 1; k < 64; k++) scans[n++] = (jpeg_scan_info){1, {comp, 0, 0, 0}, k, k, 0, 0};
+        c.scan_info = scans;
+        c.num_scans = 1 + 3 * 63;
+    } else {
+        jpeg_simple_progression(&c);
+    }
+    jpeg_start_compress(&c, TRUE);
+    for (int y = 0; y < 16; y++) {
+        JSAMPROW row = pix + y * 16 * 3;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    write_bytes(rel, out, len);
+    free(out);
+}
+
 static void write_jpeg(const char *rel, int w, int h, int channels, const uint8_t *pix)
 {
     unsigned long len = 0;
@@ -135,9 +173,11 @@ static void make_basic_folder(void)
         }
 }
 
+/* err is cleared first, so err->status tells whether this load failed. */
 static mf_status load(mf_dataset *ds, const mf_folder_opts *o, mf_folder_report *rep,
                       mf_error *err)
 {
+    mf_error_clear(err);
     return mf_dataset_load_folder(ds, root, o, rep, err);
 }
 
@@ -459,6 +499,19 @@ static void test_folder_hostile_refused(void)
     if (!err.status) mf_dataset_free(&ds);
     path_of(p, "test/b/huge.jpg");
     remove(p);
+    /* A progressive JPEG decodes; one of 190 scans (a cheap file that costs
+     * a pass over the image per scan) is refused. */
+    mf_folder_opts resize;
+    mf_folder_opts_default(&resize);
+    resize.image_size = 8;
+    write_progressive_jpeg("test/b/prog.jpg", 0);
+    CHECK(load(&ds, &resize, &rep, &err) == MF_OK && ds.channels == 3, "progressive: %s",
+          err.message);
+    if (!err.status) mf_dataset_free(&ds);
+    write_progressive_jpeg("test/b/prog.jpg", 1);
+    REFUSED(&resize, "test/b/prog.jpg", "progressive scans");
+    path_of(p, "test/b/prog.jpg");
+    remove(p);
     /* An empty file, and one class only. */
     write_bytes("test/b/empty.png", "", 0);
     REFUSED(NULL, "test/b/empty.png", "empty file");
@@ -493,11 +546,13 @@ static void test_folder_dataset_names(void)
     make_basic_folder();
     char **names;
     int n;
+    mf_error_clear(&err);
     CHECK(mf_folder_class_names(root, &names, &n, &err) == MF_OK && n == 2 &&
               !strcmp(names[0], "ant") && !strcmp(names[1], "cat"), "class names");
     if (!err.status) mf_folder_class_names_free(names, n);
     /* mf_dataset_load with MF_FOLDER takes the folder as its directory. */
     mf_dataset ds;
+    mf_error_clear(&err);
     CHECK(mf_dataset_load(&ds, MF_FOLDER, root, &err) == MF_OK && ds.classes == 2, "%s",
           err.message);
     if (!err.status) mf_dataset_free(&ds);
