@@ -1,10 +1,19 @@
 #define _POSIX_C_SOURCE 200809L /* sigaction: also without -fopenmp */
 /* minformer experiment: runs one of the paper's grids, each run in its own
- * directory, resumable, then writes the results table and the figures. */
+ * directory, resumable, then writes the results table and the figures;
+ * with --jobs K, in K worker processes that share the directory. */
+#include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "cli.h"
 #include "experiment/experiment.h"
@@ -37,39 +46,84 @@ static const char *help_tail =
     "                     split (default 5000)\n"
     "  --no-augment       no training augmentation\n"
     "  --format F         the figures' format: png (default), svg or pdf\n"
-    "  --threads T        threads (default: all cores)\n\n"
+    "  --jobs K           train K runs at once, in K worker processes (default 1)\n"
+    "  --threads T        threads in all (default: all cores); with --jobs K, job i\n"
+    "                     of K gets T/K of them, one more for the first T mod K\n"
+    "                     jobs, and at least 1\n\n"
     "Without --lr or --tune-lr a run uses 2e-2 when it has no W_v/W_o (--vo none)\n"
     "and 4e-3 otherwise, as train does. SIGINT or SIGTERM saves the current run and\n"
     "stops the grid with status 130 or 143 (SIGHUP: 129); rerun the command to resume.\n"
     "A run's directory holds run.json with every setting that affects its result and\n"
     "the data's fingerprint; a rerun with other settings (seed, batch, lr, --tune-lr,\n"
     "--no-augment, limits, epochs, other data) is refused with the list of what\n"
-    "differs. Several processes may work on one directory at once: each run is\n"
-    "locked by the process that trains it, others skip it for now, and the summary\n"
-    "always covers every finished run of the grid.\n";
+    "differs. Several processes may work on one directory at once, on one machine or\n"
+    "on several that share the filesystem: each run is locked by the process that\n"
+    "trains it and the others take the runs nobody holds. A held run is tried again\n"
+    "after the others (and resumed if its holder stopped or died); one still held\n"
+    "then is left to its holder, which writes the summary when it finishes, so the\n"
+    "summary written last lists every finished run.\n";
 
 enum {
     OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,
-    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT
+    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT, OPT_JOBS, OPT_WORKER
 };
 
+/* --jobs K at most (the largest grid has 16 runs): bounds job_pids. */
+enum { MAX_JOBS = 256 };
+
 static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
+/* The --jobs workers, so that a signal to this process reaches them too (a
+ * terminal's Ctrl-C reaches the whole process group anyway; kill PID or a
+ * batch system's SIGTERM may not). kill is async-signal-safe. */
+static volatile pid_t job_pids[MAX_JOBS];
+static volatile sig_atomic_t job_count;
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+    for (int i = 0; i < job_count; i++)
+        if (job_pids[i] > 0) kill(job_pids[i], sig);
+}
+
+/* Every line this command prints: "[job I/K] " first in a --jobs worker,
+ * whose lines interleave with its siblings'. Flushed per line, so that a
+ * line is one write and lines of several processes do not mix. */
+static char line_prefix[32];
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    printf("%s%s\n", line_prefix, line);
+    fflush(stdout);
+}
 
 typedef struct {
     int tty, batch;
+    /* "[k/N] run", printed before the run's first message: a run another
+     * process holds is tried again after the others, and says nothing more
+     * until it is this process's. */
+    const char *header;
 } progress;
+
+static void flush_header(progress *p)
+{
+    if (p->header) say("%s", p->header);
+    p->header = NULL;
+}
 
 static void show_message(void *ctx, const char *text)
 {
-    (void)ctx;
-    printf("%s\n", text);
-    fflush(stdout);
+    flush_header(ctx);
+    say("%s", text);
 }
 
 static void show_batch(void *vctx, int epoch, int batch, int batches, float loss, float acc, double ips)
 {
     progress *p = vctx;
+    flush_header(p); /* the run is this process's: its first batch is done */
     if (!p->tty) return;
     int eta = ips > 0 ? (int)((double)(batches - batch) * p->batch / ips) : 0;
     fprintf(stderr, "\r  epoch %d: %d/%d loss %.4f acc %5.1f%% %6.0f img/s ETA %d:%02d ", epoch,
@@ -81,11 +135,11 @@ static void show_epoch(void *vctx, const mf_epoch_stats *s, int epochs)
 {
     progress *p = vctx;
     if (p->tty) fprintf(stderr, "\r\033[K");
-    printf("  epoch %d/%d  lr %.3g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  "
-           "%.0f img/s\n",
-           s->epoch, epochs, s->lr, s->train_loss, 100.0 * s->train_acc, s->test_loss,
-           100.0 * s->test_acc, s->seconds, s->images_per_second);
-    fflush(stdout);
+    flush_header(p);
+    say("  epoch %d/%d  lr %.3g  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1fs  "
+        "%.0f img/s",
+        s->epoch, epochs, s->lr, s->train_loss, 100.0 * s->train_acc, s->test_loss,
+        100.0 * s->test_acc, s->seconds, s->images_per_second);
 }
 
 static void usage_grids(void)
@@ -102,6 +156,104 @@ static void usage_grids(void)
                    g[i].default_limit_train);
     }
     fputs(help_tail, stdout);
+}
+
+/* The share of T threads that job i (0-based) of K gets: T/K, one more for
+ * the first T mod K jobs, at least 1. Every run's result is independent of
+ * the thread count (a GEMM element depends only on its row, column and K;
+ * backward sums fixed chunks in chunk order), so any share gives the bits
+ * of a serial grid. */
+static int job_threads(int threads, int jobs, int i)
+{
+    int t = threads / jobs + (i < threads % jobs);
+    return t > 0 ? t : 1;
+}
+
+/* --jobs K: K workers on the grid's directory, each a fresh exec of this
+ * binary with the same options and the hidden --worker I/K/T, cooperating
+ * through the run locks exactly as separate experiment processes do; then
+ * 0 when every worker exited 0, else the first non-zero status (a signal as
+ * 128 + its number). A fresh exec rather than a bare fork: libgomp's thread
+ * pool does not survive fork (a child that enters a parallel region after
+ * its parent did can hang), and an exec starts each worker with no state of
+ * this process at all (OpenMP, Cairo, open files; the run locks are
+ * O_CLOEXEC). /proc/self/exe is the running binary even when the file was
+ * rebuilt meanwhile, as main's exec for OMP_WAIT_POLICY relies on too. */
+static int run_jobs(int argc, char **argv, int jobs, int threads)
+{
+    char spec[48];
+    char **args = calloc((size_t)argc + 4, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "minformer: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    /* "minformer experiment --worker I/K/T" and then the user's arguments:
+     * --worker first, so that it is an option even under POSIXLY_CORRECT. */
+    args[0] = "minformer";
+    args[1] = "experiment";
+    args[2] = "--worker";
+    args[3] = spec;
+    for (int i = 1; i < argc; i++) args[3 + i] = argv[i];
+    fflush(stdout);
+    fflush(stderr);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pid_t self = getpid();
+    int rc = 0;
+    for (int i = 0; i < jobs && !stop_signal; i++) {
+        snprintf(spec, sizeof spec, "%d/%d/%d", i + 1, jobs, job_threads(threads, jobs, i));
+        /* Signals wait until the child's pid is recorded for forwarding. */
+        sigprocmask(SIG_BLOCK, &block, &old);
+        pid_t pid = fork();
+        if (pid == 0) {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            sigaction(SIGINT, &dfl, NULL);
+            sigaction(SIGTERM, &dfl, NULL);
+            sigaction(SIGHUP, &dfl, NULL);
+            sigprocmask(SIG_SETMASK, &old, NULL);
+#ifdef __linux__
+            /* The parent killed outright: the worker saves its run and stops. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != self) _exit(128 + SIGTERM);
+#endif
+            execv("/proc/self/exe", args);
+            static const char msg[] = "minformer experiment: cannot start a --jobs worker: "
+                                      "exec of /proc/self/exe failed\n";
+            if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) _exit(EXIT_RUNTIME);
+            _exit(EXIT_RUNTIME);
+        }
+        int e = errno;
+        if (pid > 0) job_pids[job_count++] = pid;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0) {
+            fprintf(stderr, "minformer: cannot start job %d of %d: %s\n", i + 1, jobs, strerror(e));
+            rc = EXIT_RUNTIME;
+            break;
+        }
+    }
+    /* A failed fork or a signal before every job started: stop those that did. */
+    if (rc || stop_signal)
+        for (int i = 0; i < job_count; i++) kill(job_pids[i], stop_signal ? stop_signal : SIGTERM);
+    for (int i = 0; i < job_count; i++) {
+        int status;
+        pid_t r;
+        while ((r = waitpid(job_pids[i], &status, 0)) < 0 && errno == EINTR) {}
+        int code = r < 0 ? EXIT_RUNTIME
+                   : WIFEXITED(status) ? WEXITSTATUS(status)
+                   : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_RUNTIME;
+        job_pids[i] = 0;
+        if (code && !stop_signal)
+            fprintf(stderr, "minformer: job %d of %d exited with status %d\n", i + 1, job_count, code);
+        if (code && !rc) rc = code;
+    }
+    job_count = 0;
+    free(args);
+    return rc;
 }
 
 int cmd_experiment(int argc, char **argv)
@@ -122,6 +274,8 @@ int cmd_experiment(int argc, char **argv)
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
         {"only", required_argument, 0, OPT_ONLY},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"jobs", required_argument, 0, OPT_JOBS},
+        {"worker", required_argument, 0, OPT_WORKER}, /* internal: job I of K with T threads */
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = "experiment", *only = NULL, *format_name = NULL;
@@ -130,7 +284,7 @@ int cmd_experiment(int argc, char **argv)
     mf_experiment_opts eo;
     mf_experiment_opts_default(&eo);
     eo.out_dir = NULL;
-    int epochs = 0, opt, rc = 0;
+    int epochs = 0, opt, rc = 0, jobs = 1, worker = 0, worker_jobs = 0, worker_threads = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -149,6 +303,15 @@ int cmd_experiment(int argc, char **argv)
         case OPT_NO_AUGMENT: eo.augment = 0; break;
         case OPT_ONLY: only = optarg; break;
         case OPT_FORMAT: format_name = optarg; break;
+        case OPT_JOBS: rc = cli_parse_int(cmd, "jobs", optarg, 1, MAX_JOBS, &jobs); break;
+        case OPT_WORKER: {
+            char end;
+            if (sscanf(optarg, "%d/%d/%d%c", &worker, &worker_jobs, &worker_threads, &end) != 3 ||
+                worker < 1 || worker > worker_jobs || worker_jobs > MAX_JOBS ||
+                worker_threads < 1 || worker_threads > 1024)
+                rc = cli_usage_error(cmd, "--worker '%s': internal to --jobs (I/K/THREADS)", optarg);
+            break;
+        }
         case 'h': usage_grids(); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -174,6 +337,11 @@ int cmd_experiment(int argc, char **argv)
         snprintf(out_dir, sizeof out_dir, "runs/%s", grid->name);
         eo.out_dir = out_dir;
     }
+    if (worker) {
+        snprintf(line_prefix, sizeof line_prefix, "[job %d/%d] ", worker, worker_jobs);
+        jobs = 1;
+        co.threads = worker_threads;
+    }
     mf_set_threads(co.threads);
 
     struct sigaction sa;
@@ -183,92 +351,156 @@ int cmd_experiment(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL); /* a closed terminal: save and stop, as for SIGTERM */
 
-    progress pr = {cli_isatty_stderr(), eo.batch};
+    int selected = 0;
+    for (int i = 0; i < grid->count; i++) {
+        char run[96];
+        mf_experiment_run_name(&grid->specs[i], run, sizeof run);
+        selected += !only || strstr(run, only);
+    }
+    if (jobs > selected) jobs = selected > 0 ? selected : 1; /* one run per job at most */
+    int threads = mf_get_threads();
+    char how[96];
+    int fewest = job_threads(threads, jobs, jobs - 1), most = job_threads(threads, jobs, 0);
+    if (jobs > 1 && fewest != most)
+        snprintf(how, sizeof how, "%d jobs of %d-%d threads", jobs, fewest, most);
+    else if (jobs > 1)
+        snprintf(how, sizeof how, "%d jobs of %d thread%s", jobs, most, most > 1 ? "s" : "");
+    else
+        snprintf(how, sizeof how, "%d thread%s", threads, threads > 1 ? "s" : "");
+    say("experiment %s: %d runs, %d epochs each, %s training images, %s, into %s/", grid->name,
+        selected, eo.epochs, eo.limit_train ? "limited to the first" : "all", how, eo.out_dir);
+    if (eo.limit_train) say("  (first %d training images)", eo.limit_train);
+    /* After the workers, this process goes over the grid once more: every run
+     * is finished then, so it only loads the data (for its fingerprints),
+     * checks each run's files against the settings and writes the summary. */
+    int after_jobs = 0;
+    if (jobs > 1) {
+        if ((rc = run_jobs(argc, argv, jobs, threads))) {
+            if (stop_signal) {
+                fprintf(stderr, "minformer: stopped; rerun the same command to resume\n");
+                rc = 128 + stop_signal;
+            }
+            return rc;
+        }
+        after_jobs = 1;
+    }
+
+    progress pr = {worker || jobs > 1 ? 0 : cli_isatty_stderr(), eo.batch, NULL};
     mf_experiment_hooks hooks = {&pr, show_message, show_batch, show_epoch};
     mf_experiment_result *results = calloc((size_t)grid->count, sizeof *results);
     mf_experiment_result *summary = calloc((size_t)grid->count, sizeof *summary);
+    /* Per run of the grid: 0 to do, 1 done with (finished, failed, not
+     * selected); waited: found held by another process at least once. */
+    char *done = calloc((size_t)grid->count, 1), *waited = calloc((size_t)grid->count, 1);
     mf_dataset data[3];
     int loaded[3] = {0, 0, 0};
     uint64_t fingerprints[3] = {0, 0, 0};
     memset(data, 0, sizeof data);
     mf_error err;
     mf_error_clear(&err);
-    if (!results || !summary) {
-        free(results);
-        free(summary);
+    if (!results || !summary || !done || !waited) {
         mf_fail(&err, MF_ERR_NOMEM, "out of memory");
-        return cli_report(&err);
+        rc = cli_report(&err);
+        goto out;
     }
-    int n = 0, failed = 0, selected = 0, busy = 0, in_summary = 0, other = 0;
+    int n = 0, failed = 0, in_summary = 0, other = 0, held = 0;
     for (int i = 0; i < grid->count; i++) {
         char run[96];
         mf_experiment_run_name(&grid->specs[i], run, sizeof run);
-        selected += !only || strstr(run, only);
+        done[i] = only && !strstr(run, only);
     }
-    printf("experiment %s: %d runs, %d epochs each, %s training images, %d threads, into %s/\n",
-           grid->name, selected, eo.epochs, eo.limit_train ? "limited to the first" : "all",
-           mf_get_threads(), eo.out_dir);
-    if (eo.limit_train) printf("  (first %d training images)\n", eo.limit_train);
-    int k = 0;
-    for (int i = 0; i < grid->count && !stop_signal; i++) {
-        const mf_experiment_spec *spec = &grid->specs[i];
-        char run[96];
-        mf_experiment_run_name(spec, run, sizeof run);
-        if (only && !strstr(run, only)) continue;
-        k++;
-        int d = (int)spec->dataset;
-        if (!loaded[d]) {
-            if (mf_dataset_load(&data[d], spec->dataset, mf_data_dir(co.data_dir), &err)) {
+    /* Passes over the runs still to do. A run another process holds is left
+     * to it for now and tried again after the others: its holder may have
+     * finished it meanwhile (then it is skipped here), or stopped or died
+     * (the kernel drops a dead process's lock), and then this process
+     * resumes it from its checkpoint. A pass that finds only held runs ends
+     * the loop: they are their holders' to finish, and each holder writes
+     * the summary after each run it finishes, so the summary written last
+     * lists every finished run. So no process waits on another, and a batch
+     * job whose runs are all taken ends instead of idling. */
+    for (int interrupted = 0, progressed = 1; progressed && !interrupted && !stop_signal;) {
+        held = 0;
+        progressed = 0;
+        for (int i = 0, k = 0; i < grid->count && !stop_signal; i++) {
+            const mf_experiment_spec *spec = &grid->specs[i];
+            char run[96], header[160];
+            mf_experiment_run_name(spec, run, sizeof run);
+            if (only && !strstr(run, only)) continue;
+            k++;
+            if (done[i]) continue;
+            int d = (int)spec->dataset;
+            if (!loaded[d]) {
+                if (mf_dataset_load(&data[d], spec->dataset, mf_data_dir(co.data_dir), &err)) {
+                    rc = cli_report(&err);
+                    goto out;
+                }
+                mf_dataset_limit(&data[d], eo.limit_train, eo.limit_test);
+                loaded[d] = 1;
+                fingerprints[d] = data[d].fingerprint;
+            }
+            snprintf(header, sizeof header, "[%d/%d] %s", k, selected, run);
+            pr.header = header;
+            mf_experiment_result *r = &results[n];
+            mf_status s = mf_experiment_run(&eo, spec, &data[d], &hooks, &stop_signal, r, &err);
+            if (pr.tty) fprintf(stderr, "\r\033[K");
+            if (r->in_progress && !s) {
+                if (!waited[i]) {
+                    say("%s", header);
+                    say("  in progress in another process; left to it for now");
+                }
+                waited[i] = 1;
+                pr.header = NULL;
+                held++;
+                continue;
+            }
+            done[i] = 1;
+            progressed++;
+            if (s == MF_ERR_INTERRUPTED) {
+                flush_header(&pr);
+                if (r->saved)
+                    fprintf(stderr, "minformer: %s%s; saved %s/%s/checkpoint.safetensors\n",
+                            line_prefix, err.message, eo.out_dir, run);
+                else
+                    fprintf(stderr, "minformer: %s%s; %s had no checkpoint yet (stopped while "
+                            "tuning its learning rate, or its save failed)\n", line_prefix,
+                            err.message, run);
+                interrupted = 1;
+                break;
+            }
+            if (s == MF_ERR_CONFIG || s == MF_ERR_IO || s == MF_ERR_NOMEM || s == MF_ERR_FORMAT) {
+                /* Settings that differ, a bad file or a full disk concern every run: stop. */
+                flush_header(&pr);
                 rc = cli_report(&err);
                 goto out;
             }
-            mf_dataset_limit(&data[d], eo.limit_train, eo.limit_test);
-            loaded[d] = 1;
-            fingerprints[d] = data[d].fingerprint;
+            if (s) {
+                /* One failed run (a diverged one, say) does not cost the rest of the grid. */
+                flush_header(&pr);
+                fprintf(stderr, "minformer: %s%s: %s\n", line_prefix, run, err.message);
+                failed++;
+                continue;
+            }
+            if (r->skipped && after_jobs) {
+                pr.header = NULL; /* the workers reported it */
+            } else if (r->skipped) {
+                flush_header(&pr);
+                say("  %s: test acc %.2f%% after %d epochs (lr %g); skipped",
+                    waited[i] ? "finished in another process" : "finished before",
+                    100.0 * r->test_acc, r->epochs, (double)r->lr);
+            } else {
+                flush_header(&pr);
+                say("  done: %zu parameters, lr %g, test acc %.2f%% (best %.2f%% at epoch %d), %.0f s",
+                    r->params, (double)r->lr, 100.0 * r->test_acc, 100.0 * r->best_test_acc,
+                    r->best_epoch, r->seconds);
+            }
+            n++;
+            if (!r->skipped && mf_experiment_write_summary(&eo, grid, fingerprints, summary,
+                                                           &in_summary, &other, &err)) {
+                rc = cli_report(&err);
+                goto out;
+            }
         }
-        printf("[%d/%d] %s\n", k, selected, run);
-        fflush(stdout);
-        mf_experiment_result *r = &results[n];
-        mf_status s = mf_experiment_run(&eo, spec, &data[d], &hooks, &stop_signal, r, &err);
-        if (pr.tty) fprintf(stderr, "\r\033[K");
-        if (s == MF_ERR_INTERRUPTED) {
-            if (r->saved)
-                fprintf(stderr, "minformer: %s; saved %s/%s/checkpoint.safetensors\n", err.message,
-                        eo.out_dir, run);
-            else
-                fprintf(stderr, "minformer: %s; %s had no checkpoint yet (stopped while tuning "
-                        "its learning rate, or its save failed)\n", err.message, run);
-            break;
-        }
-        if (s == MF_ERR_CONFIG || s == MF_ERR_IO || s == MF_ERR_NOMEM || s == MF_ERR_FORMAT) {
-            /* Settings that differ, a bad file or a full disk concern every run: stop. */
-            rc = cli_report(&err);
-            goto out;
-        }
-        if (s) {
-            /* One failed run (a diverged one, say) does not cost the rest of the grid. */
-            fprintf(stderr, "minformer: %s: %s\n", run, err.message);
-            failed++;
-            continue;
-        }
-        if (r->in_progress) {
-            printf("  in progress in another process; skipped for now\n");
-            busy++;
-            continue;
-        }
-        if (r->skipped)
-            printf("  finished before: test acc %.2f%% after %d epochs (lr %g); skipped\n",
-                   100.0 * r->test_acc, r->epochs, (double)r->lr);
-        else
-            printf("  done: %zu parameters, lr %g, test acc %.2f%% (best %.2f%% at epoch %d), %.0f s\n",
-                   r->params, (double)r->lr, 100.0 * r->test_acc, 100.0 * r->best_test_acc,
-                   r->best_epoch, r->seconds);
-        n++;
-        if (!r->skipped && mf_experiment_write_summary(&eo, grid, fingerprints, summary, &in_summary,
-                                                       &other, &err)) {
-            rc = cli_report(&err);
-            goto out;
-        }
+        if (!held) break;
     }
     /* The summary covers every finished run of the grid in the directory made
      * with these settings, whoever trained it, not only this call's runs. */
@@ -276,7 +508,7 @@ int cmd_experiment(int argc, char **argv)
         rc = cli_report(&err);
         goto out;
     }
-    if (in_summary) {
+    if (in_summary && !worker) {
         char *md = mf_experiment_markdown(summary, in_summary);
         printf("\n%s\n", md ? md : "");
         free(md);
@@ -293,16 +525,17 @@ int cmd_experiment(int argc, char **argv)
                "--checkpoint)\n", eo.out_dir);
     }
     if (other)
-        printf("(%d finished run%s in %s made with other settings %s left out of the summary)\n",
-               other, other == 1 ? "" : "s", eo.out_dir, other == 1 ? "is" : "are");
-    if (busy)
-        printf("%d run%s in progress in another process; rerun the command later to collect %s\n",
-               busy, busy == 1 ? " is" : "s are", busy == 1 ? "it" : "them");
+        say("(%d finished run%s in %s made with other settings %s left out of the summary)",
+            other, other == 1 ? "" : "s", eo.out_dir, other == 1 ? "is" : "are");
+    if (held && !stop_signal)
+        say("%d run%s in progress in another process, which writes the summary when it "
+            "finishes; rerun the command later to see it, or to resume a run whose process "
+            "stopped", held, held == 1 ? " is" : "s are");
     if (stop_signal) {
-        fprintf(stderr, "minformer: stopped; rerun the same command to resume\n");
+        fprintf(stderr, "minformer: %sstopped; rerun the same command to resume\n", line_prefix);
         rc = 128 + stop_signal;
     } else if (failed) {
-        fprintf(stderr, "minformer: %d run%s failed\n", failed, failed == 1 ? "" : "s");
+        fprintf(stderr, "minformer: %s%d run%s failed\n", line_prefix, failed, failed == 1 ? "" : "s");
         rc = EXIT_RUNTIME;
     }
 out:
@@ -310,5 +543,7 @@ out:
         if (loaded[d]) mf_dataset_free(&data[d]);
     free(results);
     free(summary);
+    free(done);
+    free(waited);
     return rc;
 }

@@ -4,8 +4,11 @@
  * interrupted run resumes to exactly the result of
  * an uninterrupted one, --tune-lr records its choice, and plot and attention
  * draw pictures of the stated size in PNG, SVG or PDF (by extension or
- * --format; an unknown extension is a usage error). */
-#define _POSIX_C_SOURCE 200809L
+ * --format; an unknown extension is a usage error). A grid run serially, with
+ * --jobs 2 and as two processes on one directory gives the same checkpoints
+ * and results; a run another process held is taken over once that one died;
+ * a signal to a --jobs grid stops its workers. */
+#define _GNU_SOURCE /* child.h */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +17,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "child.h"
 #include "minformer.h"
 #include "experiment/experiment.h"
 #include "figures/figures.h"
 
 static char root[] = "/tmp/minformer-test-experiment-XXXXXX";
-static char bin[512];
+static char bin[PATH_MAX];
 static int have_data;
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -133,7 +137,7 @@ static int count_substr(const char *s, const char *sub)
 /* Runs the CLI with stdout and stderr to out_file; returns its exit status. */
 static int run_cli(const char *args, const char *out_file)
 {
-    char cmd[2048];
+    char cmd[PATH_MAX + 2048];
     snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive %s %s > %s 2>&1", bin, args, out_file);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -274,6 +278,217 @@ static void test_grid_figures_in_each_format(void)
     free(said);
     snprintf(path, sizeof path, "%s/grid-gif", root);
     CHECK(!exists(path), "a refused command made its directory");
+}
+
+/* ---- grids in parallel --------------------------------------------------------- */
+
+/* The grid the parallel tests run: the quick grid's three runs, one epoch on
+ * 300 synthetic images (a few seconds in all). */
+static void parallel_args(child_args *a, const char *out, const char *extra)
+{
+    args_add(a, "experiment", "quick", "--epochs", "1", "--limit-train", "300", "--limit-test",
+             "100", NULL);
+    args_addf(a, "--data");
+    args_addf(a, "%s", root);
+    args_addf(a, "--out");
+    args_addf(a, "%s/%s", root, out);
+    args_split(a, extra);
+}
+
+/* results.csv without its last two columns (seconds, images_per_second). */
+static char *csv_without_times(const char *dir)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/results.csv", root, dir);
+    char *csv = slurp(path);
+    if (!csv) return NULL;
+    char *out = calloc(1, strlen(csv) + 1), *o = out;
+    for (char *line = csv; out && *line;) {
+        char *end = strchr(line, '\n');
+        if (!end) end = line + strlen(line);
+        char *cut = end;
+        for (int commas = 0; cut > line && commas < 2; cut--) commas += cut[-1] == ',';
+        memcpy(o, line, (size_t)(cut - line));
+        o += cut - line;
+        *o++ = '\n';
+        line = *end ? end + 1 : end;
+    }
+    free(csv);
+    return out;
+}
+
+static void test_parallel_grids_match_serial(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    child_args a;
+    child_result r;
+    memset(&a, 0, sizeof a);
+    parallel_args(&a, "par-serial", "--threads 2");
+    CHECK(child_run(&r, NULL, 120, &a) == 0, "serial grid exited %d: %s", r.status, r.err);
+    child_result_free(&r);
+
+    memset(&a, 0, sizeof a);
+    parallel_args(&a, "par-jobs", "--threads 2 --jobs 2");
+    CHECK(child_run(&r, NULL, 120, &a) == 0, "--jobs 2 exited %d: %s", r.status, r.err);
+    CHECK(count_substr(r.out, "  done:") == 3, "--jobs 2 trained %d runs, not 3:\n%s",
+          count_substr(r.out, "  done:"), r.out);
+    CHECK(strstr(r.out, "[job 1/2] ") && strstr(r.out, "[job 2/2] ") &&
+          strstr(r.out, "(3 finished runs of 3)"), "--jobs 2 output:\n%s", r.out);
+    child_result_free(&r);
+
+    /* Two processes on one directory, started together: each run is trained
+     * by exactly one of them, and the one that ends last prints the whole
+     * grid's summary. */
+    child_args b;
+    child_proc p[2];
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    parallel_args(&a, "par-two", "--threads 1");
+    parallel_args(&b, "par-two", "--threads 1");
+    int started = child_start(&p[0], NULL, &a) == 0 && child_start(&p[1], NULL, &b) == 0;
+    CHECK(started, "could not start two processes");
+    if (!started) return;
+    int trained = 0, complete = 0;
+    for (int i = 0; i < 2; i++) {
+        child_wait(&p[i], 120, &r);
+        CHECK(r.status == 0, "process %d exited %d: %s", i + 1, r.status, r.err);
+        complete += strstr(r.out, "(3 finished runs of 3)") != NULL;
+        trained += count_substr(r.out, "  done:");
+        child_result_free(&r);
+    }
+    CHECK(trained == 3, "the two processes trained %d runs, not 3", trained);
+    CHECK(complete >= 1, "neither process printed the whole grid's summary");
+
+    const mf_experiment_grid *g = mf_experiment_grid_find("quick");
+    for (int i = 0; i < g->count; i++) {
+        char run[96], x[700], y[700];
+        mf_experiment_run_name(&g->specs[i], run, sizeof run);
+        snprintf(x, sizeof x, "%s/par-serial/%s/checkpoint.safetensors", root, run);
+        const char *others[2] = {"par-jobs", "par-two"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(y, sizeof y, "%s/%s/%s/checkpoint.safetensors", root, others[k], run);
+            CHECK(same_file(x, y), "%s: the checkpoint of %s differs from the serial one", run,
+                  others[k]);
+        }
+    }
+    char *serial = csv_without_times("par-serial"), *jobs = csv_without_times("par-jobs"),
+         *two = csv_without_times("par-two");
+    CHECK(serial && count_char(serial, '\n') == 4, "serial results.csv:\n%s", serial ? serial : "");
+    CHECK(serial && jobs && !strcmp(serial, jobs), "--jobs 2 results.csv differs:\n%s\n%s",
+          serial ? serial : "", jobs ? jobs : "");
+    CHECK(serial && two && !strcmp(serial, two), "two processes' results.csv differs:\n%s\n%s",
+          serial ? serial : "", two ? two : "");
+    free(serial);
+    free(jobs);
+    free(two);
+
+    memset(&a, 0, sizeof a);
+    parallel_args(&a, "par-bad", "--jobs 0");
+    CHECK(child_run(&r, NULL, 30, &a) == 2 && strstr(r.err, "jobs"), "--jobs 0: %d %s", r.status,
+          r.err);
+    child_result_free(&r);
+    memset(&a, 0, sizeof a);
+    parallel_args(&a, "par-bad", "--worker 3/2/1");
+    CHECK(child_run(&r, NULL, 30, &a) == 2 && strstr(r.err, "--worker"), "--worker 3/2/1: %d %s",
+          r.status, r.err);
+    child_result_free(&r);
+}
+
+/* A run whose lock another process holds is left to it and tried again after
+ * the grid's other runs: its holder died meanwhile (the kernel dropped its
+ * flock), so the grid's process trains the run itself. */
+static void test_a_held_run_is_taken_over_when_its_holder_dies(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    char dir[700], lockp[760], done[760];
+    snprintf(dir, sizeof dir, "%s/held", root);
+    mkdir(dir, 0777);
+    snprintf(dir, sizeof dir, "%s/held/mnist-L6-H1-mlp4-unchanged", root); /* the first run */
+    mkdir(dir, 0777);
+    snprintf(lockp, sizeof lockp, "%s/lock", dir);
+    snprintf(done, sizeof done, "%s/result.json", dir);
+    int ready[2];
+    if (pipe(ready)) SKIP("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t holder = fork();
+    if (holder == 0) {
+        alarm(120); /* never outlives a test that failed to kill it */
+        mf_error err;
+        char ok = mf_run_lock_try(lockp, &err) >= 0 ? 'y' : 'n';
+        if (write(ready[1], &ok, 1) != 1) _exit(1);
+        for (;;) pause();
+    }
+    char ok = 'n';
+    CHECK(holder > 0 && read(ready[0], &ok, 1) == 1 && ok == 'y', "the holder did not lock %s", lockp);
+    close(ready[0]);
+    close(ready[1]);
+    if (check_current_failures) {
+        if (holder > 0) kill(holder, SIGKILL), waitpid(holder, NULL, 0);
+        return;
+    }
+    child_args a;
+    memset(&a, 0, sizeof a);
+    parallel_args(&a, "held", "--threads 2");
+    child_proc p;
+    CHECK(child_start(&p, NULL, &a) == 0, "could not start the grid");
+    /* Killed as soon as the grid has seen the lock, while it trains the other two runs. */
+    int said = child_wait_for_output(&p, "in progress in another process", 60);
+    CHECK(said, "the grid did not say the run is held");
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    child_result r;
+    child_wait(&p, 120, &r);
+    CHECK(r.status == 0, "the grid exited %d: %s", r.status, r.err);
+    CHECK(exists(done) && count_substr(r.out, "  done:") == 3 &&
+          strstr(r.out, "(3 finished runs of 3)"),
+          "the grid did not train the held run once its holder died:\n%s", r.out);
+    child_result_free(&r);
+}
+
+/* SIGTERM to a --jobs grid reaches its workers: each saves its run and
+ * stops, the grid exits 143 after them, and no run is left locked. */
+static void test_signal_stops_the_jobs(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    child_args a;
+    memset(&a, 0, sizeof a);
+    args_add(&a, "experiment", "quick", "--epochs", "200", "--jobs", "2", "--threads", "2", NULL);
+    args_addf(&a, "--data");
+    args_addf(&a, "%s", root);
+    args_addf(&a, "--out");
+    args_addf(&a, "%s/stopped", root);
+    child_proc p;
+    CHECK(child_start(&p, NULL, &a) == 0, "could not start the grid");
+    /* Both workers are training once each has finished an epoch. */
+    int both = 0;
+    while (!both && !child_ended(&p) && child_now() - p.started < 60) {
+        char *t = read_text(p.out_path, NULL);
+        both = t && strstr(t, "[job 1/2]   epoch 1/200") && strstr(t, "[job 2/2]   epoch 1/200");
+        free(t);
+        child_sleep(0.01);
+    }
+    CHECK(both, "the two workers did not start training");
+    kill(p.pid, SIGTERM);
+    child_result r;
+    child_wait(&p, 60, &r);
+    CHECK(r.status == 143, "the stopped grid exited %d: %s", r.status, r.err);
+    CHECK(count_substr(r.err, "checkpoint.safetensors") == 2, "two runs saved:\n%s", r.err);
+    child_result_free(&r);
+    const mf_experiment_grid *g = mf_experiment_grid_find("quick");
+    for (int i = 0; i < g->count; i++) {
+        char run[96], lockp[760];
+        mf_experiment_run_name(&g->specs[i], run, sizeof run);
+        snprintf(lockp, sizeof lockp, "%s/stopped/%s/lock", root, run);
+        if (!exists(lockp)) continue;
+        mf_error err;
+        int fd = mf_run_lock_try(lockp, &err);
+        CHECK(fd >= 0, "%s is still locked after the grid exited", run);
+        mf_run_lock_release(fd);
+    }
 }
 
 typedef struct {
@@ -487,16 +702,17 @@ static void test_plot_and_attention_commands(void)
     CHECK(run_cli(args, out) == 2, "an index past the test split is a usage error");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const char *build = getenv("BUILD");
-    snprintf(bin, sizeof bin, "%s/minformer", build && *build ? build : "build");
+    (void)argc;
     mf_set_threads(2);
     if (mkdtemp(root)) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/mnist", root);
         have_data = mkdir(dir, 0777) == 0 && write_split(dir, "train", 640, 1) == 0 &&
                     write_split(dir, "t10k", 200, 2) == 0;
+        /* The binary beside BUILD/tests/ (or $MINFORMER_BIN); missing: those tests skip. */
+        if (child_init(argv[0], root) == 0) snprintf(bin, sizeof bin, "%s", child_bin);
     } else {
         perror("mkdtemp");
     }
@@ -505,6 +721,9 @@ int main(void)
     RUN(test_rollout_of_uniform_attention);
     RUN(test_grid_command_writes_results_and_skips);
     RUN(test_grid_figures_in_each_format);
+    RUN(test_parallel_grids_match_serial);
+    RUN(test_a_held_run_is_taken_over_when_its_holder_dies);
+    RUN(test_signal_stops_the_jobs);
     RUN(test_interrupted_run_resumes_exactly);
     RUN(test_tune_lr_records_its_choice);
     RUN(test_plot_and_attention_commands);
