@@ -99,8 +99,8 @@ int cmd_attention(int argc, char **argv)
     }
     /* Normalized as the model was trained, not by this dataset's statistics. */
     mf_batch_fill(&ds.test, &index, 1, info.mean, info.std, MF_AUGMENT_NONE, 0, x, &y);
-    m.forward_only = 1;
-    m.full_attention = 1; /* the rollout multiplies whole maps */
+    /* Every row of every map: the rollout multiplies whole maps. */
+    mf_model_set_mode(&m, MF_MODE_FORWARD_ONLY | MF_MODE_FULL_ATTENTION);
     mf_model_forward(&m, x, NULL, 1);
     int pred = mf_argmax(mf_model_logits(&m), c->classes);
     mf_model_attention_maps(&m, 0, maps);

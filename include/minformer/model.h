@@ -67,6 +67,8 @@ typedef struct {
     float *norm2_w, *norm2_b;           /* (N); only with an MLP */
     float *fc1_w, *fc1_b;               /* (rN,N), (rN) */
     float *fc2_w, *fc2_b;               /* (N,rN), (N) */
+    float *variant[4];                  /* an attention variant's own tensors beyond those
+                                         * named above, as its table entry lists them */
 } mf_block_params;
 
 typedef struct {
@@ -90,6 +92,20 @@ typedef struct {
 
 typedef struct mf_activations mf_activations; /* private: forward state kept for backward */
 
+/* How mf_model_forward runs: MF_MODE_EVAL, or an or of the flags. A forward
+ * records its mode, and mf_model_backward differentiates that forward with
+ * it (the same dropout masks, the same rows). A new model is in
+ * MF_MODE_EVAL. */
+enum {
+    MF_MODE_EVAL = 0,          /* no dropout; forward keeps what backward reads */
+    MF_MODE_TRAIN = 1,         /* dropout on (when cfg.dropout > 0): a training step */
+    MF_MODE_FORWARD_ONLY = 2,  /* forward skips what only backward reads (GELU's slope):
+                                * evaluation; mf_model_backward must not follow */
+    MF_MODE_FULL_ATTENTION = 4 /* with CLS pooling the head reads only the CLS row of the
+                                * last block, so forward computes only that row's attention;
+                                * this computes every row (for mf_model_attention_maps) */
+};
+
 typedef struct {
     mf_config cfg;
     size_t num_params;
@@ -101,18 +117,18 @@ typedef struct {
     float *params, *grads, *adam_m, *adam_v;
     mf_params p, g;
     mf_block_params *block_views; /* 2L entries backing p.blocks and g.blocks */
-    /* Training-time switches. */
-    int training;            /* dropout active when training and cfg.dropout > 0 */
-    int forward_only;        /* forward skips what only backward reads (GELU's slope);
-                              * evaluation sets it; then do not call mf_model_backward */
-    int full_attention;      /* with CLS pooling the head reads only the CLS row of the
-                              * last block, so forward computes only that row's attention;
-                              * set this for every row (mf_model_attention_maps) */
+    unsigned mode;           /* MF_MODE_* flags: read through mf_model_mode, set through
+                              * mf_model_set_mode */
     uint64_t dropout_seed;   /* set per step by the trainer */
     /* Forward/backward state for up to batch_capacity images. */
     int batch_capacity;
     mf_activations *acts;
 } mf_model;
+
+/* Sets the mode (MF_MODE_* flags) of the forward passes that follow, and
+ * reads it. */
+void mf_model_set_mode(mf_model *m, unsigned mode);
+unsigned mf_model_mode(const mf_model *m);
 
 /* Allocates a model (parameters zero until mf_model_init_weights). Refuses
  * with MF_ERR_NOMEM, before allocating, when the model with activations for
@@ -153,7 +169,8 @@ const mf_tensor_info *mf_model_find_tensor(const mf_model *m, const char *name);
 /* Parameter count of a configuration without building it. */
 size_t mf_config_num_params(const mf_config *cfg);
 
-/* Forward pass on B images (B x C x S x S, normalized). Returns the mean
+/* Forward pass on B images (B x C x S x S, normalized), in the model's mode
+ * (mf_model_set_mode); B at most the reserved capacity. Returns the mean
  * cross-entropy over the batch when labels is non-NULL (0 otherwise). The
  * logits (B x classes) stay in the model: see mf_model_logits. */
 float mf_model_forward(mf_model *m, const float *images, const int *labels, int B);
@@ -163,13 +180,13 @@ const float *mf_model_logits(const mf_model *m);
 /* The predicted class of one row of logits: the index of the largest of n
  * values (the first one on ties). */
 int mf_argmax(const float *x, int n);
-/* Backward of the mean cross-entropy of the last forward (which had labels);
- * accumulates (+=) into m->grads. */
+/* Backward of the mean cross-entropy of the last forward (which had labels),
+ * in the mode that forward ran in; accumulates (+=) into m->grads. */
 void mf_model_backward(mf_model *m);
 void mf_model_zero_grad(mf_model *m);
 /* Mean attention weights (T1 x T1 per layer, averaged over heads) of image b
  * of the last forward; out holds L * T1 * T1 floats. The forward needs
- * full_attention set: otherwise, with CLS pooling, the last layer's map
+ * MF_MODE_FULL_ATTENTION: otherwise, with CLS pooling, the last layer's map
  * holds only its first row (the CLS token's). */
 void mf_model_attention_maps(const mf_model *m, int b, float *out);
 

@@ -54,13 +54,13 @@ static double profile_clock(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double mf_prof_begin(void)
+double mf_prof_begin_slow(void)
 {
     if (!mf_profile_enabled() || !recording_thread()) return 0.0;
     return profile_clock();
 }
 
-void mf_prof_end(mf_prof_op op, mf_prof_dir dir, double t0)
+void mf_prof_end_slow(mf_prof_op op, mf_prof_dir dir, double t0)
 {
     if (!mf_profile_enabled() || !recording_thread()) return;
     double dt = profile_clock() - t0;
@@ -90,8 +90,8 @@ long mf_profile_calls(mf_prof_op op, mf_prof_dir dir) { return calls[op][dir]; }
 const char *mf_profile_op_name(mf_prof_op op)
 {
     static const char *const names[MF_PROF_OP_COUNT] = {
-        "patch embed", "layernorm", "attn linears", "attn scores+softmax", "attn mixing",
-        "mlp linears", "gelu", "residual/dropout", "head+loss", "zero grad", "batch fill",
-        "finite check", "adamw", "threads: fork/join/wait"};
+        "patch embed", "linears", "layernorm (+residual)", "attn W from qk_tril",
+        "attn scores+softmax", "attn mixing", "gelu", "residual/dropout", "pooling+loss",
+        "zero grad", "batch fill", "finite check", "adamw", "threads: fork/join/wait"};
     return op >= 0 && op < MF_PROF_OP_COUNT ? names[op] : "?";
 }

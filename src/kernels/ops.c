@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/profile.h"
 #include "kernels/gemm.h"
 #include "minformer/core.h"
 #ifdef _OPENMP
@@ -51,13 +52,20 @@ static void bias_add_rows(float *y, size_t ld, const float *b, int M, int n)
     for (int i = 0; i < M; i++) bias_add_row(y + (size_t)i * ld, b, n);
 }
 
-void bias_add_forward(float *y, const float *b, int M, int n) { bias_add_rows(y, (size_t)n, b, M, n); }
+void bias_add_forward(float *y, const float *b, int M, int n)
+{
+    double t0 = mf_prof_begin();
+    bias_add_rows(y, (size_t)n, b, M, n);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_FORWARD, t0);
+}
 
 void linear_forward_rows(float *y, const float *x, const float *w, const float *b, int M, int in,
                          int out, int step)
 {
+    double t0 = mf_prof_begin();
     mf_gemm(0, 1, M, out, in, 1.0f, x, in * step, w, in, 0.0f, y, out * step);
     if (b) bias_add_rows(y, (size_t)out * step, b, M, out);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_FORWARD, t0);
 }
 
 /* db += column sums of dy (M rows of n, ld apart), each column summed in row
@@ -114,8 +122,10 @@ void linear_backward_params(float *dw, float *db, const float *dy, const float *
 void linear_backward_params_rows(float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int step)
 {
+    double t0 = mf_prof_begin();
     if (dw) mf_gemm(1, 0, out, in, M, 1.0f, dy, out * step, x, in * step, 1.0f, dw, in);
     if (db) column_sums_accumulate(db, dy, (size_t)out * step, M, out);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
 void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
@@ -127,7 +137,9 @@ void linear_backward_input(float *dx, const float *dy, const float *w, int M, in
 void linear_backward_input_rows(float *dx, const float *dy, const float *w, int M, int in, int out,
                                 int accumulate_dx, int step)
 {
+    double t0 = mf_prof_begin();
     mf_gemm(0, 0, M, in, out, 1.0f, dy, out * step, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in * step);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
 /* dw's columns and db's 16-blocks are split; every element still sums all M
@@ -136,6 +148,7 @@ void linear_backward_input_rows(float *dx, const float *dy, const float *w, int 
 void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts)
 {
+    double t0 = mf_prof_begin();
     int c0, c1;
     mf_share(in, 16, part, parts, &c0, &c1);
     if (dw && c1 > c0) mf_gemm_serial(1, 0, out, c1 - c0, M, 1.0f, dy, out, x + c0, in, 1.0f, dw + c0, in);
@@ -144,6 +157,7 @@ void linear_backward_params_part(float *dw, float *db, const float *dy, const fl
         mf_share((out + 15) / 16, 1, part, parts, &b0, &b1);
         column_sums_blocks(db, dy, (size_t)out, M, out, b0, b1);
     }
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
 /* Row reductions add into LANES interleaved partial sums, combined pairwise at
@@ -203,14 +217,16 @@ static inline void layernorm_row(float *yr, float *mean, float *rstd, const floa
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
                        const float *b, int M, int N)
 {
+    double t0 = mf_prof_begin();
     if (!mf_fork_worth((size_t)M * N)) {
         for (int i = 0; i < M; i++)
             layernorm_row(y + (size_t)i * N, &mean[i], &rstd[i], x + (size_t)i * N, w, b, N);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++)
-        layernorm_row(y + (size_t)i * N, &mean[i], &rstd[i], x + (size_t)i * N, w, b, N);
+        for (int i = 0; i < M; i++)
+            layernorm_row(y + (size_t)i * N, &mean[i], &rstd[i], x + (size_t)i * N, w, b, N);
+    }
+    mf_prof_end(MF_PROF_LAYERNORM, MF_PROF_FORWARD, t0);
 }
 
 /* Row i of residual_layernorm_forward. */
@@ -231,12 +247,14 @@ void residual_layernorm_forward(float *x_out, float *y, float *mean, float *rstd
                                 const float *branch, const float *bias, const float *w,
                                 const float *b, int M, int N)
 {
+    double t0 = mf_prof_begin();
     if (!mf_fork_worth((size_t)M * N)) {
         for (int i = 0; i < M; i++) residual_layernorm_row(x_out, y, mean, rstd, x, branch, bias, w, b, i, N);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) residual_layernorm_row(x_out, y, mean, rstd, x, branch, bias, w, b, i, N);
+        for (int i = 0; i < M; i++) residual_layernorm_row(x_out, y, mean, rstd, x, branch, bias, w, b, i, N);
+    }
+    mf_prof_end(MF_PROF_LAYERNORM, MF_PROF_FORWARD, t0);
 }
 
 /* dx = dx_in + dL/dx for one row (dxr may equal dxin). */
@@ -319,29 +337,33 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
 void layernorm_backward_input(float *dx, const float *dx_in, const float *dy, const float *x,
                               const float *mean, const float *rstd, const float *w, int M, int N)
 {
+    double t0 = mf_prof_begin();
     if (!mf_fork_worth((size_t)M * N)) {
         for (int i = 0; i < M; i++)
             layernorm_backward_row(dx + (size_t)i * N, dx_in + (size_t)i * N, dy + (size_t)i * N,
                                    x + (size_t)i * N, mean[i], rstd[i], w, N);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++)
-        layernorm_backward_row(dx + (size_t)i * N, dx_in + (size_t)i * N, dy + (size_t)i * N,
-                               x + (size_t)i * N, mean[i], rstd[i], w, N);
+        for (int i = 0; i < M; i++)
+            layernorm_backward_row(dx + (size_t)i * N, dx_in + (size_t)i * N, dy + (size_t)i * N,
+                                   x + (size_t)i * N, mean[i], rstd[i], w, N);
+    }
+    mf_prof_end(MF_PROF_LAYERNORM, MF_PROF_BACKWARD, t0);
 }
 
 void layernorm_backward_params(float *dw, float *db, const float *dy, const float *x,
                                const float *mean, const float *rstd, int M, int N)
 {
+    double t0 = mf_prof_begin();
     int blocks = (N + 15) / 16;
     if (!mf_fork_worth((size_t)M * N)) {
         layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, 0, blocks);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < blocks; blk++)
-        layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
+        for (int blk = 0; blk < blocks; blk++)
+            layernorm_params_blocks(dw, db, dy, x, mean, rstd, M, N, blk, blk + 1);
+    }
+    mf_prof_end(MF_PROF_LAYERNORM, MF_PROF_BACKWARD, t0);
 }
 
 #define INV_SQRT2 0.70710678118654752440f
@@ -475,14 +497,16 @@ static void bias_gelu_row(float *y, float *slope, const float *x, const float *b
 
 void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F)
 {
+    double t0 = mf_prof_begin();
     if (!mf_fork_worth((size_t)M * F)) {
         for (int i = 0; i < M; i++)
             bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++)
-        bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
+        for (int i = 0; i < M; i++)
+            bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
+    }
+    mf_prof_end(MF_PROF_GELU, MF_PROF_FORWARD, t0);
 }
 
 /* Elementwise loops go in blocks of GELU_BLOCK, so a thread's share is a run of whole blocks. */
@@ -495,14 +519,16 @@ static void gelu_backward_block(float *d, const float *slope, size_t i0, size_t 
 
 void gelu_backward(float *d, const float *slope, size_t n)
 {
+    double t0 = mf_prof_begin();
     if (!mf_fork_worth(n)) {
         gelu_backward_block(d, slope, 0, n);
-        return;
-    }
-    size_t blocks = (n + GELU_BLOCK - 1) / GELU_BLOCK;
+    } else {
+        size_t blocks = (n + GELU_BLOCK - 1) / GELU_BLOCK;
 #pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < blocks; k++)
-        gelu_backward_block(d, slope, k * GELU_BLOCK, (k + 1) * GELU_BLOCK < n ? (k + 1) * GELU_BLOCK : n);
+        for (size_t k = 0; k < blocks; k++)
+            gelu_backward_block(d, slope, k * GELU_BLOCK, (k + 1) * GELU_BLOCK < n ? (k + 1) * GELU_BLOCK : n);
+    }
+    mf_prof_end(MF_PROF_GELU, MF_PROF_BACKWARD, t0);
 }
 
 /* Sum of r[0..n): a running sum for short rows, LANES partial sums for long
@@ -582,6 +608,7 @@ void softmax_rows_backward(float *d, const float *a, int rows, int n)
 
 float cross_entropy_forward(float *probs, const float *logits, const int *labels, int B, int K)
 {
+    double t0 = mf_prof_begin();
     double loss = 0.0;
     for (int b = 0; b < B; b++) {
         const float *z = logits + (size_t)b * K;
@@ -594,16 +621,19 @@ float cross_entropy_forward(float *probs, const float *logits, const int *labels
         for (int k = 0; k < K; k++) p[k] = expf(z[k] - lse);
         loss += (double)(lse - z[labels[b]]);
     }
+    mf_prof_end(MF_PROF_HEAD, MF_PROF_FORWARD, t0);
     return (float)(loss / B);
 }
 
 void cross_entropy_backward(float *dlogits, const float *probs, const int *labels, int B, int K)
 {
+    double t0 = mf_prof_begin();
     float inv = 1.0f / (float)B;
     for (int b = 0; b < B; b++)
         for (int k = 0; k < K; k++)
             dlogits[(size_t)b * K + k] =
                 (probs[(size_t)b * K + k] - (k == labels[b] ? 1.0f : 0.0f)) * inv;
+    mf_prof_end(MF_PROF_HEAD, MF_PROF_BACKWARD, t0);
 }
 
 void dropout_apply(float *x, size_t n, float p, uint64_t seed) { dropout_apply_at(x, 0, n, p, seed); }
@@ -618,12 +648,14 @@ static inline float dropout_one(float v, size_t place, float scale, uint32_t thr
 
 void dropout_apply_at(float *x, size_t first, size_t n, float p, uint64_t seed)
 {
+    double t0 = mf_prof_begin();
     float scale = 1.0f / (1.0f - p);
     uint32_t threshold = (uint32_t)(p * 16777216.0f);
     if (!mf_fork_worth(n)) {
         for (size_t i = 0; i < n; i++) x[i] = dropout_one(x[i], first + i, scale, threshold, seed);
-        return;
-    }
+    } else {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = dropout_one(x[i], first + i, scale, threshold, seed);
+        for (size_t i = 0; i < n; i++) x[i] = dropout_one(x[i], first + i, scale, threshold, seed);
+    }
+    mf_prof_end(MF_PROF_RESIDUAL, MF_PROF_OTHER, t0);
 }

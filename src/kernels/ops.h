@@ -8,7 +8,11 @@
  * it. Called inside a parallel region (the model runs each thread's images
  * through whole blocks), it runs on the calling thread on the rows given;
  * linear_backward_params_part computes share `part` of `parts` of a
- * parameter gradient, so that the threads of one region can split it. */
+ * parameter gradient, so that the threads of one region can split it.
+ *
+ * Each op times itself under its profile entry (src/base/profile.h), except
+ * softmax_rows_*, which run per attention tile inside the model's scores op
+ * and are timed there. */
 #ifndef MF_OPS_H
 #define MF_OPS_H
 

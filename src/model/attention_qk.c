@@ -15,7 +15,7 @@ static float score_scale(const mf_attn_dims *d) { return 1.0f / sqrtf((float)(d-
 
 #define FWD MF_PROF_FORWARD
 #define BWD MF_PROF_BACKWARD
-#define LINEAR MF_PROF_ATTN_LINEAR
+#define WEIGHT MF_PROF_ATTN_WEIGHT
 #define SCORES MF_PROF_ATTN_SCORES
 
 /* A_bh = softmax(scale q_bh k_bh^T) for image b and head h (bh = b H + h):
@@ -42,9 +42,8 @@ static void scores_forward(float *att, const float *q, const float *k, const mf_
 static void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int M = d->B * d->T;
-    MF_PROF(LINEAR, FWD,
-            linear_forward_rows(a->q, a->ln1, p->q_w, p->q_b, query_rows(d), d->N, d->N, query_step(d));
-            linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N));
+    linear_forward_rows(a->q, a->ln1, p->q_w, p->q_b, query_rows(d), d->N, d->N, query_step(d));
+    linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N);
     scores_forward(a->att, a->q, a->k, d);
 }
 
@@ -69,18 +68,16 @@ static void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_ac
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
     mf_prof_end(SCORES, BWD, t0);
-    MF_PROF(LINEAR, BWD,
-            linear_backward_input_rows(s->dh, s->dq, p->q_w, query_rows(d), N, N, 1, query_step(d));
-            linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1));
+    linear_backward_input_rows(s->dh, s->dq, p->q_w, query_rows(d), N, N, 1, query_step(d));
+    linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1);
 }
 
 static void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                   const mf_layer_acts *a, const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
-    MF_PROF(LINEAR, BWD,
-            linear_backward_params_rows(g->q_w, g->q_b, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
-            linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N));
+    linear_backward_params_rows(g->q_w, g->q_b, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
+    linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N);
 }
 
 static const mf_tensor_spec separate_tensors[] = {
@@ -104,7 +101,7 @@ const mf_qk_variant qk_separate = {
 
 static void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, FWD, linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N));
+    linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N);
     scores_forward(a->att, a->q, a->q, d);
 }
 
@@ -130,14 +127,13 @@ static void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, shared_backward_head(s, a, d, i_));
     mf_prof_end(SCORES, BWD, t0);
-    MF_PROF(LINEAR, BWD, linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1));
+    linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1);
 }
 
 static void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                 const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, BWD, linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T,
-                                                     d->N, d->N));
+    linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T, d->N, d->N);
 }
 
 static const mf_tensor_spec shared_tensors[] = {
@@ -176,8 +172,7 @@ static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 
 static void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N,
-                                             d->N, query_step(d)));
+    linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N, d->N, query_step(d));
     scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
@@ -185,15 +180,14 @@ static void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_a
                                             const mf_block_params *p, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dh, s->dq, p->qk_w, query_rows(d), d->N,
-                                                    d->N, 1, query_step(d)));
+    linear_backward_input_rows(s->dh, s->dq, p->qk_w, query_rows(d), d->N, d->N, 1, query_step(d));
 }
 
 static void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                    const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, BWD, linear_backward_params_rows(g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d),
-                                                     d->N, d->N, query_step(d)));
+    linear_backward_params_rows(g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d), d->N, d->N,
+                                query_step(d));
 }
 
 static const mf_tensor_spec collapsed_tensors[] = {
@@ -220,8 +214,7 @@ static size_t tril_index(int i, int j) { return (size_t)i * (i + 1) / 2 + (size_
 /* u = h W (W = W^T, so W^T's row-major layout is W's). */
 static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
-    MF_PROF(LINEAR, FWD, linear_forward_rows(a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N,
-                                             query_step(d)));
+    linear_forward_rows(a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N, query_step(d));
     scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
@@ -229,8 +222,8 @@ static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    MF_PROF(LINEAR, BWD, linear_backward_input_rows(s->dh, s->dq, a->w_full, query_rows(d), d->N, d->N,
-                                                    1, query_step(d)));
+    linear_backward_input_rows(s->dh, s->dq, a->w_full, query_rows(d), d->N, d->N, 1,
+                               query_step(d));
 }
 
 /* s->dw_full = du^T h over the images of d (from zero). */
@@ -238,18 +231,18 @@ static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer
                                         const mf_attn_dims *d)
 {
     int N = d->N;
-    double t0 = mf_prof_begin();
     memset(s->dw_full, 0, (size_t)N * N * sizeof(float));
     linear_backward_params_rows(s->dw_full, NULL, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
-    mf_prof_end(LINEAR, BWD, t0);
 }
 
 static void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
+    double t0 = mf_prof_begin();
     int N = d->N;
     for (int i = 0; i < N; i++)
         for (int j = 0; j <= i; j++)
             a->w_full[(size_t)i * N + j] = a->w_full[(size_t)j * N + i] = p->qk_tril[tril_index(i, j)];
+    mf_prof_end(WEIGHT, FWD, t0);
 }
 
 static void attention_qk_symmetric_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
@@ -275,6 +268,7 @@ static void attention_qk_symmetric_backward_params(mf_block_params *g, const mf_
 static void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_grad_scratch *s,
                                                  const mf_block_params *p, const mf_attn_dims *d)
 {
+    double t0 = mf_prof_begin();
     (void)p;
     int N = d->N;
     /* A mirrored entry appears twice in W. */
@@ -283,11 +277,13 @@ static void attention_qk_symmetric_params_finish(mf_block_params *g, const mf_gr
         for (int j = 0; j <= i; j++)
             g->qk_tril[tril_index(i, j)] +=
                 i == j ? G[(size_t)i * N + i] : G[(size_t)i * N + j] + G[(size_t)j * N + i];
+    mf_prof_end(WEIGHT, BWD, t0);
 }
 
 /* W = L L^T, positive semi-definite. */
 static void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
+    double t0 = mf_prof_begin();
     int N = d->N;
     const float *L = p->qk_tril;
     for (int i = 0; i < N; i++)
@@ -296,6 +292,7 @@ static void attention_qk_cholesky_prepare(mf_layer_acts *a, const mf_block_param
             for (int k = 0; k <= j; k++) sum += L[tril_index(i, k)] * L[tril_index(j, k)];
             a->w_full[(size_t)i * N + j] = a->w_full[(size_t)j * N + i] = sum;
         }
+    mf_prof_end(WEIGHT, FWD, t0);
 }
 
 static void attention_qk_cholesky_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
@@ -321,6 +318,7 @@ static void attention_qk_cholesky_backward_params(mf_block_params *g, const mf_g
 static void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_grad_scratch *s,
                                                 const mf_block_params *p, const mf_attn_dims *d)
 {
+    double t0 = mf_prof_begin();
     int N = d->N;
     const float *L = p->qk_tril;
     /* W = L L^T: dL = (G + G^T) L, lower triangle; L[k][j] is zero for k < j. */
@@ -333,6 +331,7 @@ static void attention_qk_cholesky_params_finish(mf_block_params *g, const mf_gra
                 sum += (G[(size_t)i * N + k] + G[(size_t)k * N + i]) * L[tril_index(k, j)];
             g->qk_tril[tril_index(i, j)] += sum;
         }
+    mf_prof_end(WEIGHT, BWD, t0);
 }
 
 static const mf_tensor_spec symmetric_tensors[] = {

@@ -1,7 +1,7 @@
 /* Private state of the model: the activations forward keeps for backward, the
- * gradient scratch. Shapes use
- * B images, T tokens per image (T+1 with CLS), M = B*T rows, N width,
- * H heads, F = rN MLP width. */
+ * gradient scratch, and what the model's files share. Shapes use B images,
+ * T tokens per image (T+1 with CLS), M = B*T rows, N width, H heads, F = rN
+ * MLP width. */
 #ifndef MF_MODEL_INTERNAL_H
 #define MF_MODEL_INTERNAL_H
 
@@ -27,7 +27,7 @@ typedef struct {
     float *x_mid;                        /* (M,N) after the attention residual; with an MLP */
     float *ln2, *ln2_mean, *ln2_rstd;    /* (M,N), (M), (M) */
     float *gelu_slope, *gelu;            /* (M,F): fc1's output, which forward turns into
-                                          * GELU' there (unless forward_only); GELU(fc1's output) */
+                                          * GELU' there (unless MF_MODE_FORWARD_ONLY); GELU(fc1's output) */
 } mf_layer_acts;
 
 /* Gradient scratch reused by every block in backward. */
@@ -55,6 +55,7 @@ struct mf_activations {
     float *logits, *probs; /* (B,classes) */
     int *labels;           /* (B) */
     int batch;             /* B of the last forward */
+    unsigned mode;         /* the mode of the last forward (MF_MODE_*), which backward follows */
     float loss;
     mf_grad_scratch g;
     float *dx;             /* (M,N) gradient of the residual stream */
@@ -72,5 +73,89 @@ struct mf_activations {
     size_t gpart_stride;
     size_t block_numel, block0; /* one block's parameter floats; where block 0's begin */
 };
+
+/* ---- allocation (model.c) ----------------------------------------------- */
+
+/* mf_alloc for every buffer of a model; model_alloc_fail_after(n) makes the
+ * n-th call from now fail (a test hook; 0 turns it off). */
+void *model_alloc(size_t bytes);
+void model_alloc_fail_after(long n);
+
+/* ---- memory (memory.c) ---------------------------------------------------- */
+
+/* MF_ERR_NOMEM with the figures when need does not fit in what is available;
+ * resident bytes of it are in memory already. */
+mf_status memory_check(const mf_memory_estimate *need, uint64_t resident, int B, mf_error *err);
+
+/* ---- the activations arena and the batch's slices (activations.c) -------- */
+
+/* Points every buffer of acts (and of acts->layers, unless NULL) for B
+ * images into base, which may be NULL to measure; returns the floats used. */
+size_t activations_carve(mf_activations *acts, float *base, const mf_config *c, int B,
+                         size_t gpart_stride);
+/* Floats of one chunk's slice of gpart: the block's gradients, then dL/dW
+ * (N,N) for variants that build W (ACTS_FULL_WEIGHT); 64-byte aligned. */
+size_t activations_gpart_stride(const mf_config *c);
+size_t block_grad_floats(const mf_config *c, size_t numel);
+void free_activations(mf_activations *a);
+int thread_id(void);
+int thread_count(void);
+/* This thread's images [*b0, *b1) of B. */
+void my_images(int B, int *b0, int *b1);
+/* Images per forward chunk, and the backward chunks of a batch of B. */
+int chunk_images(const mf_config *c);
+int backward_chunks(const mf_config *c, int B);
+/* Views moved to image b0: every row or tile pointer (w_full unchanged). */
+mf_layer_acts layer_slice(const mf_layer_acts *a, const mf_config *c, int b0);
+mf_grad_scratch scratch_slice(const mf_grad_scratch *s, const mf_config *c, int b0);
+
+/* ---- shared by forward.c, backward.c and block_cls.c ---------------------- */
+
+/* Dropout sites: 0 the embeddings, 1 + 2l block l's attention branch, 2 + 2l
+ * its MLP branch; a mask derives from (step seed, site, element). */
+static inline int site_attn(int l) { return 1 + 2 * l; }
+static inline int site_mlp(int l) { return 2 + 2 * l; }
+uint64_t dropout_site_seed(const mf_model *m, int site);
+int dropout_on(const mf_model *m);
+
+/* Where the LayerNorm that follows a residual add writes: LN2 of the same
+ * block, LN1 of the next, the final norm (mean pooling), or nowhere (all
+ * NULL). */
+typedef struct {
+    float *y, *mean, *rstd;
+    const float *w, *b;
+} norm_target;
+
+/* x_out = x + drop(branch + bias), then the LayerNorm nt, over rows rows
+ * whose first element is element `first` of the (M,N) tensor. */
+void residual_forward(const mf_model *m, float *x_out, const float *x, float *branch,
+                      const float *bias, int site, const norm_target *nt, int rows, size_t first);
+
+/* The MLP branch (mlp.c): out (rows,N) = fc2(GELU(fc1(h))) without fc2's
+ * bias (the residual add after adds it); pre (rows,F) holds fc1's output and
+ * then, when keep_slope, GELU' there for backward; gelu (rows,F) GELU of it.
+ * mlp_backward from dout: dh (rows,N) = dL/dh, dpre (rows,F) scratch, and
+ * the parameter gradients into g. */
+void mlp_forward(float *out, float *gelu, float *pre, const float *h, const mf_block_params *p,
+                 int rows, int N, int F, int keep_slope);
+void mlp_backward(float *dh, float *dpre, const mf_block_params *g, const float *dout,
+                  const float *gelu, const float *slope, const float *h, const mf_block_params *p,
+                  int rows, int N, int F);
+
+/* ---- the last block's CLS rows (block_cls.c) ------------------------------ */
+
+/* With CLS pooling the head reads only the CLS rows of the last block's
+ * output: is block l that block. */
+int cls_rows_only(const mf_config *c, int l);
+/* Query rows per image of block l's attention (mf_attn_dims.Q). */
+int attention_query_rows(const mf_model *m, int l);
+/* Forward from the attention branch of the last block to its output's CLS
+ * rows, for images b0 .. b0+nb-1; branch holds the attention branch (all
+ * rows of those images). */
+void cls_block_forward(mf_model *m, int l, int b0, int nb, float *branch);
+/* The MLP part of cls_block_forward backward: in and mid are the rows of
+ * images b0.. of the gradients of the block's output and of x_mid. */
+void cls_mlp_backward(mf_model *m, int l, int b0, int nb, const float *in, float *mid,
+                      const mf_block_params *g, const mf_grad_scratch *s);
 
 #endif

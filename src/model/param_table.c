@@ -260,6 +260,9 @@ static void init_visit(void *ctx, const mf_tensor_spec *s, int layer, const int 
         break;
     case INIT_FAN_IN: fill_uniform(x, numel, 1.0f / sqrtf((float)shape[1]), &ic->rng); break;
     case INIT_NORMAL: fill_normal(x, numel, s->init_value, &ic->rng); break;
+    case INIT_CONST:
+        for (size_t j = 0; j < numel; j++) x[j] = s->init_value;
+        break;
     case INIT_WIDTH_UNIFORM: fill_uniform(x, numel, 1.0f / sqrtf(N), &ic->rng); break;
     case INIT_CHOLESKY: fill_normal(x, numel, sqrtf(2.0f) / powf(N, 0.75f), &ic->rng); break;
     }

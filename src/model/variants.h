@@ -31,6 +31,7 @@ typedef enum {
     INIT_ONE,           /* LayerNorm weights */
     INIT_FAN_IN,        /* uniform in +-1/sqrt(shape[1]): PyTorch's Linear bound */
     INIT_NORMAL,        /* normal with std init_value */
+    INIT_CONST,         /* every entry init_value */
     INIT_WIDTH_UNIFORM, /* uniform in +-1/sqrt(N) */
     INIT_CHOLESKY       /* normal with std sqrt(2)/N^(3/4): |L^T h|^2/sqrt(N) about 1 */
 } mf_init_kind;

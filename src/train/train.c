@@ -129,9 +129,8 @@ mf_status mf_evaluate_confusion(mf_model *m, const mf_split *split, const float 
         mf_free(idx);
         return mf_fail(err, MF_ERR_NOMEM, "out of memory for evaluation batches");
     }
-    int training = m->training, forward_only = m->forward_only;
-    m->training = 0;
-    m->forward_only = 1;
+    unsigned mode = mf_model_mode(m);
+    mf_model_set_mode(m, MF_MODE_FORWARD_ONLY);
     double loss_sum = 0.0;
     long correct = 0;
     for (int start = 0; start < split->count; start += batch) {
@@ -147,8 +146,7 @@ mf_status mf_evaluate_confusion(mf_model *m, const mf_split *split, const float 
             if (confusion) confusion[(size_t)y[i] * c->classes + pred]++;
         }
     }
-    m->training = training;
-    m->forward_only = forward_only;
+    mf_model_set_mode(m, mode);
     out->count = split->count;
     out->loss = (float)(loss_sum / split->count);
     out->acc = (float)((double)correct / split->count);
@@ -178,6 +176,7 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
     if (cst) return cst;
     mf_status status = mf_model_reserve(m, B, err);
     if (status) return status;
+    unsigned mode = mf_model_mode(m); /* the caller's, restored on return */
     long spe = mf_steps_per_epoch(train->count, B);
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
     float *x = mf_alloc((size_t)B * img * sizeof(float));
@@ -197,14 +196,14 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
             double t0 = mf_now_seconds();
             long t = st->step + 1;
             lr = mf_lr_at(o, t, spe);
-            MF_PROF(MF_PROF_BATCH_FILL, MF_PROF_OTHER,
-                    mf_batch_fill(train, perm + (size_t)bi * B, B, ds->mean, ds->std, aug,
-                                  augment_seed(o->seed, t), x, y));
-            m->training = 1;
+            double t_fill = mf_prof_begin();
+            mf_batch_fill(train, perm + (size_t)bi * B, B, ds->mean, ds->std, aug,
+                          augment_seed(o->seed, t), x, y);
+            mf_prof_end(MF_PROF_BATCH_FILL, MF_PROF_OTHER, t_fill);
+            mf_model_set_mode(m, MF_MODE_TRAIN); /* evaluation between steps sets its own */
             m->dropout_seed = dropout_seed(o->seed, t);
             mf_model_zero_grad(m);
             float loss = mf_model_forward(m, x, y, B);
-            m->training = 0;
             if (!isfinite(loss)) {
                 status = mf_fail(err, MF_ERR_NUMERIC,
                                  "non-finite loss (%s) at epoch %d, step %ld; parameters are those "
@@ -274,6 +273,7 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
         }
     }
 done:
+    mf_model_set_mode(m, mode);
     mf_free(x);
     mf_free(y);
     mf_free(perm);

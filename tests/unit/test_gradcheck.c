@@ -417,7 +417,7 @@ static void gradcheck_model_case(void)
     }
     mf_model_init_weights(&m, 1234);
     perturb_params(&m);
-    m.training = mc->dropout > 0.0f;
+    mf_model_set_mode(&m, mc->dropout > 0.0f ? MF_MODE_TRAIN : MF_MODE_EVAL);
     m.dropout_seed = 99; /* fixed masks: the loss is a smooth function of the parameters */
     float images[GB * 2 * 4 * 4];
     int labels[GB];

@@ -117,7 +117,7 @@ static void check_thread_determinism(const char *preset, int mlp, int heads, flo
 }
 
 /* With CLS pooling the last block computes attention and MLP for the CLS
- * rows only; full_attention makes it compute every row. The logits must be
+ * rows only; MF_MODE_FULL_ATTENTION makes it compute every row. The logits must be
  * the same bits either way (an element of a product depends only on its row
  * and column), the gradients equal up to the order of summing (the skipped
  * rows add exact zeros), with dropout too, for every query/key and
@@ -158,9 +158,8 @@ static void test_cls_rows_only_match_full(void)
                 /* Full first: the rows the CLS-only pass skips then hold stale values
                  * in the scratch buffers, which it must not read. */
                 for (int full = 1; full >= 0; full--) {
-                    m.training = 1;
+                    mf_model_set_mode(&m, MF_MODE_TRAIN | (full ? MF_MODE_FULL_ATTENTION : 0));
                     m.dropout_seed = 77;
-                    m.full_attention = full;
                     mf_model_zero_grad(&m);
                     mf_model_forward(&m, x, y, B);
                     memcpy(logits[full], mf_model_logits(&m), (size_t)B * K * sizeof(float));
@@ -168,7 +167,7 @@ static void test_cls_rows_only_match_full(void)
                     grads[full] = malloc(m.num_params * sizeof(float));
                     memcpy(grads[full], m.grads, m.num_params * sizeof(float));
                 }
-                m.full_attention = 1;
+                mf_model_set_mode(&m, MF_MODE_TRAIN | MF_MODE_FULL_ATTENTION);
                 mf_model_forward(&m, x, y, B);
                 mf_model_attention_maps(&m, 1, maps);
                 double worst = 0.0, scale = 0.0, row_err = 0.0;
