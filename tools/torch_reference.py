@@ -411,6 +411,9 @@ def cases():
     # Shaped attention at MNIST geometry (T = 17): the minimal model's block.
     out.append(("mnist_h1_collapsed_shaped_r0",
                 config(28, 1, 7, 24, 2, 1, 0, "collapsed", "shaped"), 4, None))
+    # Wider than the 64 columns the C side sums at a time (N = 72).
+    out.append(("wide_h1_symmetric_shaped_r0",
+                config(8, 1, 4, 72, 2, 1, 0, "symmetric", "shaped"), 4, None))
     return out
 
 

@@ -19,7 +19,8 @@ typedef enum {
 typedef enum {
     MF_VO_SEPARATE = 0, /* v = hWv^T + bv, O = concat_h(A_h v_h) Wo^T + bo */
     MF_VO_COLLAPSED,    /* H = 1: O = (A h) Wvo^T + bvo */
-    MF_VO_NONE          /* O = (1/H) sum_h A_h h: a convex combination of the inputs */
+    MF_VO_NONE,         /* O = (1/H) sum_h A_h h: a convex combination of the inputs */
+    MF_VO_SHAPED        /* H = 1: O = (alpha I + beta A - gamma U) h, U = 1/T (He & Hofmann) */
 } mf_vo_kind;
 
 typedef enum { MF_POOL_CLS = 0, MF_POOL_MEAN = 1 } mf_pool_kind;

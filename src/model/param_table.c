@@ -269,7 +269,8 @@ static void init_visit(void *ctx, const mf_tensor_spec *s, int layer, const int 
 }
 
 /* Each tensor by its spec's rule, drawn in layout order (docs/model.md,
- * Initialization); everything else 0. */
+ * Initialization); everything else 0. Then the value/output entry's init,
+ * where it has one, per block. */
 void mf_model_init_weights(mf_model *m, uint64_t seed)
 {
     init_ctx ic;
@@ -278,4 +279,7 @@ void mf_model_init_weights(mf_model *m, uint64_t seed)
     mf_rng_seed(&ic.rng, seed);
     memset(m->params, 0, m->num_params * sizeof(float));
     walk_tensors(&m->cfg, init_visit, &ic);
+    const mf_vo_variant *vo = vo_variant((int)m->cfg.vo);
+    if (vo->init)
+        for (int l = 0; l < m->cfg.layers; l++) vo->init(&m->p.blocks[l], &m->cfg);
 }

@@ -18,6 +18,7 @@ static const mf_vo_variant *const vo_table[] = {
     &vo_separate,  /* MF_VO_SEPARATE */
     &vo_collapsed, /* MF_VO_COLLAPSED */
     &vo_none,      /* MF_VO_NONE */
+    &vo_shaped,    /* MF_VO_SHAPED */
 };
 
 enum {

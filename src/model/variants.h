@@ -119,12 +119,16 @@ typedef struct {
                             const mf_layer_acts *a, const mf_attn_dims *d);
     int collapses_to;
     void (*collapse)(mf_block_params *out, const mf_block_params *in, int N);
+    /* Optional: after every tensor's own initialization, adjusts one block's
+     * parameters (its own or the query/key entry's) where the starting point
+     * depends on both entries. */
+    void (*init)(mf_block_params *p, const mf_config *c);
 } mf_vo_variant;
 
 /* The entries, beside their functions (attention_qk.c, attention_vo.c, or a
  * variant's own file). */
 extern const mf_qk_variant qk_separate, qk_shared, qk_collapsed, qk_symmetric, qk_cholesky;
-extern const mf_vo_variant vo_separate, vo_collapsed, vo_none;
+extern const mf_vo_variant vo_separate, vo_collapsed, vo_none, vo_shaped;
 
 /* The registry (variants.c): entry k for kind k, NULL outside the table. */
 const mf_qk_variant *qk_variant(int kind);
