@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model/param_table.h"
+#include "model/split.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -81,6 +82,11 @@ size_t activations_carve(mf_activations *acts, float *base, const mf_config *c, 
     acts->dlogits = take(ar, (size_t)B * K);
     acts->gpart_stride = gpart_stride;
     acts->gpart = take(ar, (size_t)backward_chunks(c, B) * gpart_stride);
+    size_t outer = activations_gouter_stride(c);
+    acts->gouter_stride = outer;
+    acts->gouter = take(ar, (size_t)backward_chunks(c, B) * outer);
+    acts->gsum = take(ar, gpart_stride > outer ? gpart_stride : outer);
+    acts->gpre = take(ar, gpart_stride);
     return ar->used;
 }
 
@@ -97,12 +103,20 @@ size_t activations_gpart_stride(const mf_config *c)
     return (block_grad_floats(c, param_block_floats(c)) + 15) & ~(size_t)15; /* 64-byte slices */
 }
 
+size_t activations_gouter_stride(const mf_config *c)
+{
+    int count;
+    size_t all = param_layout(c, NULL, &count);
+    return (all - (size_t)c->layers * param_block_floats(c) + 15) & ~(size_t)15;
+}
+
 void free_activations(mf_activations *a)
 {
     if (!a) return;
     mf_free(a->memory);
     mf_free(a->layers);
     mf_free(a->labels);
+    mf_free(a->kept);
     mf_free(a);
 }
 
@@ -110,6 +124,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
 {
     if (B <= 0) return mf_fail(err, MF_ERR_CONFIG, "batch size must be positive");
     if (m->acts && m->acts->capacity >= B) return MF_OK;
+    const mf_model_split *split = m->acts ? m->acts->split : NULL; /* kept */
     free_activations(m->acts);
     m->acts = NULL;
     m->batch_capacity = 0;
@@ -122,10 +137,11 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     memset(a, 0, sizeof *a);
     a->layers = model_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
     a->labels = model_alloc((size_t)B * sizeof(int));
+    a->kept = model_alloc((size_t)backward_chunks(&m->cfg, B));
     size_t stride = activations_gpart_stride(&m->cfg), floats = 0;
     if (a->layers) floats = activations_carve(a, NULL, &m->cfg, B, stride);
     a->memory = a->layers ? model_alloc(floats * sizeof(float)) : NULL;
-    if (!a->memory || !a->labels) {
+    if (!a->memory || !a->labels || !a->kept) {
         free_activations(a);
         return mf_fail(err, MF_ERR_NOMEM, "out of memory for activations of batch %d (%zu MiB)", B,
                        floats * sizeof(float) >> 20);
@@ -134,6 +150,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     a->block_numel = param_block_floats(&m->cfg);
     a->block0 = param_block0(&m->cfg);
     a->capacity = B;
+    a->split = split;
     m->acts = a;
     m->batch_capacity = B;
     return MF_OK;
@@ -190,16 +207,41 @@ int chunk_images(const mf_config *c)
     return per > 0 ? per : 1;
 }
 
-/* Backward cuts the batch into chunks that do not depend on the thread
- * count: each chunk's parameter gradients are summed on their own and the
- * chunks' sums added in order, so every thread count gives the same bits.
- * An even count, so two threads get the same number of images. Chunk i
- * holds images [i B / n, (i + 1) B / n). */
+/* Backward cuts the batch into chunks that depend on the configuration and
+ * B alone, never on the thread count or on how many processes share the
+ * batch (split.h): each chunk's parameter gradients are summed on their own
+ * and the chunks' sums added in order, so every thread count and process
+ * count gives the same bits. At least MIN_CHUNKS of them (one per image in
+ * smaller batches), so that 64 threads or processes each have one at the
+ * default batch of 128; more where chunks of CHUNK_ROWS token rows would be
+ * more. An even count, so two threads get the same number of images. Chunk
+ * i holds images [i B / n, (i + 1) B / n). */
+#ifndef MIN_CHUNKS
+#define MIN_CHUNKS 64
+#endif
 int backward_chunks(const mf_config *c, int B)
 {
     int per = chunk_images(c), n = (B + per - 1) / per;
+    if (n < MIN_CHUNKS) n = MIN_CHUNKS;
     if (n > 1 && n % 2) n++;
     return n < B ? n : B;
+}
+
+void model_split_range(const mf_config *c, int B, int part, int parts, int *c0, int *c1, int *b0,
+                       int *b1)
+{
+    int chunks = backward_chunks(c, B);
+    *c0 = (int)((long)chunks * part / parts);
+    *c1 = (int)((long)chunks * (part + 1) / parts);
+    *b0 = (int)((long)B * *c0 / chunks);
+    *b1 = (int)((long)B * *c1 / chunks);
+}
+
+int model_split_max_parts(const mf_config *c, int B) { return backward_chunks(c, B); }
+
+void model_set_split(mf_model *m, const mf_model_split *split)
+{
+    if (m->acts) m->acts->split = split;
 }
 
 /* The activations of images b0.. of one layer: every row or tile pointer

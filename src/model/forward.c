@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/variants.h"
+#include "model/split.h"
 #include "kernels/ops.h"
 #include "base/profile.h"
 
@@ -198,13 +199,30 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
     if (qk->prepare)
         for (int l = 0; l < c->layers; l++) qk->prepare(&A->layers[l], &m->p.blocks[l], &d);
     double t0 = mf_prof_begin();
-#pragma omp parallel if (B > 1)
+    /* This process's images [lo, hi): all of them without a split. An image's
+     * values do not depend on which chunk or thread ran it. */
+    const mf_model_split *sp = A->split;
+    int lo = 0, hi = B, c0, c1;
+    if (sp) model_split_range(c, B, sp->part, sp->parts, &c0, &c1, &lo, &hi);
+#pragma omp parallel if (hi - lo > 1)
     {
         int b0, b1, step = chunk_images(c);
-        my_images(B, &b0, &b1);
-        for (int b = b0; b < b1; b += step) forward_chunk(m, images, b, b1 - b < step ? b1 - b : step);
+        my_images(hi - lo, &b0, &b1);
+        for (int b = lo + b0; b < lo + b1; b += step)
+            forward_chunk(m, images, b, lo + b1 - b < step ? lo + b1 - b : step);
     }
     mf_prof_region(t0);
+    if (sp) {
+        /* Every part's logits to every part: the loss, its gradient and the
+         * predictions then cover the whole batch everywhere. */
+        for (int p = 0; p < sp->parts; p++) {
+            int b0, b1;
+            model_split_range(c, B, p, sp->parts, &c0, &c1, &b0, &b1);
+            sp->counts[p] = (b1 - b0) * K;
+            sp->displs[p] = b0 * K;
+        }
+        sp->gather(A->logits, sp->counts, sp->displs);
+    }
     A->loss = 0.0f;
     if (labels) {
         memcpy(A->labels, labels, (size_t)B * sizeof(int));

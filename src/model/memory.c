@@ -30,7 +30,8 @@ mf_status mf_model_memory_estimate(const mf_config *cfg, int batch, mf_memory_es
                     N * cpp + (T + 2.0) * N + (K + 4.0) * N + K;
     double chunks = B < 2 ? 2.0 : B + 1.0; /* at most B chunks, plus evening */
     double acts = (L + 2.0) * 32.0 * (M * N + M * F + B * H * T * T + N * N + B * P * cpp + B * K + M) +
-                  chunks * ((4.0 + 2.0 * c->mlp_ratio) * N * N + (10.0 + c->mlp_ratio) * N + N * N + 16.0);
+                  chunks * ((4.0 + 2.0 * c->mlp_ratio) * N * N + (10.0 + c->mlp_ratio) * N + N * N + 16.0) +
+                  chunks * (N * cpp + (T + 2.0) * N + (K + 4.0) * N + K + 16.0); /* gouter */
     double img = (double)c->channels * c->image_size * c->image_size;
     if (params > HUGE_FLOATS || acts > HUGE_FLOATS) {
         out->parameters = params > HUGE_FLOATS ? UINT64_MAX / 4 : (uint64_t)(16.0 * params);
@@ -50,7 +51,8 @@ mf_status mf_model_memory_estimate(const mf_config *cfg, int batch, mf_memory_es
     /* Plus the batch of inputs the trainer and the evaluator fill: images,
      * labels and their indices. */
     out->activations = 4 * (uint64_t)act_floats + (uint64_t)(c->layers + 1) * sizeof(mf_layer_acts) +
-                       sizeof(mf_activations) + (uint64_t)batch * (4 * (uint64_t)img + 3 * sizeof(int));
+                       sizeof(mf_activations) + (uint64_t)batch * (4 * (uint64_t)img + 3 * sizeof(int)) +
+                       (uint64_t)backward_chunks(c, batch); /* kept: a byte per chunk */
     out->total = out->parameters + out->activations;
     return MF_OK;
 }

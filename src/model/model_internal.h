@@ -72,6 +72,15 @@ struct mf_activations {
     float *gpart;
     size_t gpart_stride;
     size_t block_numel, block0; /* one block's parameter floats; where block 0's begin */
+    /* Likewise each chunk's gradients of the tensors outside the blocks (CLS
+     * token, positions, patch embedding, final norm, head), gouter_stride
+     * floats per chunk, and the running sum of either kind of slice, which
+     * a process receives from the previous one and passes on (split.h). */
+    float *gouter, *gsum, *gpre; /* gpre: a block's group sum cut by a process boundary */
+    size_t gouter_stride;
+    unsigned char *kept; /* per chunk: its block gradients wait in its own slot (backward.c) */
+    /* This process's part of each batch, or NULL for all of it (split.h). */
+    const struct mf_model_split *split;
 };
 
 /* ---- allocation (model.c) ----------------------------------------------- */
@@ -96,6 +105,8 @@ size_t activations_carve(mf_activations *acts, float *base, const mf_config *c, 
 /* Floats of one chunk's slice of gpart: the block's gradients, then dL/dW
  * (N,N) for variants that build W (ACTS_FULL_WEIGHT); 64-byte aligned. */
 size_t activations_gpart_stride(const mf_config *c);
+/* Floats of one chunk's slice of gouter: every tensor outside the blocks. */
+size_t activations_gouter_stride(const mf_config *c);
 size_t block_grad_floats(const mf_config *c, size_t numel);
 void free_activations(mf_activations *a);
 int thread_id(void);

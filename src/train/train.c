@@ -1,13 +1,17 @@
 /* The training loop and evaluation. Data order comes from (seed, epoch),
  * augmentation from (seed, step) and dropout from (seed, step), so a run
  * stopped after any step and resumed from its mf_train_state repeats the
- * uninterrupted run bit for bit. */
+ * uninterrupted run bit for bit. Under mpirun every rank runs this loop on
+ * the same batches and computes its part of each (model/split.h), with the
+ * same parameters after every step as one process. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "minformer/train.h"
 #include "base/profile.h"
+#include "model/split.h"
+#include "train/dist.h"
 
 void mf_train_opts_default(mf_train_opts *o)
 {
@@ -62,6 +66,17 @@ static int all_finite(const float *x, size_t n)
 #pragma omp parallel for schedule(static) reduction(&& : ok)
     for (size_t i = 0; i < n; i++) ok = ok && isfinite(x[i]);
     return ok;
+}
+
+/* The gradients of the last rank, which ends the chunk-order sums, to all. */
+static void broadcast_from_last(float *buf, size_t n) { mf_dist_broadcast(buf, n, mf_dist_size() - 1); }
+
+/* Whether any rank was asked to stop (stop may be NULL): every rank decides
+ * at the same step, so none waits for a rank that left. */
+static int stop_requested(volatile sig_atomic_t *stop, int ranks)
+{
+    int mine = stop && *stop;
+    return ranks > 1 ? mf_dist_any(mine) : mine;
 }
 
 int mf_argmax(const float *x, int n)
@@ -174,18 +189,37 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
     mf_status cst = check_split(c, train, what, err);
     if (!cst && ds->test.count > 0) cst = check_split(c, &ds->test, what, err);
     if (cst) return cst;
-    mf_status status = mf_model_reserve(m, B, err);
-    if (status) return status;
+    int ranks = mf_dist_size();
+    if (ranks > model_split_max_parts(c, B))
+        return mf_fail(err, MF_ERR_CONFIG, "a batch of %d images splits into %d chunks: train it on "
+                       "at most %d ranks, not %d", B, model_split_max_parts(c, B),
+                       model_split_max_parts(c, B), ranks);
     unsigned mode = mf_model_mode(m); /* the caller's, restored on return */
     long spe = mf_steps_per_epoch(train->count, B);
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
-    float *x = mf_alloc((size_t)B * img * sizeof(float));
-    int *y = mf_alloc((size_t)B * sizeof(int));
-    int *perm = mf_alloc((size_t)train->count * sizeof(int));
-    if (!x || !y || !perm) {
-        status = mf_fail(err, MF_ERR_NOMEM, "out of memory for training batches");
-        goto done;
+    float *x = NULL;
+    int *y = NULL, *perm = NULL, *split_counts = NULL;
+    mf_status status = mf_model_reserve(m, B, err);
+    if (!status) {
+        x = mf_alloc((size_t)B * img * sizeof(float));
+        y = mf_alloc((size_t)B * sizeof(int));
+        perm = mf_alloc((size_t)train->count * sizeof(int));
+        split_counts = mf_alloc(2 * (size_t)ranks * sizeof(int));
+        if (!x || !y || !perm || !split_counts)
+            status = mf_fail(err, MF_ERR_NOMEM, "out of memory for training batches");
     }
+    /* Every rank fills the whole batch (the same order and augmentation)
+     * and computes its part of it; evaluation is split the same way. */
+    mf_model_split split = {mf_dist_rank(), ranks, split_counts, split_counts + ranks,
+                            mf_dist_allgather, mf_dist_recv_prev, mf_dist_send_next,
+                            broadcast_from_last};
+    if (ranks > 1) {
+        /* Every rank is ready, or none trains. */
+        if (mf_dist_any(status != MF_OK) && !status)
+            status = mf_fail(err, MF_ERR_NOMEM, "another rank could not set up training (it says why)");
+        if (!status) model_set_split(m, &split);
+    }
+    if (status) goto done;
     mf_augment aug = o->augment ? mf_dataset_augment(ds->kind) : MF_AUGMENT_NONE;
 
     while (st->epoch < o->epochs) {
@@ -236,7 +270,7 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
                 hooks->on_batch(hooks->ctx, st->epoch + 1, bi + 1, (int)spe,
                                 (float)(st->loss_sum / st->seen), (float)st->correct / st->seen,
                                 st->seen / (st->train_seconds > 0 ? st->train_seconds : 1e-9));
-            if (stop && *stop && bi + 1 < spe) {
+            if (bi + 1 < spe && stop_requested(stop, ranks)) {
                 status = mf_fail(err, MF_ERR_INTERRUPTED, "interrupted at epoch %d, step %ld",
                                  st->epoch + 1, st->step);
                 goto done;
@@ -263,19 +297,23 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
         st->train_seconds = 0.0;
         st->test_loss = ev.loss;
         st->test_acc = ev.acc;
-        if (hooks && hooks->on_epoch) {
-            status = hooks->on_epoch(hooks->ctx, &es, st, err);
-            if (status) goto done;
-        }
-        if (stop && *stop && st->epoch < o->epochs) {
+        if (hooks && hooks->on_epoch) status = hooks->on_epoch(hooks->ctx, &es, st, err);
+        /* rank 0 alone writes (the CLI's hook); a failure there stops all */
+        if (ranks > 1 && mf_dist_any(status != MF_OK) && !status)
+            status = mf_fail(err, MF_ERR_IO, "rank 0 stopped the run after epoch %d (it says why)",
+                             st->epoch);
+        if (status) goto done;
+        if (st->epoch < o->epochs && stop_requested(stop, ranks)) {
             status = mf_fail(err, MF_ERR_INTERRUPTED, "interrupted after epoch %d", st->epoch);
             goto done;
         }
     }
 done:
+    model_set_split(m, NULL); /* split lives on this stack */
     mf_model_set_mode(m, mode);
     mf_free(x);
     mf_free(y);
     mf_free(perm);
+    mf_free(split_counts);
     return status;
 }
