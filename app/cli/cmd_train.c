@@ -9,19 +9,21 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_dataset.h"
 #include "minformer/checkpoint.h"
 #include "train/dist.h"
 
 static const char *help =
-    "Usage: minformer train --dataset mnist|cifar10|fashion-mnist [options]\n\n"
+    "Usage: minformer train --dataset mnist|cifar10|fashion-mnist|folder:PATH [options]\n\n"
     "Trains a vision transformer and evaluates it on the test split after each epoch.\n\n"
     "Data:\n"
-    "  --dataset NAME     mnist, cifar10 or fashion-mnist (required)\n"
+    "  --dataset NAME     mnist, cifar10, fashion-mnist or folder:PATH (required)\n"
     "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
     "  --limit-train N    train on the first N training images only\n"
     "  --limit-test N     evaluate on the first N test images only\n"
     "  --augment, --no-augment\n"
     "                     random shifts (MNIST-like) or crop+flip (CIFAR-10); default on\n\n"
+    CLI_FOLDER_HELP "\n"
     CLI_MODEL_HELP "\n"
     "Training:\n"
     "  --epochs E         epochs (default 10)\n"
@@ -141,6 +143,7 @@ int cmd_train(int argc, char **argv)
         CLI_OPT_DATA,
         CLI_OPT_LIMIT_TRAIN,
         CLI_OPT_LIMIT_TEST,
+        CLI_FOLDER_LONGOPTS,
         {"augment", no_argument, 0, OPT_AUGMENT},
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
         {"epochs", required_argument, 0, OPT_EPOCHS},
@@ -164,6 +167,8 @@ int cmd_train(int argc, char **argv)
     mf_train_opts_default(&to);
     cli_common_opts co;
     cli_common_opts_init(&co);
+    cli_folder_opts fo;
+    cli_folder_opts_init(&fo);
     const char *dataset = NULL, *log_path = NULL, *save_path = NULL, *resume_path = NULL;
     int opt, rc = 0, save_every = 1;
     int epochs_given = 0, lr_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
@@ -174,6 +179,7 @@ int cmd_train(int argc, char **argv)
         if (r < 0) return -r;
         if (r || opt == OPT_LIMIT_TRAIN || opt == OPT_LIMIT_TEST) run_options++;
         if (!r) r = cli_common_option(&co, opt, optarg, cmd);
+        if (!r) r = cli_folder_option(&fo, opt, optarg, cmd);
         if (r < 0) return -r;
         if (r) continue;
         switch (opt) {
@@ -230,6 +236,8 @@ int cmd_train(int argc, char **argv)
     mf_checkpoint_info_init(&info);
     mf_train_state st;
     mf_train_state_init(&st);
+    mf_dataset ds;
+    memset(&ds, 0, sizeof ds);
     mf_run_identity stored_id;
     memset(&stored_id, 0, sizeof stored_id);
     if (resume_path) {
@@ -242,6 +250,12 @@ int cmd_train(int argc, char **argv)
                                    mf_dataset_name(info.dataset));
         }
         kind = info.dataset;
+        /* The checkpoint names a folder dataset but not its path. */
+        if (kind == MF_FOLDER && !mf_dataset_folder_path(dataset)) {
+            mf_model_free(&model);
+            return cli_usage_error(cmd, "the run trained on a folder dataset; resume it with "
+                                   "--dataset folder:PATH (and its --image-size/--center-crop)");
+        }
         int epochs = epochs_given ? to.epochs : info.opts.epochs;
         to = info.opts;
         to.epochs = epochs;
@@ -251,15 +265,22 @@ int cmd_train(int argc, char **argv)
         if (!save_path) save_path = resume_path;
     } else {
         mf_config cfg;
-        if ((rc = cli_model_config(&mo, kind, &cfg, cmd))) return rc;
-        if (mf_model_create(&model, &cfg, &err)) return cli_report(&err);
+        /* A folder's geometry and classes are known once it is loaded. */
+        if (kind == MF_FOLDER) {
+            if ((rc = cli_load_dataset(cmd, dataset, co.data_dir, &fo, &ds, NULL))) return rc;
+            rc = cli_model_config_for(&mo, &ds, &cfg, cmd);
+        } else {
+            rc = cli_model_config(&mo, kind, &cfg, cmd);
+        }
+        if (rc || mf_model_create(&model, &cfg, &err)) {
+            mf_dataset_free(&ds);
+            return rc ? rc : cli_report(&err);
+        }
         if (!lr_given) to.lr = mf_default_lr(&cfg);
         mf_model_init_weights(&model, to.seed);
     }
     const mf_config cfg = model.cfg;
 
-    mf_dataset ds;
-    memset(&ds, 0, sizeof ds);
     /* Started by mpirun as one of several ranks: join the job. Every rank
      * trains its share of each batch (mf_train) and ends with the same
      * parameters; rank 0 alone prints, logs and saves. From here on a rank
@@ -286,10 +307,10 @@ int cmd_train(int argc, char **argv)
     /* What a save would trip over, checked before training rather than after
      * the first epoch. */
     if (lead && save_path && (rc = cli_check_output(save_path, "a checkpoint"))) goto out;
-    if (mf_dataset_load(&ds, kind, mf_data_dir(co.data_dir), &err)) {
-        rc = cli_report(&err);
+    if (!ds.train.images &&
+        (rc = cli_load_dataset(cmd, dataset ? dataset : mf_dataset_name(kind), co.data_dir, &fo,
+                               &ds, NULL)))
         goto out;
-    }
     mf_dataset_limit(&ds, co.limit_train, co.limit_test);
     if (ds.train.count < to.batch) {
         rc = cli_usage_error(cmd, "--batch %d is larger than the %d training images", to.batch,
