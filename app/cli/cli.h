@@ -76,7 +76,7 @@ enum {
     "  --mlp R            MLP ratio, hidden width R*N; 0 removes the MLP (default 4)\n"      \
     "  --patch P          patch size (default 7 for 28x28 images, 4 for 32x32)\n"           \
     "  --qk KIND          separate, shared, collapsed, symmetric, cholesky\n"                \
-    "  --vo KIND          separate, collapsed, none\n"                                       \
+    "  --vo KIND          separate, collapsed, none, shaped (alpha I + beta A - gamma U)\n"   \
     "  --pool KIND        cls (default) or mean\n"                                           \
     "  --dropout P        dropout on residual branches and embeddings (default 0)\n"
 

@@ -41,7 +41,8 @@ static const mf_experiment_spec table1[] = {
 
 /* Tables 2 and 3: the paper's ten rows, then the options it discussed but did
  * not run: mirrored symmetric W_qk, Cholesky W_qk = L L^T, collapsed W_vo, and
- * no W_v/W_o with 4 heads. */
+ * no W_v/W_o with 4 heads; last, the minimal model with He & Hofmann's shaped
+ * attention (alpha I + beta A - gamma U) in place of the plain convex mixing. */
 #define REDUCTION_ROWS(D)                                                                       \
     {D, 6, 1, 4, "unchanged", SEP, VOS}, {D, 6, 4, 4, "unchanged", SEP, VOS},                   \
     {D, 6, 1, 4, "wqk", QKC, VOS},       {D, 6, 1, 4, "minimal", QKC, VON},                     \
@@ -49,7 +50,8 @@ static const mf_experiment_spec table1[] = {
     {D, 6, 1, 0, "symmetric", SHARED, VOS}, {D, 6, 4, 0, "symmetric", SHARED, VOS},             \
     {D, 6, 1, 0, "wqk", QKC, VOS},       {D, 6, 1, 0, "minimal", QKC, VON},                     \
     {D, 6, 1, 0, "mirrored", SYM, VOS},  {D, 6, 1, 0, "cholesky", CHOL, VOS},                   \
-    {D, 6, 1, 0, "wvo", SEP, VOC},       {D, 6, 4, 0, "vo-none", SEP, VON}
+    {D, 6, 1, 0, "wvo", SEP, VOC},       {D, 6, 4, 0, "vo-none", SEP, VON},                     \
+    {D, 6, 1, 0, "shaped", QKC, MF_VO_SHAPED}
 
 static const mf_experiment_spec table2[] = {REDUCTION_ROWS(MF_MNIST)};
 static const mf_experiment_spec table3[] = {REDUCTION_ROWS(MF_CIFAR10)};

@@ -151,8 +151,8 @@ static void test_grids_are_well_formed(void)
     const mf_experiment_grid *g = mf_experiment_grids(&n);
     CHECK(n == 4, "%d grids", n);
     CHECK(mf_experiment_grid_find("table1")->count == 16, "table1 has 16 runs");
-    CHECK(mf_experiment_grid_find("table2")->count == 14, "table2 has 14 runs");
-    CHECK(mf_experiment_grid_find("table3")->count == 14, "table3 has 14 runs");
+    CHECK(mf_experiment_grid_find("table2")->count == 15, "table2 has 15 runs");
+    CHECK(mf_experiment_grid_find("table3")->count == 15, "table3 has 15 runs");
     CHECK(mf_experiment_grid_find("nope") == NULL, "unknown grid");
     for (int i = 0; i < n; i++)
         for (int j = 0; j < g[i].count; j++) {
