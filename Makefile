@@ -69,6 +69,14 @@ $(BUILD)/libminformer.a: $(LIB_OBJ)
 # stay hidden (tests/unit/test_abi.c checks). The static archive is unchanged:
 # hidden symbols still link within one program.
 $(LIB_OBJ): CFLAGS += -fvisibility=hidden
+# The ops' loops choose between values computed on both paths (GELU's two
+# tails, exp's clamps). Under the default -ftrapping-math GCC may not compute
+# a floating-point value on a path that does not use it, so without AVX-512's
+# masked operations those loops stay scalar. -fno-trapping-math lets them
+# become vector blends: the values and their bits are the same (IEEE
+# arithmetic is unchanged; only the floating-point exception flags may
+# differ, and nothing reads them).
+$(BUILD)/obj/src/kernels/ops.o: CFLAGS += -fno-trapping-math
 # The SONAME carries the ABI's major version: programs record libminformer.so.0
 # and keep working with any library of that version.
 SONAME := libminformer.so.0
