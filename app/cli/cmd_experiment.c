@@ -36,6 +36,12 @@ static const char *help_tail =
     "  --limit-test N     evaluate on the first N test images\n"
     "  --only TEXT        run only the runs whose name contains TEXT\n"
     "  --seed S           seed (default 1)\n"
+    "  --seeds K|LIST     train each row once per seed: K gives the seeds S..S+K-1\n"
+    "                     of --seed S (default 1), LIST the seeds given (1,2,5); the\n"
+    "                     runs are named <row>-s<seed>, and results.md and\n"
+    "                     results.csv add each row's mean and sample standard\n"
+    "                     deviation (n - 1) over its seeds. Without --seeds a row\n"
+    "                     has one run, named <row>, with --seed\n"
     "  --batch B          batch size (default 128)\n"
     "  --lr X             one learning rate for every run\n"
     "  --tune-lr          choose each run's learning rate from {1e-3, 3e-3, 1e-2} by\n"
@@ -65,8 +71,37 @@ static const char *help_tail =
 
 enum {
     OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,
-    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT, OPT_JOBS, OPT_WORKER
+    OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT, OPT_JOBS, OPT_WORKER,
+    OPT_SEEDS
 };
+
+/* --seeds TEXT: a count K (no comma) or a comma-separated list of distinct
+ * seeds. A count is resolved against --seed later: *count is K and *is_list
+ * 0. Returns 0, or the usage error's status. */
+static int parse_seeds(const char *cmd, const char *text, uint64_t *seeds, int *count, int *is_list)
+{
+    *count = 0;
+    *is_list = strchr(text, ',') != NULL;
+    if (!*is_list) return cli_parse_int(cmd, "seeds", text, 1, MF_EXPERIMENT_MAX_SEEDS, count);
+    const char *p = text;
+    for (;;) {
+        char item[32];
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item || *count == MF_EXPERIMENT_MAX_SEEDS)
+            return cli_usage_error(cmd, "--seeds '%s': a count, or a list of at most %d seeds "
+                                   "such as 1,2,5", text, MF_EXPERIMENT_MAX_SEEDS);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        uint64_t v;
+        int rc = cli_parse_u64(cmd, "seeds", item, &v);
+        if (rc) return rc;
+        for (int i = 0; i < *count; i++)
+            if (seeds[i] == v) return cli_usage_error(cmd, "--seeds '%s': seed %s is given twice", text, item);
+        seeds[(*count)++] = v;
+        if (!p[len]) return 0;
+        p += len + 1;
+    }
+}
 
 /* --jobs K at most (the largest grid has 16 runs): bounds job_pids. */
 enum { MAX_JOBS = 256 };
@@ -140,6 +175,15 @@ static void show_epoch(void *vctx, const mf_epoch_stats *s, int epochs)
         "%.0f img/s",
         s->epoch, epochs, s->lr, s->train_loss, 100.0 * s->train_acc, s->test_loss,
         100.0 * s->test_acc, s->seconds, s->images_per_second);
+}
+
+/* The name of run i of the grid: row i / seeds, seed i % seeds (seeds > 0). */
+static void item_name(const mf_experiment_grid *g, const uint64_t *seeds, int seed_count, int i,
+                      char *out, size_t size)
+{
+    int per_row = seed_count ? seed_count : 1;
+    mf_experiment_run_name_seed(&g->specs[i / per_row], seed_count > 0,
+                                seed_count ? seeds[i % per_row] : 0, out, size);
 }
 
 static void usage_grids(void)
@@ -266,6 +310,7 @@ int cmd_experiment(int argc, char **argv)
         CLI_OPT_LIMIT_TRAIN,
         CLI_OPT_LIMIT_TEST,
         {"seed", required_argument, 0, OPT_SEED},
+        {"seeds", required_argument, 0, OPT_SEEDS},
         {"batch", required_argument, 0, OPT_BATCH},
         {"lr", required_argument, 0, OPT_LR},
         {"tune-lr", no_argument, 0, OPT_TUNE},
@@ -285,6 +330,8 @@ int cmd_experiment(int argc, char **argv)
     mf_experiment_opts_default(&eo);
     eo.out_dir = NULL;
     int epochs = 0, opt, rc = 0, jobs = 1, worker = 0, worker_jobs = 0, worker_threads = 0;
+    uint64_t seeds[MF_EXPERIMENT_MAX_SEEDS];
+    int seed_count = 0, seeds_listed = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -295,6 +342,7 @@ int cmd_experiment(int argc, char **argv)
         case OPT_EPOCHS: rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &epochs); break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", optarg); eo.out_dir = optarg; break;
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &eo.seed); break;
+        case OPT_SEEDS: rc = parse_seeds(cmd, optarg, seeds, &seed_count, &seeds_listed); break;
         case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &eo.batch); break;
         case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 1e-12, 1e6, &eo.lr); break;
         case OPT_TUNE: eo.tune_lr = 1; break;
@@ -328,6 +376,16 @@ int cmd_experiment(int argc, char **argv)
         if (mf_figure_format_parse(format_name, &eo.figure_format, &ferr))
             return cli_usage_error(cmd, "%s", ferr.message);
     }
+    if (seed_count && !seeds_listed) {
+        for (int i = 0; i < seed_count; i++) seeds[i] = eo.seed + (uint64_t)i;
+        if (seeds[seed_count - 1] < eo.seed)
+            return cli_usage_error(cmd, "--seeds %d: --seed %llu + %d passes 2^64", seed_count,
+                                   (unsigned long long)eo.seed, seed_count - 1);
+    }
+    eo.seeds = seeds;
+    eo.seed_count = seed_count;
+    /* The grid's runs: row i / per_row with seed i % per_row. */
+    const int per_row = seed_count ? seed_count : 1, items = grid->count * per_row;
     eo.epochs = epochs ? epochs : grid->default_epochs;
     /* 0: not given (a limit is at least 1), so the grid's. */
     eo.limit_train = co.limit_train ? co.limit_train : grid->default_limit_train;
@@ -352,9 +410,9 @@ int cmd_experiment(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL); /* a closed terminal: save and stop, as for SIGTERM */
 
     int selected = 0;
-    for (int i = 0; i < grid->count; i++) {
+    for (int i = 0; i < items; i++) {
         char run[96];
-        mf_experiment_run_name(&grid->specs[i], run, sizeof run);
+        item_name(grid, seeds, seed_count, i, run, sizeof run);
         selected += !only || strstr(run, only);
     }
     if (jobs > selected) jobs = selected > 0 ? selected : 1; /* one run per job at most */
@@ -387,11 +445,11 @@ int cmd_experiment(int argc, char **argv)
 
     progress pr = {worker || jobs > 1 ? 0 : cli_isatty_stderr(), eo.batch, NULL};
     mf_experiment_hooks hooks = {&pr, show_message, show_batch, show_epoch};
-    mf_experiment_result *results = calloc((size_t)grid->count, sizeof *results);
-    mf_experiment_result *summary = calloc((size_t)grid->count, sizeof *summary);
+    mf_experiment_result *results = calloc((size_t)items, sizeof *results);
+    mf_experiment_result *summary = calloc((size_t)items, sizeof *summary);
     /* Per run of the grid: 0 to do, 1 done with (finished, failed, not
      * selected); waited: found held by another process at least once. */
-    char *done = calloc((size_t)grid->count, 1), *waited = calloc((size_t)grid->count, 1);
+    char *done = calloc((size_t)items, 1), *waited = calloc((size_t)items, 1);
     mf_dataset data[3];
     int loaded[3] = {0, 0, 0};
     uint64_t fingerprints[3] = {0, 0, 0};
@@ -404,9 +462,9 @@ int cmd_experiment(int argc, char **argv)
         goto out;
     }
     int n = 0, failed = 0, in_summary = 0, other = 0, held = 0;
-    for (int i = 0; i < grid->count; i++) {
+    for (int i = 0; i < items; i++) {
         char run[96];
-        mf_experiment_run_name(&grid->specs[i], run, sizeof run);
+        item_name(grid, seeds, seed_count, i, run, sizeof run);
         done[i] = only && !strstr(run, only);
     }
     /* Passes over the runs still to do. A run another process holds is left
@@ -421,10 +479,11 @@ int cmd_experiment(int argc, char **argv)
     for (int interrupted = 0, progressed = 1; progressed && !interrupted && !stop_signal;) {
         held = 0;
         progressed = 0;
-        for (int i = 0, k = 0; i < grid->count && !stop_signal; i++) {
-            const mf_experiment_spec *spec = &grid->specs[i];
+        for (int i = 0, k = 0; i < items && !stop_signal; i++) {
+            const mf_experiment_spec *spec = &grid->specs[i / per_row];
             char run[96], header[160];
-            mf_experiment_run_name(spec, run, sizeof run);
+            item_name(grid, seeds, seed_count, i, run, sizeof run);
+            if (seed_count) eo.seed = seeds[i % per_row];
             if (only && !strstr(run, only)) continue;
             k++;
             if (done[i]) continue;
@@ -513,7 +572,7 @@ int cmd_experiment(int argc, char **argv)
         printf("\n%s\n", md ? md : "");
         free(md);
         printf("Results: %s/results.md and %s/results.csv (%d finished run%s of %d)\n", eo.out_dir,
-               eo.out_dir, in_summary, in_summary == 1 ? "" : "s", grid->count);
+               eo.out_dir, in_summary, in_summary == 1 ? "" : "s", items);
         const char *ext = mf_figure_format_name(eo.figure_format);
         printf("Figures: %s/accuracy-params.%s", eo.out_dir, ext);
         for (int d = 0; d < 3; d++) {

@@ -94,6 +94,14 @@ void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size)
              s->mlp_ratio, s->variant);
 }
 
+void mf_experiment_run_name_seed(const mf_experiment_spec *s, int seeded, uint64_t seed, char *out,
+                                 size_t size)
+{
+    mf_experiment_run_name(s, out, size);
+    size_t len = strlen(out);
+    if (seeded && len < size) snprintf(out + len, size - len, "-s%llu", (unsigned long long)seed);
+}
+
 mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err)
 {
     mf_config_default(cfg, mf_dataset_image_size(s->dataset), mf_dataset_channels(s->dataset), 10);
@@ -350,6 +358,11 @@ mf_status mf_experiment_parse_result(const char *text, size_t len, const mf_run_
     else if (!int_in(&root, "best_epoch", 1, epochs, &best_epoch)) bad = "best_epoch";
     else if (!number_in(&root, "seconds", 0, 1e12, &seconds)) bad = "seconds";
     else if (!number_in(&root, "images_per_second", 0, 1e12, &ips)) bad = "images_per_second";
+    /* best_test_loss came later: a result without it reads as -1 (unknown). */
+    double best_loss = -1;
+    if (!bad && mf_json_get(&root, "best_test_loss") &&
+        !number_in(&root, "best_test_loss", 0, 1e30, &best_loss))
+        bad = "best_test_loss";
     if (bad) {
         st = mf_fail(err, MF_ERR_FORMAT, "%s: not a result of minformer: '%s' is missing or "
                      "invalid; delete the file to rerun the run", what, bad);
@@ -380,6 +393,7 @@ mf_status mf_experiment_parse_result(const char *text, size_t len, const mf_run_
     r->test_acc = (float)va;
     r->best_test_acc = (float)best;
     r->best_epoch = (int)best_epoch;
+    r->best_test_loss = (float)best_loss;
     r->seconds = seconds;
     r->images_per_second = ips;
 out:
@@ -399,11 +413,11 @@ static mf_status write_result(const char *path, const mf_experiment_result *r,
     mf_json_printf(&w,
                    ",\"params\":%zu,\"train_images\":%d,\"lr\":%.9g,\"lr_tuned\":%d,\"epochs\":%d,"
                    "\"train_loss\":%.6f,\"train_acc\":%.6f,\"test_loss\":%.6f,\"test_acc\":%.6f,"
-                   "\"best_test_acc\":%.6f,\"best_epoch\":%d,\"seconds\":%.3f,"
-                   "\"images_per_second\":%.1f}\n",
+                   "\"best_test_acc\":%.6f,\"best_epoch\":%d,\"best_test_loss\":%.6f,"
+                   "\"seconds\":%.3f,\"images_per_second\":%.1f}\n",
                    r->params, r->train_images, (double)r->lr, r->lr_tuned, r->epochs, r->train_loss,
                    r->train_acc, r->test_loss, r->test_acc, r->best_test_acc, r->best_epoch,
-                   r->seconds, r->images_per_second);
+                   r->best_test_loss, r->seconds, r->images_per_second);
     mf_status st = !ids || w.failed ? mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path)
                                     : write_text(path, w.data, err);
     free(ids);
@@ -642,6 +656,7 @@ static mf_status summarize_log(const char *path, mf_experiment_result *r, mf_err
     r->test_acc = last->test_acc;
     r->best_test_acc = -1.0f;
     r->best_epoch = last->epoch;
+    r->best_test_loss = INFINITY;
     double seconds = 0.0, images = 0.0, train_seconds = 0.0;
     for (int i = 0; i < log.count; i++) {
         const mf_log_epoch *e = &log.epochs[i];
@@ -649,6 +664,7 @@ static mf_status summarize_log(const char *path, mf_experiment_result *r, mf_err
             r->best_test_acc = e->test_acc;
             r->best_epoch = e->epoch;
         }
+        if (e->test_loss < r->best_test_loss) r->best_test_loss = e->test_loss;
         if (isfinite(e->seconds)) seconds += e->seconds;
         if (isfinite(e->train_seconds)) train_seconds += e->train_seconds;
         images += (double)e->images;
@@ -665,7 +681,9 @@ static mf_status describe_run(const mf_experiment_opts *o, const mf_experiment_s
 {
     memset(res, 0, sizeof *res);
     res->spec = *spec;
-    mf_experiment_run_name(spec, res->name, sizeof res->name);
+    res->seed = o->seed;
+    res->seeded = o->seed_count > 0;
+    mf_experiment_run_name_seed(spec, res->seeded, o->seed, res->name, sizeof res->name);
     mf_config base;
     mf_status st = mf_experiment_config(spec, cfg, err);
     if (st) return st;
@@ -829,18 +847,22 @@ mf_status mf_experiment_collect(const mf_experiment_opts *o, const mf_experiment
 {
     *n = 0;
     if (other) *other = 0;
-    for (int i = 0; i < grid->count; i++) {
-        const mf_experiment_spec *spec = &grid->specs[i];
+    /* Row by row, and within a row seed by seed: a row's runs are adjacent. */
+    int seeds = o->seed_count > 0 ? o->seed_count : 1;
+    for (int i = 0; i < grid->count * seeds; i++) {
+        const mf_experiment_spec *spec = &grid->specs[i / seeds];
+        mf_experiment_opts so = *o;
+        if (o->seed_count > 0) so.seed = o->seeds[i % seeds];
         mf_experiment_result r;
         mf_config cfg;
-        mf_status st = describe_run(o, spec, &r, &cfg, err);
+        mf_status st = describe_run(&so, spec, &r, &cfg, err);
         if (st) return st;
         char done[1100];
         run_path(done, sizeof done, o->out_dir, r.name, "result.json");
         if (!path_exists(done)) continue;
         uint64_t fp = fingerprints ? fingerprints[(int)spec->dataset] : 0;
         mf_run_identity req;
-        mf_experiment_identity(o, spec, fp, &req);
+        mf_experiment_identity(&so, spec, fp, &req);
         char *text;
         size_t len;
         if ((st = read_small(done, &text, &len, err))) return st;
@@ -851,6 +873,13 @@ mf_status mf_experiment_collect(const mf_experiment_opts *o, const mf_experiment
             continue;
         }
         if (st) return st;
+        if (r.best_test_loss < 0) { /* a result.json from before best_test_loss: its log has it */
+            char log[1100];
+            mf_experiment_result fromlog = r;
+            run_path(log, sizeof log, o->out_dir, r.name, "log.jsonl");
+            if ((st = summarize_log(log, &fromlog, err))) return st;
+            r.best_test_loss = fromlog.best_test_loss;
+        }
         r.q = (double)r.train_images * cfg.classes / (double)r.params;
         out[(*n)++] = r;
     }
@@ -917,44 +946,166 @@ static const char *mlp_text(int r, char *buf, size_t size)
     return buf;
 }
 
+/* The end of the group of runs of rs[i]'s row: rows are adjacent (collect's
+ * order), and a row's runs share the row's name. */
+static int row_end(const mf_experiment_result *rs, int n, int i)
+{
+    char a[96], b[96];
+    mf_experiment_run_name(&rs[i].spec, a, sizeof a);
+    int j = i + 1;
+    for (; j < n; j++) {
+        mf_experiment_run_name(&rs[j].spec, b, sizeof b);
+        if (strcmp(a, b) || rs[j].spec.dataset != rs[i].spec.dataset) break;
+    }
+    return j;
+}
+
+/* The metrics averaged over a row's seeds, in results.csv's order. */
+enum { M_TRAIN_LOSS, M_TRAIN_ACC, M_TEST_LOSS, M_TEST_ACC, M_BEST_ACC, M_BEST_EPOCH, M_SECONDS,
+       M_IPS, M_BEST_LOSS, M_LR, M_COUNT };
+
+static double metric(const mf_experiment_result *r, int m)
+{
+    switch (m) {
+    case M_TRAIN_LOSS: return r->train_loss;
+    case M_TRAIN_ACC: return r->train_acc;
+    case M_TEST_LOSS: return r->test_loss;
+    case M_TEST_ACC: return r->test_acc;
+    case M_BEST_ACC: return r->best_test_acc;
+    case M_BEST_EPOCH: return r->best_epoch;
+    case M_SECONDS: return r->seconds;
+    case M_IPS: return r->images_per_second;
+    case M_BEST_LOSS: return r->best_test_loss;
+    default: return r->lr;
+    }
+}
+
+/* Mean and sample standard deviation (divisor n - 1; NAN below 2 runs) of
+ * metric m over rs[0..n), in two passes. */
+static void mean_std(const mf_experiment_result *rs, int n, int m, double *mean, double *std)
+{
+    double sum = 0.0, ss = 0.0;
+    for (int i = 0; i < n; i++) sum += metric(&rs[i], m);
+    *mean = sum / n;
+    for (int i = 0; i < n; i++) ss += (metric(&rs[i], m) - *mean) * (metric(&rs[i], m) - *mean);
+    *std = n > 1 ? sqrt(ss / (n - 1)) : NAN;
+}
+
+static int any_seeded(const mf_experiment_result *rs, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (rs[i].seeded) return 1;
+    return 0;
+}
+
+/* "97.12 ± 0.15" (scale 100, 2 decimals) or, for one seed, "97.12 ± –". */
+static void pm(text_buf *b, double mean, double std, double scale, int decimals)
+{
+    if (isnan(std)) tb_printf(b, " %.*f ± – |", decimals, scale * mean);
+    else tb_printf(b, " %.*f ± %.*f |", decimals, scale * mean, decimals, scale * std);
+}
+
+/* The table of a seeded grid's rows: mean ± sample std over each row's seeds. */
+static void markdown_seeds(text_buf *b, const mf_experiment_result *rs, int n)
+{
+    tb_printf(b, "\nMean ± sample standard deviation (n - 1) over each row's seeds:\n\n"
+                 "| dataset | encoders | heads | MLP | variant | parameters | seeds | test acc %% | "
+                 "best test acc %% | test loss | best test loss |\n"
+                 "|---|--:|--:|---|---|--:|---|--:|--:|--:|--:|\n");
+    for (int i = 0; i < n;) {
+        int j = row_end(rs, n, i);
+        const mf_experiment_result *r = &rs[i];
+        char mlp[16];
+        tb_printf(b, "| %s | %d | %d | %s | %s | %zu | ", mf_dataset_name(r->spec.dataset),
+                  r->spec.layers, r->spec.heads, mlp_text(r->spec.mlp_ratio, mlp, sizeof mlp),
+                  r->spec.variant, r->params);
+        for (int k = i; k < j; k++) tb_printf(b, "%s%llu", k > i ? "," : "", (unsigned long long)rs[k].seed);
+        tb_printf(b, " |");
+        static const int ms[4] = {M_TEST_ACC, M_BEST_ACC, M_TEST_LOSS, M_BEST_LOSS};
+        for (int m = 0; m < 4; m++) {
+            double mean, std;
+            mean_std(r, j - i, ms[m], &mean, &std);
+            pm(b, mean, std, m < 2 ? 100.0 : 1.0, m < 2 ? 2 : 4);
+        }
+        tb_printf(b, "\n");
+        i = j;
+    }
+}
+
 char *mf_experiment_markdown(const mf_experiment_result *rs, int n)
 {
     text_buf b = {0};
+    int seeded = any_seeded(rs, n); /* then a seed column last */
     tb_printf(&b, "| dataset | encoders | heads | MLP | variant | parameters | %% of baseline | Q | lr | "
                   "epochs | train loss | train acc | test loss | test acc | best test acc (epoch) | "
-                  "seconds | img/s |\n");
-    tb_printf(&b, "|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+                  "seconds | img/s |%s\n", seeded ? " seed |" : "");
+    tb_printf(&b, "|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|%s\n",
+              seeded ? "--:|" : "");
     for (int i = 0; i < n; i++) {
         const mf_experiment_result *r = &rs[i];
         char mlp[16];
         tb_printf(&b,
                   "| %s | %d | %d | %s | %s | %zu | %.1f%% | %.2f | %g%s | %d | %.4f | %.2f%% | %.4f | "
-                  "%.2f%% | %.2f%% (%d) | %.0f | %.0f |\n",
+                  "%.2f%% | %.2f%% (%d) | %.0f | %.0f |",
                   mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
                   mlp_text(r->spec.mlp_ratio, mlp, sizeof mlp), r->spec.variant, r->params,
                   100.0 * (double)r->params / (double)r->baseline_params, r->q, (double)r->lr,
                   r->lr_tuned ? " (tuned)" : "", r->epochs, r->train_loss, 100.0 * r->train_acc,
                   r->test_loss, 100.0 * r->test_acc, 100.0 * r->best_test_acc, r->best_epoch,
                   r->seconds, r->images_per_second);
+        if (seeded) tb_printf(&b, " %llu |", (unsigned long long)r->seed);
+        tb_printf(&b, "\n");
     }
+    if (seeded) markdown_seeds(&b, rs, n);
     return b.data;
 }
 
 static char *results_csv(const mf_experiment_result *rs, int n)
 {
     text_buf b = {0};
+    int seeded = any_seeded(rs, n);
     tb_printf(&b, "run,dataset,encoders,heads,mlp,variant,qk,vo,parameters,pct_of_baseline,q,lr,"
                   "lr_tuned,epochs,train_loss,train_acc,test_loss,test_acc,best_test_acc,best_epoch,"
-                  "seconds,images_per_second\n");
+                  "seconds,images_per_second%s\n", seeded ? ",best_test_loss,seed,stat,seeds" : "");
     for (int i = 0; i < n; i++) {
         const mf_experiment_result *r = &rs[i];
         tb_printf(&b, "%s,%s,%d,%d,%d,%s,%s,%s,%zu,%.2f,%.4f,%g,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%d,"
-                      "%.1f,%.1f\n",
+                      "%.1f,%.1f",
                   r->name, mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
                   r->spec.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.qk), mf_vo_name(r->spec.vo),
                   r->params, 100.0 * (double)r->params / (double)r->baseline_params, r->q,
                   (double)r->lr, r->lr_tuned, r->epochs, r->train_loss, r->train_acc, r->test_loss,
                   r->test_acc, r->best_test_acc, r->best_epoch, r->seconds, r->images_per_second);
+        if (seeded)
+            tb_printf(&b, ",%.6f,%llu,run,1", r->best_test_loss, (unsigned long long)r->seed);
+        tb_printf(&b, "\n");
+    }
+    /* A seeded grid: per row, a "mean" line and (2 seeds or more) a "std"
+     * line (sample, n - 1) of the metrics, lr, best_epoch, seconds and img/s;
+     * run is the row's name, seed empty, seeds the number of seeds. */
+    for (int i = 0; seeded && i < n;) {
+        int j = row_end(rs, n, i), k = j - i;
+        const mf_experiment_result *r = &rs[i];
+        char row[96];
+        mf_experiment_run_name(&r->spec, row, sizeof row);
+        for (int s = 0; s < 2 && (s == 0 || k > 1); s++) {
+            double v[M_COUNT];
+            for (int m = 0; m < M_COUNT; m++) {
+                double mean, std;
+                mean_std(r, k, m, &mean, &std);
+                v[m] = s ? std : mean;
+            }
+            tb_printf(&b, "%s,%s,%d,%d,%d,%s,%s,%s,%zu,%.2f,%.4f,%.6g,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,"
+                          "%.2f,%.1f,%.1f,%.6f,,%s,%d\n",
+                      row, mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
+                      r->spec.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.qk),
+                      mf_vo_name(r->spec.vo), r->params,
+                      100.0 * (double)r->params / (double)r->baseline_params, r->q, v[M_LR],
+                      r->lr_tuned, r->epochs, v[M_TRAIN_LOSS], v[M_TRAIN_ACC], v[M_TEST_LOSS],
+                      v[M_TEST_ACC], v[M_BEST_ACC], v[M_BEST_EPOCH], v[M_SECONDS], v[M_IPS],
+                      v[M_BEST_LOSS], s ? "std" : "mean", k);
+        }
+        i = j;
     }
     return b.data;
 }
@@ -990,6 +1141,10 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
     double *acc = params + n;
     for (int i = 0; i < n; i++) {
         short_label(&rs[i], mixed_layers, labels[i], sizeof labels[i]);
+        if (rs[i].seeded) { /* the loss curves: one per seed */
+            size_t len = strlen(labels[i]);
+            snprintf(labels[i] + len, sizeof labels[i] - len, " s%llu", (unsigned long long)rs[i].seed);
+        }
         params[i] = (double)rs[i].params;
         acc[i] = 100.0 * rs[i].test_acc;
     }
@@ -1017,13 +1172,35 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
         for (int i = 0; i < m; i++) mf_training_log_free(&logs[i]);
         if (st) goto out;
     }
-    for (int i = 0; i < n; i++) label_ptrs[i] = labels[i];
+    /* Accuracy against parameters: one point per row, at the mean over its
+     * seeds with a bar of one sample standard deviation (none for one seed). */
     {
+        double *err_bar = calloc((size_t)n, sizeof *err_bar);
+        if (!err_bar) {
+            st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the figures");
+            goto out;
+        }
+        int m = 0;
+        for (int i = 0; i < n;) {
+            int j = row_end(rs, n, i);
+            double mean, std;
+            mean_std(&rs[i], j - i, M_TEST_ACC, &mean, &std);
+            short_label(&rs[i], mixed_layers, labels[m], sizeof labels[m]);
+            label_ptrs[m] = labels[m];
+            params[m] = (double)rs[i].params;
+            acc[m] = 100.0 * mean;
+            err_bar[m] = 100.0 * std;
+            group[m] = group[i];
+            m++;
+            i = j;
+        }
         char path[1100], title[160];
         snprintf(path, sizeof path, "%s/accuracy-params.%s", dir, ext);
-        snprintf(title, sizeof title, "test accuracy against parameters (%s)", grid);
-        st = mf_figure_accuracy_params(path, format, 1200, 800, title, params, acc,
-                                       label_ptrs, group, group_names, groups, n, err);
+        snprintf(title, sizeof title, "%s against parameters (%s)",
+                 any_seeded(rs, n) ? "test accuracy, mean and std over seeds," : "test accuracy", grid);
+        st = mf_figure_accuracy_params_err(path, format, 1200, 800, title, params, acc, err_bar,
+                                           label_ptrs, group, group_names, groups, m, err);
+        free(err_bar);
     }
 out:
     free(labels);

@@ -14,6 +14,13 @@
  *   DIR/summary.lock                 flock'd while the summary is written
  *   DIR/results.md, DIR/results.csv  one row per finished run of the grid
  *   DIR/loss-<dataset>.EXT, DIR/accuracy-params.EXT   EXT: png, svg or pdf
+ * With several seeds (seed_count > 0) a row has one run per seed, named
+ * <row>-s<seed>; results.md adds a seed column and a table of each row's mean
+ * and sample standard deviation (n - 1) over its seeds; results.csv adds the
+ * columns best_test_loss, seed, stat ("run") and seeds (1) to every run's
+ * line, then per row a "mean" line and, from 2 seeds, a "std" line whose run
+ * is the row's name, seed empty and seeds the seed count; accuracy-params
+ * draws each row at its mean with a bar of one standard deviation.
  * A run with result.json is skipped; one with only a checkpoint resumes from
  * it exactly (same data order, augmentation and schedule). Either only after
  * run.json, lr.json, result.json and the checkpoint have shown the identity
@@ -54,8 +61,15 @@ const mf_experiment_grid *mf_experiment_grid_find(const char *name);
 /* All grids, for help texts: *count is set. */
 const mf_experiment_grid *mf_experiment_grids(int *count);
 
-/* "mnist-L6-H1-mlp4-unchanged": readable and unique within a grid. */
+/* "mnist-L6-H1-mlp4-unchanged": readable and unique within a grid; the name
+ * of a row's run, and of its runs' group when the grid has several seeds. */
 void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size);
+/* The name of the row's run with seed: the row's name, and with seeded
+ * "-s<seed>" after it ("mnist-L6-H1-mlp4-unchanged-s2"). */
+void mf_experiment_run_name_seed(const mf_experiment_spec *s, int seeded, uint64_t seed, char *out,
+                                 size_t size);
+/* The most seeds one grid takes (--seeds). */
+#define MF_EXPERIMENT_MAX_SEEDS 64
 /* The spec's full model configuration. */
 mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err);
 /* The candidates --tune-lr tries. */
@@ -66,7 +80,13 @@ typedef struct {
     const char *out_dir;  /* the grid's directory; runs go to out_dir/<run> */
     int epochs;           /* > 0 */
     int limit_train, limit_test; /* 0 = whole split */
-    uint64_t seed;
+    uint64_t seed;        /* the seed of the run mf_experiment_run trains */
+    /* seed_count 0: one run per row, with seed, named without a seed suffix
+     * (the names of a grid before --seeds, so its directories resume). > 0:
+     * the row's runs are one per seeds[i], named with "-s<seed>"; the
+     * summary collects them all (mf_experiment_run trains the one of seed). */
+    const uint64_t *seeds;
+    int seed_count;
     int batch;
     float lr;             /* > 0: every run uses it; 0: default per variant or tuned */
     int tune_lr;          /* choose each run's learning rate by a validation sweep */
@@ -91,6 +111,9 @@ typedef struct {
     float train_loss, train_acc, test_loss, test_acc;
     float best_test_acc;
     int best_epoch;
+    float best_test_loss;           /* the lowest test loss of any epoch */
+    uint64_t seed;
+    int seeded;                     /* named with its seed (a grid with --seeds) */
     double seconds;                 /* wall time of all epochs, evaluation included */
     double images_per_second;       /* training images per second of training-step time */
     int skipped, resumed;           /* this call: found finished / continued a checkpoint */
@@ -140,7 +163,8 @@ mf_status mf_experiment_parse_lr(const char *text, size_t len, const mf_run_iden
                                  float *lr, const char *what, mf_error *err);
 
 /* Every finished run of grid in opts->out_dir made with opts' settings, in
- * the grid's order, into out (room for grid->count) and *n. fingerprints[d]
+ * the grid's order and each row's seeds in opts->seeds' order, into out
+ * (room for grid->count times max(1, seed_count)) and *n. fingerprints[d]
  * is dataset d's data fingerprint, or 0 when that dataset is not loaded (its
  * runs' fingerprints are then not compared). *other (may be NULL) counts
  * finished runs made with other settings, left out. */
@@ -154,7 +178,8 @@ mf_status mf_experiment_write_summary(const mf_experiment_opts *opts,
                                       const uint64_t fingerprints[3], mf_experiment_result *out,
                                       int *n, int *other, mf_error *err);
 
-/* Writes out_dir/results.md and out_dir/results.csv from n results, and the
+/* Writes out_dir/results.md and out_dir/results.csv from n results (a row's
+ * seeds next to each other, as mf_experiment_collect orders them), and the
  * figures out_dir/loss-<dataset>.EXT (one per dataset present) and
  * out_dir/accuracy-params.EXT from the runs' logs, in format (EXT its
  * mf_figure_format_name). */

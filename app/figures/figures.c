@@ -102,19 +102,30 @@ mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, i
                                     const int *group, const char *const *group_names, int groups,
                                     int n, mf_error *err)
 {
+    return mf_figure_accuracy_params_err(path, format, width, height, title, params, acc_percent,
+                                         NULL, point_labels, group, group_names, groups, n, err);
+}
+
+mf_status mf_figure_accuracy_params_err(const char *path, mf_figure_format format, int width,
+                                        int height, const char *title, const double *params,
+                                        const double *acc_percent, const double *acc_err,
+                                        const char *const *point_labels, const int *group,
+                                        const char *const *group_names, int groups, int n,
+                                        mf_error *err)
+{
     if (n < 1 || groups < 1)
         return mf_fail(err, MF_ERR_CONFIG, "%s: accuracy figure: no points", path ? path : "");
     mf_figure_page page;
     mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
     if (st) return st;
     mf_plot_series *series = calloc((size_t)groups, sizeof *series);
-    double *xs = malloc(2 * (size_t)n * sizeof *xs);
+    double *xs = malloc(3 * (size_t)n * sizeof *xs);
     const char **labs = calloc((size_t)n, sizeof *labs);
     if (!series || !xs || !labs) {
         st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
         goto done;
     }
-    double *ys = xs + n, lo = INFINITY, hi = -INFINITY;
+    double *ys = xs + n, *es = xs + 2 * (size_t)n, lo = INFINITY, hi = -INFINITY;
     int k = 0;
     for (int g = 0; g < groups; g++) {
         int start = k;
@@ -125,6 +136,7 @@ mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, i
                 continue;
             xs[k] = params[i];
             ys[k] = acc_percent[i];
+            es[k] = acc_err ? acc_err[i] : NAN;
             labs[k] = point_labels ? point_labels[i] : NULL;
             lo = fmin(lo, params[i]);
             hi = fmax(hi, params[i]);
@@ -133,7 +145,8 @@ mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, i
         series[g] = (mf_plot_series){.x = xs + start, .y = ys + start, .n = k - start,
                                      .label = group_names ? group_names[g] : NULL,
                                      .marker = g % 2 ? MF_MARKER_SQUARE : MF_MARKER_CIRCLE,
-                                     .point_labels = labs + start};
+                                     .point_labels = labs + start,
+                                     .y_err = acc_err ? es + start : NULL};
     }
     mf_plot_spec spec = {.title = title,
                          .x_title = "parameters (log scale)",

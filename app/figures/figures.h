@@ -46,6 +46,15 @@ mf_status mf_figure_accuracy_params(const char *path, mf_figure_format format, i
                                     const double *acc_percent, const char *const *point_labels,
                                     const int *group, const char *const *group_names, int groups,
                                     int n, mf_error *err);
+/* The same with a vertical error bar of half-length acc_err[i] (percent
+ * points, e.g. the standard deviation over seeds) through each point;
+ * acc_err NULL, or an entry NaN or <= 0: no bar. */
+mf_status mf_figure_accuracy_params_err(const char *path, mf_figure_format format, int width,
+                                        int height, const char *title, const double *params,
+                                        const double *acc_percent, const double *acc_err,
+                                        const char *const *point_labels, const int *group,
+                                        const char *const *group_names, int groups, int n,
+                                        mf_error *err);
 
 /* The CLS token's attention over the patches in every layer, and the
  * attention rollout (Abnar & Zuidema 2020): R = prod_l norm(0.5 A_l + 0.5 I),

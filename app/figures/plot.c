@@ -339,6 +339,12 @@ mf_status mf_plot_layout_make(cairo_t *cr, const mf_plot_spec *spec, mf_rect reg
             x_hi = fmax(x_hi, x);
             y_lo = fmin(y_lo, y);
             y_hi = fmax(y_hi, y);
+            double e = ser->y_err ? ser->y_err[i] : 0.0;
+            if (isfinite(e) && e > 0) {
+                double lo = axis_value(&lay->y, ser->y[i] - e), hi = axis_value(&lay->y, ser->y[i] + e);
+                if (isfinite(lo)) y_lo = fmin(y_lo, lo);
+                if (isfinite(hi)) y_hi = fmax(y_hi, hi);
+            }
         }
     }
     fit_range(&lay->x, x_lo, x_hi, spec->x_min, spec->x_max);
@@ -592,6 +598,24 @@ static void draw_data(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layou
             }
             cairo_set_line_width(cr, lay->line_width);
             set_dash(cr, ser->style, lay->line_width);
+            set_color(cr, color);
+            cairo_stroke(cr);
+        }
+        /* Error bars under the markers: a vertical line with short caps. */
+        for (int i = 0; ser->y_err && i < ser->n; i++) {
+            double x, y, e = ser->y_err[i];
+            if (!(isfinite(e) && e > 0) || !point_at(lay, ser, i, &x, &y)) continue;
+            double lo = axis_value(&lay->y, ser->y[i] - e), hi = axis_value(&lay->y, ser->y[i] + e);
+            if (!isfinite(lo) || !isfinite(hi)) continue;
+            double y0 = axis_at(&lay->y, lo), y1 = axis_at(&lay->y, hi), cap = lay->marker_size;
+            cairo_move_to(cr, x, y0);
+            cairo_line_to(cr, x, y1);
+            cairo_move_to(cr, x - cap, y0);
+            cairo_line_to(cr, x + cap, y0);
+            cairo_move_to(cr, x - cap, y1);
+            cairo_line_to(cr, x + cap, y1);
+            cairo_set_line_width(cr, fmax(1.0, 0.6 * lay->line_width));
+            set_dash(cr, MF_LINE_SOLID, 0);
             set_color(cr, color);
             cairo_stroke(cr);
         }

@@ -93,6 +93,10 @@ typedef struct {
     mf_line_style style; /* lines only */
     mf_marker marker;    /* lines: none by default; scatter: none means circle */
     const char *const *point_labels; /* scatter: n labels (entries may be NULL) */
+    /* n half-lengths of a vertical error bar through each point (y +- y_err[i],
+     * e.g. a standard deviation), or NULL; a non-finite or non-positive one
+     * draws no bar. The y range fits the bars too. */
+    const double *y_err;
 } mf_plot_series;
 
 /* One legend row; a NULL label is a blank row between groups. */

@@ -9,6 +9,7 @@
  * and results; a run another process held is taken over once that one died;
  * a signal to a --jobs grid stops its workers. */
 #define _GNU_SOURCE /* child.h */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,103 @@ static int run_cli(const char *args, const char *out_file)
 }
 
 /* ---- tests ------------------------------------------------------------------- */
+
+/* CSV field col (0-based) of line, copied into out. */
+static void csv_field(const char *line, int col, char *out, size_t size)
+{
+    for (int c = 0; c < col && line; c++) {
+        line = strchr(line, ',');
+        if (line) line++;
+    }
+    size_t len = line ? strcspn(line, ",\n") : 0;
+    if (len >= size) len = size - 1;
+    if (line) memcpy(out, line, len);
+    out[len] = '\0';
+}
+
+/* --seeds 2: two runs per row named -s1 and -s2, a mean and a std line per
+ * row that are the per-seed values' mean and sample std, and a rerun with the
+ * same seeds as a list skips them all; bad --seeds are usage errors. */
+static void test_seeds_give_runs_and_aggregates(void)
+{
+    if (!have_data) SKIP("no synthetic data directory");
+    if (!exists(bin)) SKIP("%s not built", bin);
+    char args[1024], out[600], path[700];
+    snprintf(out, sizeof out, "%s/seeds.out", root);
+    snprintf(args, sizeof args, "experiment quick --seeds 2 --only mlp0 --epochs 1 --limit-train 256 "
+             "--jobs 2 --threads 2 --data %s --out %s/seeds", root, root);
+    int rc = run_cli(args, out);
+    CHECK(rc == 0, "experiment --seeds 2 exited %d", rc);
+    const char *runs[] = {"mnist-L6-H1-mlp0-unchanged-s1", "mnist-L6-H1-mlp0-unchanged-s2",
+                          "mnist-L6-H1-mlp0-minimal-s1", "mnist-L6-H1-mlp0-minimal-s2"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/seeds/%s/result.json", root, runs[i]);
+        CHECK(exists(path), "%s finished", runs[i]);
+    }
+    snprintf(path, sizeof path, "%s/seeds/results.csv", root);
+    char *csv = slurp(path);
+    CHECK(csv && count_char(csv, '\n') == 9, "header + 4 runs + 2 mean + 2 std lines:\n%s",
+          csv ? csv : "");
+    CHECK(csv && strstr(csv, "images_per_second,best_test_loss,seed,stat,seeds\n"), "seeded header");
+    /* Columns: 16 test_loss, 17 test_acc, 18 best_test_acc, 22 best_test_loss, 24 stat. */
+    static const int cols[] = {16, 17, 18, 22};
+    for (int row = 0; csv && row < 2; row++) {
+        const char *name = row ? "mnist-L6-H1-mlp0-minimal" : "mnist-L6-H1-mlp0-unchanged";
+        double v[4][2] = {{0}}, mean[4] = {0}, sd[4] = {0};
+        int runs_seen = 0, got_mean = 0, got_std = 0;
+        for (char *line = csv; *line;) {
+            char *end = strchr(line, '\n');
+            char f0[96], stat[16], x[64];
+            csv_field(line, 0, f0, sizeof f0);
+            csv_field(line, 24, stat, sizeof stat);
+            for (int c = 0; c < 4; c++) {
+                csv_field(line, cols[c], x, sizeof x);
+                double d = atof(x);
+                if (!strcmp(stat, "run") && !strncmp(f0, name, strlen(name)) && runs_seen < 2)
+                    v[c][runs_seen] = d;
+                else if (!strcmp(stat, "mean") && !strcmp(f0, name)) mean[c] = d;
+                else if (!strcmp(stat, "std") && !strcmp(f0, name)) sd[c] = d;
+            }
+            runs_seen += !strcmp(stat, "run") && !strncmp(f0, name, strlen(name));
+            got_mean += !strcmp(stat, "mean") && !strcmp(f0, name);
+            got_std += !strcmp(stat, "std") && !strcmp(f0, name);
+            line = end ? end + 1 : line + strlen(line);
+        }
+        CHECK(runs_seen == 2 && got_mean == 1 && got_std == 1, "%s: %d runs, %d mean, %d std lines",
+              name, runs_seen, got_mean, got_std);
+        for (int c = 0; c < 4; c++) {
+            double m = (v[c][0] + v[c][1]) / 2;
+            double s = sqrt(((v[c][0] - m) * (v[c][0] - m) + (v[c][1] - m) * (v[c][1] - m)) / 1.0);
+            CHECK(fabs(mean[c] - m) < 2e-6 && fabs(sd[c] - s) < 2e-6,
+                  "%s column %d: mean %.6f std %.6f, want %.6f %.6f", name, cols[c], mean[c], sd[c], m, s);
+        }
+    }
+    free(csv);
+    snprintf(path, sizeof path, "%s/seeds/results.md", root);
+    char *md = slurp(path);
+    CHECK(md && strstr(md, "Mean ± sample standard deviation") && strstr(md, "| 1,2 |"),
+          "results.md has the seeds table");
+    free(md);
+
+    /* The same seeds as a list: every run is found finished. */
+    snprintf(args, sizeof args, "experiment quick --seeds 1,2 --only mlp0 --epochs 1 --limit-train 256 "
+             "--data %s --out %s/seeds", root, root);
+    rc = run_cli(args, out);
+    char *text = slurp(out);
+    CHECK(rc == 0 && count_substr(text, "skipped") == 4, "rerun with --seeds 1,2 exited %d:\n%s", rc,
+          text ? text : "");
+    free(text);
+
+    const char *bad[] = {"--seeds 0", "--seeds 1,1", "--seeds x", "--seeds 1,,2", "--seeds 65"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(args, sizeof args, "experiment quick %s --data %s --out %s/seeds-bad", bad[i], root, root);
+        rc = run_cli(args, out);
+        text = slurp(out);
+        CHECK(rc == 2 && text && strstr(text, "seeds") && count_char(text, '\n') == 1,
+              "%s exited %d:\n%s", bad[i], rc, text ? text : "");
+        free(text);
+    }
+}
 
 static void test_grids_are_well_formed(void)
 {
@@ -725,6 +823,7 @@ int main(int argc, char **argv)
     RUN(test_grid_command_writes_results_and_skips);
     RUN(test_grid_figures_in_each_format);
     RUN(test_parallel_grids_match_serial);
+    RUN(test_seeds_give_runs_and_aggregates);
     RUN(test_a_held_run_is_taken_over_when_its_holder_dies);
     RUN(test_signal_stops_the_jobs);
     RUN(test_interrupted_run_resumes_exactly);
