@@ -275,17 +275,7 @@ static void test_a_killed_rank_ends_the_job(void)
 int main(int argc, char **argv)
 {
     (void)argc;
-    snprintf(root, sizeof root, "/tmp/mf_test_mpi_XXXXXX");
-    if (!mkdtemp(root)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    if (child_init(argv[0], root)) {
-        remove_tree(root);
-        return 1;
-    }
-    setenv("OMP_WAIT_POLICY", "passive", 0);
-    child_data_dir(data_dir);
+    if (child_setup(root, sizeof root, "mpi", argv[0], data_dir)) return 1;
     char probe[PATH_MAX + 64];
     text_printf(probe, sizeof probe, "%s/mnist", data_dir);
     have_mnist = file_exists(probe);

@@ -412,4 +412,24 @@ static inline double json_number(const json_line *j, const char *key)
     return v && v->type == MF_JSON_NUMBER ? v->u.number.value : NAN;
 }
 
+/* What an end-to-end test's main sets up first: a new scratch directory
+ * root (/tmp/mf_test_NAME_XXXXXX), the child harness on it, the passive wait
+ * policy for the children, and the data directory. 0, or 1 after saying why. */
+static inline int child_setup(char *root, size_t size, const char *name, const char *argv0,
+                              char *data_dir)
+{
+    snprintf(root, size, "/tmp/mf_test_%s_XXXXXX", name);
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (child_init(argv0, root)) {
+        remove_tree(root);
+        return 1;
+    }
+    setenv("OMP_WAIT_POLICY", "passive", 0);
+    child_data_dir(data_dir);
+    return 0;
+}
+
 #endif
