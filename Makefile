@@ -34,6 +34,15 @@ endif
 # io) and the application on top of it (app/: the experiment grids and the
 # figures, in libminformer-app.a, and the command line).
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
+# The bf16 matrix multiply (src/kernels/gemm_bf16.c) is compiled for AMX and
+# AVX-512 whatever the build machine has; src/kernels/cpu.c decides at run
+# time whether it may run. A compiler without those flags builds without it.
+BF16_FLAGS := $(call try-flag,-mamx-tile -mamx-bf16 -mavx512f -mavx512bw)
+ifeq ($(BF16_FLAGS),)
+LIB_SRC  := $(filter-out src/kernels/gemm_bf16.c,$(LIB_SRC))
+else
+CFLAGS   += -DMF_BF16_KERNEL
+endif
 APP_SRC  := $(sort $(wildcard app/experiment/*.c app/figures/*.c))
 CLI_SRC  := $(sort $(wildcard app/cli/*.c))
 # tests/mpi runs only under `make MPI=1 test-mpi` (it needs mpirun).
@@ -77,6 +86,7 @@ $(LIB_OBJ): CFLAGS += -fvisibility=hidden
 # arithmetic is unchanged; only the floating-point exception flags may
 # differ, and nothing reads them).
 $(BUILD)/obj/src/kernels/ops.o: CFLAGS += -fno-trapping-math
+$(BUILD)/obj/src/kernels/gemm_bf16.o: CFLAGS += $(BF16_FLAGS)
 # The SONAME carries the ABI's major version: programs record libminformer.so.0
 # and keep working with any library of that version.
 SONAME := libminformer.so.0

@@ -65,6 +65,7 @@ static const workload workloads[] = {
 typedef struct {
     int steps, warmup, eval_images, threads, scaling, profile, synthetic, gemm_size, json;
     const char *data_dir;
+    mf_precision precision;
 } bench_opts;
 
 /* ---- FLOPs ----------------------------------------------------------------- */
@@ -304,7 +305,7 @@ static int run_workload(const workload *w, const bench_opts *o)
     }
     cfg.mlp_ratio = w->mlp_ratio;
     mf_model m;
-    if (mf_model_create(&m, &cfg, &err)) {
+    if (mf_model_create(&m, &cfg, &err) || mf_model_set_precision(&m, o->precision, &err)) {
         fprintf(stderr, "bench: %s\n", err.message);
         return 1;
     }
@@ -392,21 +393,22 @@ static void usage(FILE *f)
             "  --synthetic       random pixels even where the real data is present\n"
             "  --data DIR        data directory (default $MINFORMER_DATA, else ./data)\n"
             "  --gemm-size S     square SGEMM size for the peak (default 1024)\n"
-            "  --json            also print one RESULT line of JSON per workload\n");
+            "  --json            also print one RESULT line of JSON per workload\n"
+            "  --precision P     fp32 (default) or bf16 matrix products in the linear layers\n");
 }
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {20, 3, 2000, 0, 1, 1, 0, 1024, 0, NULL};
+    bench_opts o = {20, 3, 2000, 0, 1, 1, 0, 1024, 0, NULL, MF_PRECISION_FP32};
     const char *which = "all";
     enum { O_WORKLOAD = 1, O_STEPS, O_WARMUP, O_EVAL, O_THREADS, O_NOSCALE, O_NOPROF, O_SYNTH,
-           O_DATA, O_GEMM, O_JSON, O_HELP, O_CPUPROF };
+           O_DATA, O_GEMM, O_JSON, O_HELP, O_CPUPROF, O_PREC };
     static const struct option longopts[] = {
         {"workload", required_argument, 0, O_WORKLOAD}, {"steps", required_argument, 0, O_STEPS},
         {"warmup", required_argument, 0, O_WARMUP},     {"eval-images", required_argument, 0, O_EVAL},
         {"threads", required_argument, 0, O_THREADS},   {"no-scaling", no_argument, 0, O_NOSCALE},
         {"no-profile", no_argument, 0, O_NOPROF},       {"synthetic", no_argument, 0, O_SYNTH},
-        {"cpu-profile", no_argument, 0, O_CPUPROF},
+        {"cpu-profile", no_argument, 0, O_CPUPROF},     {"precision", required_argument, 0, O_PREC},
         {"data", required_argument, 0, O_DATA},         {"gemm-size", required_argument, 0, O_GEMM},
         {"json", no_argument, 0, O_JSON},               {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
@@ -425,6 +427,12 @@ int main(int argc, char **argv)
         case O_DATA: o.data_dir = optarg; break;
         case O_GEMM: o.gemm_size = atoi(optarg); break;
         case O_JSON: o.json = 1; break;
+        case O_PREC:
+            if (mf_precision_parse(optarg, &o.precision)) {
+                fprintf(stderr, "bench: --precision '%s': fp32 or bf16\n", optarg);
+                return 2;
+            }
+            break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -107,6 +107,13 @@ enum {
                                 * this computes every row (for mf_model_attention_maps) */
 };
 
+/* The precision of the matrix products in the linear layers (every weight
+ * matrix, forward and backward). fp32 is the bitwise-reproducible reference;
+ * bf16 rounds both operands to bfloat16 and sums in fp32 (Intel AMX), while
+ * parameters, gradients, LayerNorm, softmax, GELU, the attention tiles, the
+ * loss and AdamW stay fp32. A new model is fp32. */
+typedef enum { MF_PRECISION_FP32 = 0, MF_PRECISION_BF16 = 1 } mf_precision;
+
 typedef struct {
     mf_config cfg;
     size_t num_params;
@@ -124,12 +131,21 @@ typedef struct {
     /* Forward/backward state for up to batch_capacity images. */
     int batch_capacity;
     mf_activations *acts;
+    mf_precision precision;  /* set through mf_model_set_precision */
 } mf_model;
 
 /* Sets the mode (MF_MODE_* flags) of the forward passes that follow, and
  * reads it. */
 void mf_model_set_mode(mf_model *m, unsigned mode);
 unsigned mf_model_mode(const mf_model *m);
+
+/* Sets the precision of the passes that follow. MF_ERR_CONFIG, the model
+ * unchanged, when this machine cannot run bf16 (the message says why: it
+ * needs AMX, with the operating system's consent). */
+mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err);
+/* "fp32" or "bf16"; mf_precision_parse returns -1 for any other name. */
+const char *mf_precision_name(mf_precision precision);
+int mf_precision_parse(const char *name, mf_precision *out);
 
 /* Allocates a model (parameters zero until mf_model_init_weights). Refuses
  * with MF_ERR_NOMEM, before allocating, when the model with activations for

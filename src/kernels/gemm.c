@@ -260,31 +260,38 @@ static void gemm_block(const gemm_args *g, int row0, int row1, int col0, int col
     }
 }
 
-/* Per-thread packed B, grown on demand and kept for the thread's life; the
- * key's destructor frees it when the thread ends (OpenMP pools shrink). */
-static _Thread_local float *tls_buf;
-static _Thread_local size_t tls_cap;
+/* Per-thread packing buffers, one per MF_SCRATCH_* slot, grown on demand and
+ * kept for the thread's life; the key's destructor frees them when the
+ * thread ends (OpenMP pools shrink). */
+static _Thread_local void *tls_buf[MF_SCRATCH_SLOTS];
+static _Thread_local size_t tls_cap[MF_SCRATCH_SLOTS];
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static int scratch_key_ok;
 
-static void scratch_key_create(void)
+static void scratch_free(void *p)
 {
-    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
+    void **bufs = p;
+    for (int i = 0; i < MF_SCRATCH_SLOTS; i++) free(bufs[i]);
 }
 
-static float *scratch(size_t floats)
+static void scratch_key_create(void)
 {
-    if (floats > tls_cap) {
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+void *mf_scratch(int slot, size_t bytes)
+{
+    if (bytes > tls_cap[slot]) {
         pthread_once(&scratch_once, scratch_key_create);
-        float *p = aligned_alloc(64, floats * sizeof(float)); /* multiple of 64 bytes */
+        void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!p) return NULL;
-        free(tls_buf);
-        tls_buf = p;
-        tls_cap = floats;
-        if (scratch_key_ok) pthread_setspecific(scratch_key, p);
+        free(tls_buf[slot]);
+        tls_buf[slot] = p;
+        tls_cap[slot] = bytes;
+        if (scratch_key_ok) pthread_setspecific(scratch_key, tls_buf);
     }
-    return tls_buf;
+    return tls_buf[slot];
 }
 
 /* Block sizes MC and NC change speed, never bits: out of heap, a one-panel
@@ -293,7 +300,7 @@ static void gemm_part(const gemm_args *g, int row0, int row1, int col0, int col1
 {
     if (row0 >= row1 || col0 >= col1) return;
     int nc_max = imin(NC, (col1 - col0 + NR - 1) / NR * NR);
-    float *bp = scratch((size_t)KC * nc_max);
+    float *bp = mf_scratch(MF_SCRATCH_FP32, (size_t)KC * nc_max * sizeof(float));
     if (bp) {
         gemm_block(g, row0, row1, col0, col1, MC, bp, nc_max);
     } else {
@@ -360,4 +367,32 @@ void mf_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const f
 {
     gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
     gemm_run(&g, 1);
+}
+
+/* Without the bf16 kernel in the build, mf_bf16_available() says no and no
+ * model ever asks for MF_GEMM_BF16. */
+void mf_gemm_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+#ifdef MF_BF16_KERNEL
+    if (kind == MF_GEMM_BF16) {
+        mf_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    (void)kind;
+    mf_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void mf_gemm_serial_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+#ifdef MF_BF16_KERNEL
+    if (kind == MF_GEMM_BF16) {
+        mf_gemm_bf16_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    (void)kind;
+    mf_gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -12,11 +12,38 @@
 #ifndef MF_GEMM_H
 #define MF_GEMM_H
 
+#include <stddef.h>
+
+/* The precision of a matrix product: fp32 (mf_gemm), or bf16 operands with
+ * fp32 sums (mf_gemm_bf16). */
+typedef enum { MF_GEMM_FP32 = 0, MF_GEMM_BF16 = 1 } mf_gemm_kind;
+
 /* Splits the work across the OpenMP threads; call from serial code. */
 void mf_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc);
 /* Runs on the calling thread only; for use inside parallel regions. */
 void mf_gemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Mixed precision (gemm_bf16.c, AMX): the same call, with op(A) and op(B)
+ * rounded to bfloat16 (nearest even) and the products summed in fp32. The
+ * same contract: an element depends only on its row of op(A), its column of
+ * op(B), K, alpha, beta and its old value, so any thread count gives the same
+ * bits. Call only where mf_bf16_available() (cpu.h) returned 1. */
+void mf_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void mf_gemm_bf16_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* A buffer of at least `bytes` (64-byte aligned) for the calling thread,
+ * one per slot, kept until the thread ends; NULL when out of memory. */
+enum { MF_SCRATCH_FP32, MF_SCRATCH_BF16, MF_SCRATCH_SLOTS };
+void *mf_scratch(int slot, size_t bytes);
+
+/* mf_gemm or mf_gemm_bf16, and their _serial forms, by kind. */
+void mf_gemm_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void mf_gemm_serial_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

@@ -29,9 +29,9 @@ void mf_share(int n, int align, int part, int parts, int *lo, int *hi)
     *hi = u1 * align < n ? u1 * align : n;
 }
 
-void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int in, int out)
+void linear_forward(mf_gemm_kind kind, float *y, const float *x, const float *w, const float *b, int M, int in, int out)
 {
-    linear_forward_rows(y, x, w, b, M, in, out, 1);
+    linear_forward_rows(kind, y, x, w, b, M, in, out, 1);
 }
 
 static inline void bias_add_row(float *row, const float *b, int n)
@@ -59,11 +59,11 @@ void bias_add_forward(float *y, const float *b, int M, int n)
     mf_prof_end(MF_PROF_LINEAR, MF_PROF_FORWARD, t0);
 }
 
-void linear_forward_rows(float *y, const float *x, const float *w, const float *b, int M, int in,
+void linear_forward_rows(mf_gemm_kind kind, float *y, const float *x, const float *w, const float *b, int M, int in,
                          int out, int step)
 {
     double t0 = mf_prof_begin();
-    mf_gemm(0, 1, M, out, in, 1.0f, x, in * step, w, in, 0.0f, y, out * step);
+    mf_gemm_as(kind, 0, 1, M, out, in, 1.0f, x, in * step, w, in, 0.0f, y, out * step);
     if (b) bias_add_rows(y, (size_t)out * step, b, M, out);
     mf_prof_end(MF_PROF_LINEAR, MF_PROF_FORWARD, t0);
 }
@@ -106,52 +106,52 @@ static void column_sums_accumulate(float *db, const float *dy, size_t ld, int M,
     for (int blk = 0; blk < blocks; blk++) column_sums_blocks(db, dy, ld, M, n, blk, blk + 1);
 }
 
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void linear_backward(mf_gemm_kind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int M, int in, int out, int accumulate_dx)
 {
-    if (dx) linear_backward_input(dx, dy, w, M, in, out, accumulate_dx);
-    linear_backward_params(dw, db, dy, x, M, in, out);
+    if (dx) linear_backward_input(kind, dx, dy, w, M, in, out, accumulate_dx);
+    linear_backward_params(kind, dw, db, dy, x, M, in, out);
 }
 
-void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
+void linear_backward_params(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M, int in,
                             int out)
 {
-    linear_backward_params_rows(dw, db, dy, x, M, in, out, 1);
+    linear_backward_params_rows(kind, dw, db, dy, x, M, in, out, 1);
 }
 
-void linear_backward_params_rows(float *dw, float *db, const float *dy, const float *x, int M,
+void linear_backward_params_rows(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int step)
 {
     double t0 = mf_prof_begin();
-    if (dw) mf_gemm(1, 0, out, in, M, 1.0f, dy, out * step, x, in * step, 1.0f, dw, in);
+    if (dw) mf_gemm_as(kind, 1, 0, out, in, M, 1.0f, dy, out * step, x, in * step, 1.0f, dw, in);
     if (db) column_sums_accumulate(db, dy, (size_t)out * step, M, out);
     mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
-void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
+void linear_backward_input(mf_gemm_kind kind, float *dx, const float *dy, const float *w, int M, int in, int out,
                            int accumulate_dx)
 {
-    linear_backward_input_rows(dx, dy, w, M, in, out, accumulate_dx, 1);
+    linear_backward_input_rows(kind, dx, dy, w, M, in, out, accumulate_dx, 1);
 }
 
-void linear_backward_input_rows(float *dx, const float *dy, const float *w, int M, int in, int out,
+void linear_backward_input_rows(mf_gemm_kind kind, float *dx, const float *dy, const float *w, int M, int in, int out,
                                 int accumulate_dx, int step)
 {
     double t0 = mf_prof_begin();
-    mf_gemm(0, 0, M, in, out, 1.0f, dy, out * step, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in * step);
+    mf_gemm_as(kind, 0, 0, M, in, out, 1.0f, dy, out * step, w, in, accumulate_dx ? 1.0f : 0.0f, dx, in * step);
     mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
 /* dw's columns and db's 16-blocks are split; every element still sums all M
  * rows in order, as one mf_gemm would (the GEMM's contract: an element does
  * not depend on which call computed it). */
-void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
+void linear_backward_params_part(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts)
 {
     double t0 = mf_prof_begin();
     int c0, c1;
     mf_share(in, 16, part, parts, &c0, &c1);
-    if (dw && c1 > c0) mf_gemm_serial(1, 0, out, c1 - c0, M, 1.0f, dy, out, x + c0, in, 1.0f, dw + c0, in);
+    if (dw && c1 > c0) mf_gemm_serial_as(kind, 1, 0, out, c1 - c0, M, 1.0f, dy, out, x + c0, in, 1.0f, dw + c0, in);
     if (db) {
         int b0, b1;
         mf_share((out + 15) / 16, 1, part, parts, &b0, &b1);

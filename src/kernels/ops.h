@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/gemm.h"
+
 #define MF_LN_EPS 1e-5f
 
 /* Loops with less work than this (in multiply-adds or elements touched)
@@ -35,29 +37,29 @@ int mf_fork_worth(size_t work);
 void mf_share(int n, int align, int part, int parts, int *lo, int *hi);
 
 /* y (M,out) = x (M,in) W^T + b; W is (out,in) as in PyTorch; b may be NULL. */
-void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int in, int out);
+void linear_forward(mf_gemm_kind kind, float *y, const float *x, const float *w, const float *b, int M, int in, int out);
 /* y (M,n) += b, row by row. */
 void bias_add_forward(float *y, const float *b, int M, int n);
 /* dx (M,in) = dy W, added to dx when accumulate_dx (dx may be NULL: skipped);
  * dw += dy^T x; db += column sums of dy (db may be NULL). */
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void linear_backward(mf_gemm_kind kind, float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int M, int in, int out, int accumulate_dx);
 /* The two halves of linear_backward: the input gradient (row by row), and
  * dw and db, summed over the M rows in order; _part: share `part` of `parts`
  * of dw (by columns) and db (by entries). */
-void linear_backward_input(float *dx, const float *dy, const float *w, int M, int in, int out,
+void linear_backward_input(mf_gemm_kind kind, float *dx, const float *dy, const float *w, int M, int in, int out,
                            int accumulate_dx);
-void linear_backward_params(float *dw, float *db, const float *dy, const float *x, int M, int in,
+void linear_backward_params(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M, int in,
                             int out);
 /* The same on every step-th row of x, y, dx and dy (rows i * step for
  * i < M; step 1: all of them), as when only the CLS rows are needed. */
-void linear_forward_rows(float *y, const float *x, const float *w, const float *b, int M, int in,
+void linear_forward_rows(mf_gemm_kind kind, float *y, const float *x, const float *w, const float *b, int M, int in,
                          int out, int step);
-void linear_backward_input_rows(float *dx, const float *dy, const float *w, int M, int in, int out,
+void linear_backward_input_rows(mf_gemm_kind kind, float *dx, const float *dy, const float *w, int M, int in, int out,
                                 int accumulate_dx, int step);
-void linear_backward_params_rows(float *dw, float *db, const float *dy, const float *x, int M,
+void linear_backward_params_rows(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int step);
-void linear_backward_params_part(float *dw, float *db, const float *dy, const float *x, int M,
+void linear_backward_params_part(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts);
 
 /* LayerNorm over the last dimension (N), eps MF_LN_EPS, biased variance. */

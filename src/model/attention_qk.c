@@ -42,8 +42,8 @@ static void scores_forward(float *att, const float *q, const float *k, const mf_
 static void attention_qk_separate_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
     int M = d->B * d->T;
-    linear_forward_rows(a->q, a->ln1, p->q_w, p->q_b, query_rows(d), d->N, d->N, query_step(d));
-    linear_forward(a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N);
+    linear_forward_rows(d->gemm, a->q, a->ln1, p->q_w, p->q_b, query_rows(d), d->N, d->N, query_step(d));
+    linear_forward(d->gemm, a->k, a->ln1, p->k_w, p->k_b, M, d->N, d->N);
     scores_forward(a->att, a->q, a->k, d);
 }
 
@@ -68,16 +68,16 @@ static void attention_qk_separate_backward(mf_grad_scratch *s, const mf_layer_ac
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
     mf_prof_end(SCORES, BWD, t0);
-    linear_backward_input_rows(s->dh, s->dq, p->q_w, query_rows(d), N, N, 1, query_step(d));
-    linear_backward_input(s->dh, s->dk, p->k_w, M, N, N, 1);
+    linear_backward_input_rows(d->gemm, s->dh, s->dq, p->q_w, query_rows(d), N, N, 1, query_step(d));
+    linear_backward_input(d->gemm, s->dh, s->dk, p->k_w, M, N, N, 1);
 }
 
 static void attention_qk_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                   const mf_layer_acts *a, const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
-    linear_backward_params_rows(g->q_w, g->q_b, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
-    linear_backward_params(g->k_w, g->k_b, s->dk, a->ln1, M, N, N);
+    linear_backward_params_rows(d->gemm, g->q_w, g->q_b, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
+    linear_backward_params(d->gemm, g->k_w, g->k_b, s->dk, a->ln1, M, N, N);
 }
 
 static const mf_tensor_spec separate_tensors[] = {
@@ -101,7 +101,7 @@ const mf_qk_variant qk_separate = {
 
 static void attention_qk_shared_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    linear_forward(a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N);
+    linear_forward(d->gemm, a->q, a->ln1, p->q_w, p->q_b, d->B * d->T, d->N, d->N);
     scores_forward(a->att, a->q, a->q, d);
 }
 
@@ -127,13 +127,13 @@ static void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, shared_backward_head(s, a, d, i_));
     mf_prof_end(SCORES, BWD, t0);
-    linear_backward_input(s->dh, s->dq, p->q_w, M, N, N, 1);
+    linear_backward_input(d->gemm, s->dh, s->dq, p->q_w, M, N, N, 1);
 }
 
 static void attention_qk_shared_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                 const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    linear_backward_params(g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T, d->N, d->N);
+    linear_backward_params(d->gemm, g->q_w, g->q_b, s->dq, a->ln1, d->B * d->T, d->N, d->N);
 }
 
 static const mf_tensor_spec shared_tensors[] = {
@@ -172,7 +172,7 @@ static void bilinear_scores_backward(mf_grad_scratch *s, const mf_layer_acts *a,
 
 static void attention_qk_collapsed_forward(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)
 {
-    linear_forward_rows(a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N, d->N, query_step(d));
+    linear_forward_rows(d->gemm, a->q, a->ln1, p->qk_w, p->qk_b, query_rows(d), d->N, d->N, query_step(d));
     scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
@@ -180,13 +180,13 @@ static void attention_qk_collapsed_backward(mf_grad_scratch *s, const mf_layer_a
                                             const mf_block_params *p, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    linear_backward_input_rows(s->dh, s->dq, p->qk_w, query_rows(d), d->N, d->N, 1, query_step(d));
+    linear_backward_input_rows(d->gemm, s->dh, s->dq, p->qk_w, query_rows(d), d->N, d->N, 1, query_step(d));
 }
 
 static void attention_qk_collapsed_backward_params(mf_block_params *g, const mf_grad_scratch *s,
                                                    const mf_layer_acts *a, const mf_attn_dims *d)
 {
-    linear_backward_params_rows(g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d), d->N, d->N,
+    linear_backward_params_rows(d->gemm, g->qk_w, g->qk_b, s->dq, a->ln1, query_rows(d), d->N, d->N,
                                 query_step(d));
 }
 
@@ -214,7 +214,7 @@ static size_t tril_index(int i, int j) { return (size_t)i * (i + 1) / 2 + (size_
 /* u = h W (W = W^T, so W^T's row-major layout is W's). */
 static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 {
-    linear_forward_rows(a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N, query_step(d));
+    linear_forward_rows(d->gemm, a->q, a->ln1, a->w_full, NULL, query_rows(d), d->N, d->N, query_step(d));
     scores_forward(a->att, a->q, a->ln1, d); /* one head: q = u, k = h */
 }
 
@@ -222,7 +222,7 @@ static void full_weight_forward(mf_layer_acts *a, const mf_attn_dims *d)
 static void full_weight_backward(mf_grad_scratch *s, const mf_layer_acts *a, const mf_attn_dims *d)
 {
     bilinear_scores_backward(s, a, d);
-    linear_backward_input_rows(s->dh, s->dq, a->w_full, query_rows(d), d->N, d->N, 1,
+    linear_backward_input_rows(d->gemm, s->dh, s->dq, a->w_full, query_rows(d), d->N, d->N, 1,
                                query_step(d));
 }
 
@@ -232,7 +232,7 @@ static void full_weight_backward_params(const mf_grad_scratch *s, const mf_layer
 {
     int N = d->N;
     memset(s->dw_full, 0, (size_t)N * N * sizeof(float));
-    linear_backward_params_rows(s->dw_full, NULL, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
+    linear_backward_params_rows(d->gemm, s->dw_full, NULL, s->dq, a->ln1, query_rows(d), N, N, query_step(d));
 }
 
 static void attention_qk_symmetric_prepare(mf_layer_acts *a, const mf_block_params *p, const mf_attn_dims *d)

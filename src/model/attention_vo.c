@@ -26,11 +26,11 @@ static void attention_vo_separate_forward(float *out, mf_layer_acts *a, const mf
                                           const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
-    linear_forward(a->v, a->ln1, p->v_w, p->v_b, M, N, N);
+    linear_forward(d->gemm, a->v, a->ln1, p->v_w, p->v_b, M, N, N);
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_forward_head(a, d, i_));
     mf_prof_end(MIX, FWD, t0);
-    linear_forward_rows(out, a->mix, p->proj_w, p->proj_b, query_rows(d), N, N, query_step(d));
+    linear_forward_rows(d->gemm, out, a->mix, p->proj_w, p->proj_b, query_rows(d), N, N, query_step(d));
 }
 
 static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
@@ -49,11 +49,11 @@ static void attention_vo_separate_backward(mf_grad_scratch *s, const float *dout
                                            const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N, M = d->B * d->T;
-    linear_backward_input_rows(s->dmix, dout, p->proj_w, query_rows(d), N, N, 0, query_step(d));
+    linear_backward_input_rows(d->gemm, s->dmix, dout, p->proj_w, query_rows(d), N, N, 0, query_step(d));
     double t0 = mf_prof_begin();
     FOR_EACH(d->B * d->H, d, separate_backward_head(s, a, d, i_));
     mf_prof_end(MIX, BWD, t0);
-    linear_backward_input(s->dh, s->dv, p->v_w, M, N, N, 1);
+    linear_backward_input(d->gemm, s->dh, s->dv, p->v_w, M, N, N, 1);
 }
 
 static void attention_vo_separate_backward_params(mf_block_params *g, const mf_grad_scratch *s,
@@ -61,9 +61,9 @@ static void attention_vo_separate_backward_params(mf_block_params *g, const mf_g
                                                   const mf_attn_dims *d)
 {
     int M = d->B * d->T, N = d->N;
-    linear_backward_params_rows(g->proj_w, g->proj_b, dout, a->mix, query_rows(d), N, N,
+    linear_backward_params_rows(d->gemm, g->proj_w, g->proj_b, dout, a->mix, query_rows(d), N, N,
                                 query_step(d));
-    linear_backward_params(g->v_w, g->v_b, s->dv, a->ln1, M, N, N);
+    linear_backward_params(d->gemm, g->v_w, g->v_b, s->dv, a->ln1, M, N, N);
 }
 
 static const mf_tensor_spec separate_tensors[] = {
@@ -115,14 +115,14 @@ static void attention_vo_collapsed_forward(float *out, mf_layer_acts *a, const m
     double t0 = mf_prof_begin();
     FOR_EACH(d->B, d, mixing_forward_image(a->mix, a, d, 0, 1.0f, 0.0f, i_));
     mf_prof_end(MIX, FWD, t0);
-    linear_forward_rows(out, a->mix, p->vo_w, p->vo_b, query_rows(d), N, N, query_step(d));
+    linear_forward_rows(d->gemm, out, a->mix, p->vo_w, p->vo_b, query_rows(d), N, N, query_step(d));
 }
 
 static void attention_vo_collapsed_backward(mf_grad_scratch *s, const float *dout, const mf_layer_acts *a,
                                             const mf_block_params *p, const mf_attn_dims *d)
 {
     int N = d->N;
-    linear_backward_input_rows(s->dmix, dout, p->vo_w, query_rows(d), N, N, 0, query_step(d));
+    linear_backward_input_rows(d->gemm, s->dmix, dout, p->vo_w, query_rows(d), N, N, 0, query_step(d));
     double t0 = mf_prof_begin();
     FOR_EACH(d->B, d, mixing_backward_image(s, s->dmix, a, d, 0, 1.0f, i_));
     mf_prof_end(MIX, BWD, t0);
@@ -133,7 +133,7 @@ static void attention_vo_collapsed_backward_params(mf_block_params *g, const mf_
                                                    const mf_attn_dims *d)
 {
     (void)s;
-    linear_backward_params_rows(g->vo_w, g->vo_b, dout, a->mix, query_rows(d), d->N, d->N,
+    linear_backward_params_rows(d->gemm, g->vo_w, g->vo_b, dout, a->mix, query_rows(d), d->N, d->N,
                                 query_step(d));
 }
 

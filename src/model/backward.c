@@ -58,7 +58,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_activations *A = m->acts;
     int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N, rows = nb * T;
     size_t first = (size_t)b0 * T * N, n = (size_t)rows * N;
-    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l)};
+    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m)};
     mf_layer_acts a = layer_slice(&A->layers[l], c, b0);
     mf_grad_scratch s = scratch_slice(&A->g, c, b0);
     const mf_block_params *p = &m->p.blocks[l];
@@ -75,7 +75,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
         cls_mlp_backward(m, l, b0, nb, in, mid, &g, &s);
     } else if (F) {
         if (dropout_on(m)) branch_dropout(m, dmlp, in, site_mlp(l), first, n);
-        mlp_backward(s.dln2, s.dfc1, &g, dmlp, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F);
+        mlp_backward(model_gemm(m), s.dln2, s.dfc1, &g, dmlp, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F);
         layernorm_backward_input(mid, in, s.dln2, a.x_mid, a.ln2_mean, a.ln2_rstd, p->norm2_w, rows, N);
         layernorm_backward_params(g.norm2_w, g.norm2_b, s.dln2, a.x_mid, a.ln2_mean, a.ln2_rstd, rows, N);
     }
@@ -264,7 +264,7 @@ static void block_sum_finish(mf_model *m, int l, const float *sum)
 static void attention_params_finish(mf_model *m, int l)
 {
     const mf_config *c = &m->cfg;
-    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c)};
+    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c), model_gemm(m)};
     const mf_qk_variant *qk = qk_variant((int)c->qk);
     if (qk->params_finish) qk->params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);
 }
@@ -313,7 +313,7 @@ static void head_backward_chunk(mf_model *m, float *dx, int b0, int nb, float *o
     float *dpooled = A->dpooled + (size_t)b0 * N;
     double t0 = mf_prof_begin();
     memset(dpooled, 0, (size_t)nb * N * sizeof(float));
-    linear_backward(dpooled, head_w, head_b, A->dlogits + (size_t)b0 * K, A->pooled + (size_t)b0 * N,
+    linear_backward(model_gemm(m), dpooled, head_w, head_b, A->dlogits + (size_t)b0 * K, A->pooled + (size_t)b0 * N,
                     m->p.head_w, nb, N, K, 1);
     memset(dx + first, 0, (size_t)rows * N * sizeof(float));
     mf_prof_end(MF_PROF_HEAD, MF_PROF_BACKWARD, t0);
@@ -363,7 +363,7 @@ static void embedding_backward_chunk(mf_model *m, float *dx, int b0, int nb, flo
         if (cls)
             for (int i = 0; i < N; i++) dcls[i] += img[i];
     }
-    linear_backward_params(outer_view(m, outer, m->g.patch_w), outer_view(m, outer, m->g.patch_b),
+    linear_backward_params(model_gemm(m), outer_view(m, outer, m->g.patch_w), outer_view(m, outer, m->g.patch_b),
                            dtok, A->patches + (size_t)b0 * P * cpp, nb * P, cpp, N);
     mf_prof_end(MF_PROF_PATCH_EMBED, MF_PROF_BACKWARD, t0);
 }

@@ -134,7 +134,7 @@ static void block_forward(mf_model *m, int l, int b0, int nb, float *branch)
     const mf_block_params *p = &m->p.blocks[l];
     float *next = m->acts->layers[l + 1].x + first;
     norm_target after = norm_after(m, l, b0);
-    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l)};
+    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m)};
 
     attention_forward(branch, &a, p, c, &d);
     if (cls_rows_only(c, l)) {
@@ -147,7 +147,7 @@ static void block_forward(mf_model *m, int l, int b0, int nb, float *branch)
     }
     norm_target ln2 = {a.ln2, a.ln2_mean, a.ln2_rstd, p->norm2_w, p->norm2_b};
     residual_forward(m, a.x_mid, a.x, branch, NULL, site_attn(l), &ln2, rows, first);
-    mlp_forward(branch, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F,
+    mlp_forward(model_gemm(m), branch, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F,
                 !(m->acts->mode & MF_MODE_FORWARD_ONLY));
     residual_forward(m, next, a.x_mid, branch, p->fc2_b, site_mlp(l), &after, rows, first);
 }
@@ -166,7 +166,7 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
     mf_layer_acts a0 = layer_slice(&A->layers[0], c, b0);
 
     patchify(patches, images + (size_t)b0 * c->channels * S * S, c, nb);
-    linear_forward(tokens, patches, m->p.patch_w, m->p.patch_b, nb * P, cpp, N);
+    linear_forward(model_gemm(m), tokens, patches, m->p.patch_w, m->p.patch_b, nb * P, cpp, N);
     tokens_forward(x, tokens, &m->p, c, nb);
     if (dropout_on(m)) dropout_apply_at(x, first, (size_t)rows * N, c->dropout, dropout_site_seed(m, 0));
     /* Block 0's LN1 here; every later LayerNorm rides on the residual add before it. */
@@ -183,7 +183,7 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
     } else {
         mean_pool_forward(pooled, A->final_out + first, nb, T, N);
     }
-    linear_forward(A->logits + (size_t)b0 * K, pooled, m->p.head_w, m->p.head_b, nb, N, K);
+    linear_forward(model_gemm(m), A->logits + (size_t)b0 * K, pooled, m->p.head_w, m->p.head_b, nb, N, K);
 }
 
 float mf_model_forward(mf_model *m, const float *images, const int *labels, int B)
@@ -192,7 +192,7 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
     mf_activations *A = m->acts;
     const mf_qk_variant *qk = qk_variant((int)c->qk);
     int K = c->classes, T = mf_config_tokens(c);
-    mf_attn_dims d = {B, T, c->dim, c->heads, T};
+    mf_attn_dims d = {B, T, c->dim, c->heads, T, model_gemm(m)};
     A->batch = B;
     A->mode = m->mode;
     /* Once per pass, before the threads split the images (W from qk_tril). */

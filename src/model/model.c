@@ -6,6 +6,7 @@
 
 #include "model/param_table.h"
 #include "base/profile.h"
+#include "kernels/cpu.h"
 
 /* The test hook of model_alloc: fail the n-th allocation from now. */
 static long alloc_fail_at;
@@ -76,6 +77,29 @@ void mf_model_zero_grad(mf_model *m)
 
 void mf_model_set_mode(mf_model *m, unsigned mode) { m->mode = mode; }
 unsigned mf_model_mode(const mf_model *m) { return m->mode; }
+
+mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err)
+{
+    if (precision != MF_PRECISION_FP32 && precision != MF_PRECISION_BF16)
+        return mf_fail(err, MF_ERR_CONFIG, "unknown precision %d", (int)precision);
+    if (precision == MF_PRECISION_BF16 && !mf_bf16_available())
+        return mf_fail(err, MF_ERR_CONFIG, "bf16 is not available here: %s", mf_bf16_unavailable_reason());
+    m->precision = precision;
+    return MF_OK;
+}
+
+const char *mf_precision_name(mf_precision precision)
+{
+    return precision == MF_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+int mf_precision_parse(const char *name, mf_precision *out)
+{
+    if (!strcmp(name, "fp32")) *out = MF_PRECISION_FP32;
+    else if (!strcmp(name, "bf16")) *out = MF_PRECISION_BF16;
+    else return -1;
+    return 0;
+}
 
 const float *mf_model_logits(const mf_model *m) { return m->acts ? m->acts->logits : NULL; }
 

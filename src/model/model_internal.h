@@ -6,12 +6,14 @@
 #define MF_MODEL_INTERNAL_H
 
 #include "minformer/model.h"
+#include "kernels/gemm.h"
 
 /* Q: query rows per image, T, or 1 when only the CLS row's output is
  * needed (the last block with CLS pooling): then queries, scores, mixing
  * and the output matrix cover row 0 of each image, keys and values all T. */
 typedef struct {
     int B, T, N, H, Q;
+    mf_gemm_kind gemm; /* the linear layers' products (mf_model_set_precision) */
 } mf_attn_dims;
 
 /* What one block keeps from forward for backward. */
@@ -83,6 +85,12 @@ struct mf_activations {
     const struct mf_model_split *split;
 };
 
+/* The kind of matrix product the model's linear layers use. */
+static inline mf_gemm_kind model_gemm(const mf_model *m)
+{
+    return m->precision == MF_PRECISION_BF16 ? MF_GEMM_BF16 : MF_GEMM_FP32;
+}
+
 /* ---- allocation (model.c) ----------------------------------------------- */
 
 /* mf_alloc for every buffer of a model; model_alloc_fail_after(n) makes the
@@ -147,9 +155,9 @@ void residual_forward(const mf_model *m, float *x_out, const float *x, float *br
  * then, when keep_slope, GELU' there for backward; gelu (rows,F) GELU of it.
  * mlp_backward from dout: dh (rows,N) = dL/dh, dpre (rows,F) scratch, and
  * the parameter gradients into g. */
-void mlp_forward(float *out, float *gelu, float *pre, const float *h, const mf_block_params *p,
+void mlp_forward(mf_gemm_kind kind, float *out, float *gelu, float *pre, const float *h, const mf_block_params *p,
                  int rows, int N, int F, int keep_slope);
-void mlp_backward(float *dh, float *dpre, const mf_block_params *g, const float *dout,
+void mlp_backward(mf_gemm_kind kind, float *dh, float *dpre, const mf_block_params *g, const float *dout,
                   const float *gelu, const float *slope, const float *h, const mf_block_params *p,
                   int rows, int N, int F);
 

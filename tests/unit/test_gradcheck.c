@@ -122,7 +122,7 @@ typedef struct {
 static double linear_loss(void *p)
 {
     linear_ctx *c = p;
-    linear_forward(c->y, c->x, c->w, c->b, LM, LIN, LOUT);
+    linear_forward(MF_GEMM_FP32, c->y, c->x, c->w, c->b, LM, LIN, LOUT);
     return dot_f(c->y, c->r, LM * LOUT);
 }
 
@@ -139,7 +139,7 @@ static void gradcheck_linear(void)
     for (int i = 0; i < LM * LIN; i++) dx[i] = 7.0f;
     for (int i = 0; i < LOUT * LIN; i++) dw[i] = 1.0f;
     for (int i = 0; i < LOUT; i++) db[i] = 1.0f;
-    linear_backward(dx, dw, db, c.r, c.x, c.w, LM, LIN, LOUT, 0);
+    linear_backward(MF_GEMM_FP32, dx, dw, db, c.r, c.x, c.w, LM, LIN, LOUT, 0);
     for (int i = 0; i < LOUT * LIN; i++) dw[i] -= 1.0f;
     for (int i = 0; i < LOUT; i++) db[i] -= 1.0f;
     op_check("linear", "x", linear_loss, &c, c.x, dx, LM * LIN);
@@ -148,7 +148,7 @@ static void gradcheck_linear(void)
     /* accumulate_dx adds to what is there. */
     float dx2[LM * LIN];
     for (int i = 0; i < LM * LIN; i++) dx2[i] = 1.0f;
-    linear_backward(dx2, NULL, NULL, c.r, c.x, c.w, LM, LIN, LOUT, 1);
+    linear_backward(MF_GEMM_FP32, dx2, NULL, NULL, c.r, c.x, c.w, LM, LIN, LOUT, 1);
     for (int i = 0; i < LM * LIN; i++)
         CHECK(check_close(dx2[i] - 1.0f, dx[i], 1e-5f, 1e-5f), "accumulated dx[%d] %g vs %g", i,
               (double)(dx2[i] - 1.0f), (double)dx[i]);

@@ -7,6 +7,10 @@
 
 #include "check.h"
 #include "minformer.h"
+#include "kernels/cpu.h"
+
+/* The precision train_params and learn_mnist give their models. */
+static mf_precision precision = MF_PRECISION_FP32;
 
 /* A small synthetic dataset in MNIST's shape, used where the real data is not
  * the point (determinism, resume): random pixels, labels from a pixel sum. */
@@ -71,6 +75,10 @@ static float *train_params(const mf_config *c, const mf_dataset *ds, const mf_tr
     mf_model m;
     mf_set_threads(threads);
     if (mf_model_create(&m, c, &err)) return NULL;
+    if (mf_model_set_precision(&m, precision, &err)) {
+        mf_model_free(&m);
+        return NULL;
+    }
     mf_model_init_weights(&m, o->seed);
     mf_train_state st;
     mf_train_state_init(&st);
@@ -227,6 +235,7 @@ static void test_resume_is_exact(void)
     mf_error err;
     mf_model m;
     CHECK(mf_model_create(&m, &c, &err) == MF_OK, "create");
+    CHECK(mf_model_set_precision(&m, precision, &err) == MF_OK, "precision: %s", err.message);
     mf_model_init_weights(&m, o.seed);
     mf_train_state st;
     mf_train_state_init(&st);
@@ -299,7 +308,8 @@ static void learn_mnist(const char *preset, int mlp, float lr, float threshold)
     mf_train_state_init(&st);
     mf_status s = mf_train(&m, &ds, &o, &st, NULL, NULL, &err);
     CHECK(s == MF_OK, "training: %s", err.message);
-    printf("  %s --mlp %d: test accuracy %.4f (threshold %.2f)\n", preset, mlp, st.test_acc, threshold);
+    printf("  %s --mlp %d, %s: test accuracy %.4f (threshold %.2f)\n", preset, mlp,
+           mf_precision_name(precision), st.test_acc, threshold);
     CHECK(st.test_acc >= threshold, "%s --mlp %d reached %.4f < %.2f", preset, mlp, st.test_acc, threshold);
     mf_model_free(&m);
     mf_dataset_free(&ds);
@@ -307,6 +317,19 @@ static void learn_mnist(const char *preset, int mlp, float lr, float threshold)
 
 static void test_learns_mnist_minimal(void) { learn_mnist("minimal", 0, 1e-2f, 0.50f); }
 static void test_learns_mnist_unchanged(void) { learn_mnist("unchanged", 4, 1e-3f, 0.45f); }
+
+/* bf16 (where the CPU has AMX): the same bitwise determinism across thread
+ * counts, and learning to the fp32 thresholds. */
+static void test_bf16_determinism_and_learning(void)
+{
+    if (!mf_bf16_available()) SKIP("%s", mf_bf16_unavailable_reason());
+    precision = MF_PRECISION_BF16;
+    check_thread_determinism("unchanged", 2, 4, 0.1f);
+    check_thread_determinism("minimal", 0, 1, 0.0f);
+    learn_mnist("minimal", 0, 1e-2f, 0.50f);
+    learn_mnist("unchanged", 4, 1e-3f, 0.45f);
+    precision = MF_PRECISION_FP32;
+}
 
 int main(void)
 {
@@ -319,5 +342,6 @@ int main(void)
     RUN(test_nonfinite_loss_stops);
     RUN(test_learns_mnist_minimal);
     RUN(test_learns_mnist_unchanged);
+    RUN(test_bf16_determinism_and_learning);
     return check_report();
 }

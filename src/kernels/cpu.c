@@ -1,0 +1,70 @@
+/* Run-time CPU feature checks (cpuid, xgetbv) for kernels built for an
+ * instruction set the build machine may not have. This file itself is
+ * compiled for the baseline, so it runs anywhere. */
+#define _GNU_SOURCE /* syscall */
+#include "kernels/cpu.h"
+
+#include <pthread.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(MF_BF16_KERNEL)
+#include <cpuid.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static unsigned long long xgetbv0(void)
+{
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+static const char *probe(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !(c & (1u << 27)))
+        return "this CPU has no OSXSAVE";
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return "this CPU does not report its features (cpuid 7)";
+    int avx512 = (b & (1u << 16)) && (b & (1u << 30)); /* F, BW */
+    int amx = (d & (1u << 24)) && (d & (1u << 22));    /* AMX-TILE, AMX-BF16 */
+    if (!amx) return "this CPU has no AMX-BF16 (bf16 needs Intel AMX: Sapphire Rapids or later)";
+    if (!avx512) return "this CPU has no AVX-512 (F, BW)";
+    unsigned long long xcr0 = xgetbv0();
+    if ((xcr0 & 0xE6) != 0xE6) return "the operating system does not enable AVX-512 state";
+    if ((xcr0 & (3ull << 17)) != (3ull << 17)) return "the operating system does not enable AMX tile state";
+#ifdef __linux__
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+        return "the kernel refused this process the AMX tile data (arch_prctl)";
+#endif
+    return 0;
+}
+#else
+static const char *probe(void)
+{
+#if defined(MF_BF16_KERNEL)
+    return "bf16 needs an x86-64 CPU with AMX";
+#else
+    return "this build has no bf16 kernel (the compiler lacks -mamx-bf16)";
+#endif
+}
+#endif
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static const char *reason;
+
+static void ask(void) { reason = probe(); }
+
+int mf_bf16_available(void)
+{
+    pthread_once(&once, ask);
+    return reason == 0;
+}
+
+const char *mf_bf16_unavailable_reason(void)
+{
+    pthread_once(&once, ask);
+    return reason ? reason : "bf16 is available";
+}
