@@ -59,7 +59,8 @@ typedef struct {
 enum {
     OPT_PRESET = 1000, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_MLP, OPT_PATCH, OPT_QK, OPT_VO,
     OPT_POOL, OPT_DROPOUT,
-    OPT_DATA, OPT_THREADS, OPT_JSON, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST, OPT_CLI_LAST
+    OPT_DATA, OPT_THREADS, OPT_JSON, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST,
+    OPT_SCHEDULE, OPT_PROTOCOL, OPT_CLI_LAST
 };
 #define CLI_MODEL_LONGOPTS                                                                   \
     {"preset", required_argument, 0, OPT_PRESET}, {"dim", required_argument, 0, OPT_DIM},     \
@@ -108,6 +109,41 @@ void cli_common_opts_init(cli_common_opts *o);
  * -EXIT_USAGE on a bad value (an empty --data, a limit or thread count out of
  * range) after the usage line. */
 int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *cmd);
+
+/* The training regime that --protocol names and explicit options override:
+ * train and experiment list CLI_OPT_SCHEDULE and CLI_OPT_PROTOCOL in their
+ * tables and take --batch, --augment/--no-augment and --wd themselves. */
+typedef struct {
+    int batch;
+    int augment;
+    float weight_decay;
+    mf_lr_schedule schedule;
+} cli_regime;
+
+#define CLI_OPT_SCHEDULE {"schedule", required_argument, 0, OPT_SCHEDULE}
+#define CLI_OPT_PROTOCOL {"protocol", required_argument, 0, OPT_PROTOCOL}
+#define CLI_REGIME_HELP                                                                      \
+    "  --schedule S       cosine (default: linear warmup for 10% of the run, at most\n"      \
+    "                     1 epoch, then cosine decay to 0) or constant (the peak\n"         \
+    "                     rate at every step, no warmup unless --warmup is given)\n"        \
+    "  --protocol P       default, or paper: constant schedule, no augmentation,\n"        \
+    "                     batch 256, weight decay 0 (Adam); any of --schedule,\n"         \
+    "                     --batch, --augment/--no-augment, --wd given as well wins,\n"   \
+    "                     before or after --protocol\n"
+
+/* --protocol's values: the defaults, or the paper's (constant schedule, no
+ * augmentation, batch 256, weight decay 0). */
+void cli_protocol_regime(int paper, cli_regime *r);
+/* The --protocol given in argv (the last one; argv is scanned with the
+ * command's own table, so another option's value is never taken for it),
+ * resolved to *r, before the command's own pass reads the options that
+ * override it. *given says whether there was one. argv is left as it is.
+ * 0, EXIT_USAGE for an unknown protocol, or EXIT_RUNTIME when out of memory.
+ * Leaves optind for the command's pass to set. */
+int cli_protocol_scan(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *cmd, cli_regime *r, int *given);
+/* --schedule NAME: 0 and *out, or EXIT_USAGE. */
+int cli_parse_schedule(const char *cmd, const char *arg, mf_lr_schedule *out);
 
 /* JSON documents on stdout, each one object on one line, built with the
  * library's mf_json_writer. The members' helpers put the comma themselves. */

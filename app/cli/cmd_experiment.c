@@ -51,6 +51,9 @@ static const char *help_tail =
     "  --tune-val N       held-out validation images: the last N of the training\n"
     "                     split (default 5000)\n"
     "  --no-augment       no training augmentation\n"
+    "  --augment          augmentation on (the default; wins over --protocol paper)\n"
+    "  --wd X             AdamW weight decay (default 0.05; 0 makes it Adam)\n"
+    CLI_REGIME_HELP
     "  --format F         the figures' format: png (default), svg or pdf\n"
     "  --jobs K           train K runs at once, in K worker processes (default 1)\n"
     "  --threads T        threads in all (default: all cores); with --jobs K, job i\n"
@@ -72,7 +75,7 @@ static const char *help_tail =
 enum {
     OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,
     OPT_TUNE_IMAGES, OPT_TUNE_VAL, OPT_NO_AUGMENT, OPT_ONLY, OPT_FORMAT, OPT_JOBS, OPT_WORKER,
-    OPT_SEEDS
+    OPT_SEEDS, OPT_AUGMENT, OPT_WD
 };
 
 /* --seeds TEXT: a count K (no comma) or a comma-separated list of distinct
@@ -317,6 +320,10 @@ int cmd_experiment(int argc, char **argv)
         {"tune-images", required_argument, 0, OPT_TUNE_IMAGES},
         {"tune-val", required_argument, 0, OPT_TUNE_VAL},
         {"no-augment", no_argument, 0, OPT_NO_AUGMENT},
+        {"augment", no_argument, 0, OPT_AUGMENT},
+        {"wd", required_argument, 0, OPT_WD},
+        CLI_OPT_SCHEDULE,
+        CLI_OPT_PROTOCOL,
         {"only", required_argument, 0, OPT_ONLY},
         {"format", required_argument, 0, OPT_FORMAT},
         {"jobs", required_argument, 0, OPT_JOBS},
@@ -332,6 +339,14 @@ int cmd_experiment(int argc, char **argv)
     int epochs = 0, opt, rc = 0, jobs = 1, worker = 0, worker_jobs = 0, worker_threads = 0;
     uint64_t seeds[MF_EXPERIMENT_MAX_SEEDS];
     int seed_count = 0, seeds_listed = 0;
+    /* --protocol first, wherever it stands: the options below override it. */
+    cli_regime regime;
+    int protocol_given;
+    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &regime, &protocol_given))) return rc;
+    eo.batch = regime.batch;
+    eo.augment = regime.augment;
+    eo.wd = regime.weight_decay;
+    eo.schedule = regime.schedule;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -349,6 +364,10 @@ int cmd_experiment(int argc, char **argv)
         case OPT_TUNE_IMAGES: rc = cli_parse_int(cmd, "tune-images", optarg, 1, 1 << 30, &eo.tune_images); break;
         case OPT_TUNE_VAL: rc = cli_parse_int(cmd, "tune-val", optarg, 1, 1 << 30, &eo.tune_val); break;
         case OPT_NO_AUGMENT: eo.augment = 0; break;
+        case OPT_AUGMENT: eo.augment = 1; break;
+        case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &eo.wd); break;
+        case OPT_SCHEDULE: rc = cli_parse_schedule(cmd, optarg, &eo.schedule); break;
+        case OPT_PROTOCOL: break; /* read by cli_protocol_scan */
         case OPT_ONLY: only = optarg; break;
         case OPT_FORMAT: format_name = optarg; break;
         case OPT_JOBS: rc = cli_parse_int(cmd, "jobs", optarg, 1, MAX_JOBS, &jobs); break;

@@ -30,8 +30,9 @@ static const char *help =
     "  --batch B          batch size (default 128)\n"
     "  --lr X             peak learning rate (default 2e-2 with --vo none, else 4e-3)\n"
     "  --wd X             AdamW weight decay on weight matrices (default 0.05)\n"
-    "  --warmup E         linear warmup in epochs, then cosine decay to 0\n"
-    "                     (default: 10% of the run, at most 1 epoch)\n"
+    "  --warmup E         linear warmup in epochs (default: 10% of the run, at most\n"
+    "                     1 epoch, with --schedule cosine; none with constant)\n"
+    CLI_REGIME_HELP
     "  --seed S           seed for initialization, data order, augmentation (default 1)\n"
     "  --threads T        threads (default: all cores); results do not depend on it\n\n"
     "Data-parallel: mpirun -np R minformer train ... (a build with make MPI=1)\n"
@@ -151,6 +152,8 @@ int cmd_train(int argc, char **argv)
         {"lr", required_argument, 0, OPT_LR},
         {"wd", required_argument, 0, OPT_WD},
         {"warmup", required_argument, 0, OPT_WARMUP},
+        CLI_OPT_SCHEDULE,
+        CLI_OPT_PROTOCOL,
         {"seed", required_argument, 0, OPT_SEED},
         CLI_OPT_THREADS,
         {"log", required_argument, 0, OPT_LOG},
@@ -172,6 +175,15 @@ int cmd_train(int argc, char **argv)
     const char *dataset = NULL, *log_path = NULL, *save_path = NULL, *resume_path = NULL;
     int opt, rc = 0, save_every = 1;
     int epochs_given = 0, lr_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
+    /* --protocol first, wherever it stands: the options of the pass below
+     * override its values. */
+    cli_regime regime;
+    int protocol_given = 0, schedule_given = 0;
+    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &regime, &protocol_given))) return rc;
+    to.batch = regime.batch;
+    to.augment = regime.augment;
+    to.adamw.weight_decay = regime.weight_decay;
+    to.schedule = regime.schedule;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -205,6 +217,11 @@ int cmd_train(int argc, char **argv)
             break;
         case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &to.adamw.weight_decay); break;
         case OPT_WARMUP: rc = cli_parse_float(cmd, "warmup", optarg, 0.0, 1e6, &to.warmup_epochs); break;
+        case OPT_SCHEDULE:
+            schedule_given = 1;
+            rc = cli_parse_schedule(cmd, optarg, &to.schedule);
+            break;
+        case OPT_PROTOCOL: break; /* read by cli_protocol_scan */
         case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &to.seed); break;
         case OPT_LOG: rc = cli_path_arg(cmd, "--log", optarg); log_path = optarg; break;
         case 'h': fputs(help, stdout); return 0;
@@ -216,7 +233,8 @@ int cmd_train(int argc, char **argv)
     if (resume_path && run_options)
         return cli_usage_error(cmd, "with --resume the model, data and training options come from "
                                     "the checkpoint; give only --data, --epochs, --threads, --save, "
-                                    "--save-every, --log or --json");
+                                    "--save-every, --log, --json, and --schedule or --protocol "
+                                    "where they are the run's");
     if (!dataset && !resume_path) return cli_usage_error(cmd, "--dataset is required");
     if (log_path && ((save_path && cli_same_file(log_path, save_path)) ||
                      (resume_path && !save_path && cli_same_file(log_path, resume_path))))
@@ -255,6 +273,24 @@ int cmd_train(int argc, char **argv)
             mf_model_free(&model);
             return cli_usage_error(cmd, "the run trained on a folder dataset; resume it with "
                                    "--dataset folder:PATH (and its --image-size/--center-crop)");
+        }
+        if (protocol_given || schedule_given) {
+            /* What they ask for must be what the run was started with. */
+            mf_train_opts asked = info.opts;
+            if (protocol_given) {
+                asked.batch = to.batch;
+                asked.augment = to.augment;
+                asked.adamw.weight_decay = to.adamw.weight_decay;
+            }
+            asked.schedule = to.schedule;
+            mf_run_identity want;
+            mf_run_identity_make(&want, info.dataset, &model.cfg, &asked, info.limit_train,
+                                 info.limit_test, info.data_fingerprint);
+            if (mf_run_identity_check(resume_path, &stored_id, &want, "a resumed run keeps the "
+                                      "settings it was started with", &err)) {
+                mf_model_free(&model);
+                return cli_report(&err);
+            }
         }
         int epochs = epochs_given ? to.epochs : info.opts.epochs;
         to = info.opts;

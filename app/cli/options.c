@@ -263,6 +263,50 @@ int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *
     return rc ? -EXIT_USAGE : 1;
 }
 
+void cli_protocol_regime(int paper, cli_regime *r)
+{
+    mf_train_opts d;
+    mf_train_opts_default(&d);
+    r->batch = paper ? 256 : d.batch;
+    r->augment = paper ? 0 : d.augment;
+    r->weight_decay = paper ? 0.0f : d.adamw.weight_decay;
+    r->schedule = paper ? MF_SCHEDULE_CONSTANT : d.schedule;
+}
+
+int cli_protocol_scan(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *cmd, cli_regime *r, int *given)
+{
+    /* On a copy: getopt_long moves the operands of the array it scans to
+     * its end, and a missing option value at the end would then take one
+     * ("quick --epochs" would become "--epochs quick"). */
+    char **copy = malloc(((size_t)argc + 1) * sizeof *copy);
+    if (!copy) {
+        fprintf(stderr, "minformer: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    memcpy(copy, argv, (size_t)argc * sizeof *copy);
+    copy[argc] = NULL;
+    const char *name = NULL;
+    optind = 0; /* a fresh scan (glibc and musl) */
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, copy, shortopts, longopts, NULL)) != -1;)
+        if (opt == OPT_PROTOCOL) name = optarg;
+    free(copy); /* name points into an argument, not into copy */
+    *given = name != NULL;
+    int paper = name && !strcmp(name, "paper");
+    if (name && !paper && strcmp(name, "default"))
+        return cli_usage_error(cmd, "unknown --protocol '%s' (choose default, paper)", name);
+    cli_protocol_regime(paper, r);
+    return 0;
+}
+
+int cli_parse_schedule(const char *cmd, const char *arg, mf_lr_schedule *out)
+{
+    if (mf_schedule_parse(arg, out, NULL))
+        return cli_usage_error(cmd, "unknown --schedule '%s' (choose cosine, constant)", arg);
+    return 0;
+}
+
 void cli_json_key(mf_json_writer *w, const char *key)
 {
     char last = w->len ? w->data[w->len - 1] : '{';

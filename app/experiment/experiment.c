@@ -123,6 +123,10 @@ void mf_experiment_opts_default(mf_experiment_opts *o)
     o->tune_images = 10000;
     o->tune_val = 5000;
     o->augment = 1;
+    mf_adamw a;
+    mf_adamw_default(&a);
+    o->wd = a.weight_decay;
+    o->schedule = MF_SCHEDULE_COSINE;
     o->figure_format = MF_FIGURE_PNG;
 }
 
@@ -220,6 +224,8 @@ static void run_train_opts(const mf_experiment_opts *o, const mf_config *cfg, mf
     to->batch = o->batch;
     to->seed = o->seed;
     to->augment = o->augment;
+    to->adamw.weight_decay = o->wd;
+    to->schedule = o->schedule;
     to->lr = o->lr > 0 ? o->lr : mf_default_lr(cfg); /* the rule `train` uses */
 }
 

@@ -93,6 +93,8 @@ typedef struct {
     int tune_images;      /* training images per sweep point (default 10000) */
     int tune_val;         /* held-out validation images at the end of the training split (5000) */
     int augment;
+    float wd;             /* AdamW's weight decay (default 0.05); 0 is Adam */
+    mf_lr_schedule schedule; /* default cosine */
     mf_figure_format figure_format; /* the grid figures' format and extension (default PNG) */
 } mf_experiment_opts;
 

@@ -73,7 +73,9 @@ mf_status mf_run_identity_check(const char *where, const mf_run_identity *stored
 char *mf_run_identity_to_json(const mf_run_identity *id);
 /* Parses text[0..len) (a JSON object whose members are all strings, names
  * and values within the sizes above, no duplicates): the inverse of
- * mf_run_identity_to_json. MF_ERR_FORMAT "WHAT: problem" when invalid. */
+ * mf_run_identity_to_json. MF_ERR_FORMAT "WHAT: problem" when invalid. A run
+ * identity stored before a setting existed reads with the value every such
+ * run had: "schedule" "cosine". */
 mf_status mf_run_identity_parse(const char *text, size_t len, mf_run_identity *id,
                                 const char *what, mf_error *err);
 

@@ -10,15 +10,30 @@
 
 MF_BEGIN_API
 
+/* The learning rate over a run (mf_lr_at). Cosine is 0, so zeroed options
+ * and checkpoints written before the schedule was stored mean cosine. */
+typedef enum {
+    MF_SCHEDULE_COSINE = 0, /* linear warmup, then cosine decay to 0 */
+    MF_SCHEDULE_CONSTANT,   /* the peak rate at every step (after a warmup only if one is given) */
+    MF_SCHEDULE_COUNT
+} mf_lr_schedule;
+
+/* "cosine", "constant"; "?" for a value out of range. */
+const char *mf_schedule_name(mf_lr_schedule s);
+/* MF_OK and *out, or MF_ERR_CONFIG naming the choices. */
+mf_status mf_schedule_parse(const char *name, mf_lr_schedule *out, mf_error *err);
+
 typedef struct {
     int epochs;
     int batch;
     float lr;            /* peak learning rate */
-    float warmup_epochs; /* linear warmup length, then cosine decay to 0; < 0: 10% of the run, at most 1 epoch */
+    float warmup_epochs; /* linear warmup length; < 0: automatic (cosine: 10% of the run, at
+                            most 1 epoch; constant: none) */
     mf_adamw adamw;
     uint64_t seed;       /* data order, augmentation and dropout; init uses it too */
     int augment;         /* 1: the dataset's augmentation during training */
     int eval_batch;
+    mf_lr_schedule schedule;
 } mf_train_opts;
 
 void mf_train_opts_default(mf_train_opts *o);
@@ -68,7 +83,10 @@ typedef struct {
 mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *opts, mf_train_state *st,
                    const mf_train_hooks *hooks, volatile sig_atomic_t *stop, mf_error *err);
 
-/* Learning rate at optimizer step t (1-based) of a run with steps_per_epoch. */
+/* Learning rate at optimizer step t (1-based) of a run with steps_per_epoch:
+ * a linear warmup from 0 over the warmup steps, then for cosine
+ * lr * (1 + cos(pi * progress)) / 2 down to 0 at the run's last step, for
+ * constant lr at every step. */
 float mf_lr_at(const mf_train_opts *opts, long t, long steps_per_epoch);
 long mf_steps_per_epoch(int train_count, int batch);
 

@@ -796,6 +796,11 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
         (st = meta_double(r, "train_seconds", 0, &t->train_seconds)) ||
         (st = meta_float(r, "test_loss", -1, 1e30, 0, &t->test_loss)))
         return st;
+    /* Optional: files written before the schedule was stored ran cosine
+     * (mf_checkpoint_info_init's default). */
+    const char *sched = meta_find(r, "schedule");
+    if (sched && mf_schedule_parse(sched, &o->schedule, NULL))
+        return meta_invalid(r, "schedule", sched, "expected cosine or constant");
     if (!(o->adamw.eps > 0)) return meta_invalid(r, "adamw_eps", meta_find(r, "adamw_eps"),
                                                  "must be positive");
     if (t->correct > t->seen)
@@ -888,6 +893,7 @@ static void write_metadata(mf_json_writer *w, const mf_model *m, const mf_checkp
     put_fmt(&mw, "batch", "%d", o->batch);
     put_fmt(&mw, "lr", "%.9g", (double)o->lr);
     put_fmt(&mw, "warmup_epochs", "%.9g", (double)o->warmup_epochs);
+    put_str(&mw, "schedule", mf_schedule_name(o->schedule));
     put_fmt(&mw, "adamw_beta1", "%.9g", (double)o->adamw.beta1);
     put_fmt(&mw, "adamw_beta2", "%.9g", (double)o->adamw.beta2);
     put_fmt(&mw, "adamw_eps", "%.9g", (double)o->adamw.eps);

@@ -90,6 +90,7 @@ void mf_run_identity_make(mf_run_identity *id, mf_dataset_kind dataset, const mf
     set_fmt(id, "batch", "%d", o->batch);
     set_float(id, "lr", o->lr);
     set_float(id, "warmup", o->warmup_epochs);
+    set_fmt(id, "schedule", "%s", mf_schedule_name(o->schedule));
     set_float(id, "wd", o->adamw.weight_decay);
     set_float(id, "beta1", o->adamw.beta1);
     set_float(id, "beta2", o->adamw.beta2);
@@ -175,6 +176,23 @@ char *mf_run_identity_to_json(const mf_run_identity *id)
     return w.data;
 }
 
+/* Settings that mf_run_identity_make gained after run.json files were
+ * written, with the value every run made before had: a stored run identity
+ * (one that has "epochs") without such a setting reads as that value, so
+ * those runs still skip and resume, and a request for another value is
+ * refused naming it. */
+static const mf_run_setting added_settings[] = {
+    {"schedule", "cosine"},
+};
+
+static void add_missing_settings(mf_run_identity *id)
+{
+    if (!mf_run_identity_get(id, "epochs")) return;
+    for (size_t i = 0; i < sizeof added_settings / sizeof added_settings[0]; i++)
+        if (!mf_run_identity_get(id, added_settings[i].name))
+            mf_run_identity_set(id, added_settings[i].name, added_settings[i].value, NULL);
+}
+
 mf_status mf_run_identity_from_object(const mf_json *obj, mf_run_identity *id, const char *what,
                                       mf_error *err)
 {
@@ -196,6 +214,7 @@ mf_status mf_run_identity_from_object(const mf_json *obj, mf_run_identity *id, c
             return mf_fail(err, MF_ERR_FORMAT, "%s: run setting '%.40s' is invalid", what, v->key);
     }
     /* mf_json_parse already refuses duplicate names, so the count is exact. */
+    add_missing_settings(id);
     return MF_OK;
 }
 

@@ -42,14 +42,40 @@ long mf_steps_per_epoch(int train_count, int batch)
     return s > 0 ? s : 1;
 }
 
+static const char *const schedule_names[MF_SCHEDULE_COUNT] = {"cosine", "constant"};
+
+const char *mf_schedule_name(mf_lr_schedule s)
+{
+    return (unsigned)s < MF_SCHEDULE_COUNT ? schedule_names[s] : "?";
+}
+
+mf_status mf_schedule_parse(const char *name, mf_lr_schedule *out, mf_error *err)
+{
+    for (int i = 0; i < MF_SCHEDULE_COUNT; i++)
+        if (name && !strcmp(name, schedule_names[i])) {
+            *out = (mf_lr_schedule)i;
+            return MF_OK;
+        }
+    return mf_fail(err, MF_ERR_CONFIG, "unknown schedule '%s' (choose cosine, constant)",
+                   name ? name : "");
+}
+
 float mf_lr_at(const mf_train_opts *o, long t, long steps_per_epoch)
 {
     double total = (double)o->epochs * (double)steps_per_epoch;
     double warm_epochs = o->warmup_epochs;
-    if (warm_epochs < 0) warm_epochs = 0.1 * o->epochs < 1.0 ? 0.1 * o->epochs : 1.0;
+    /* Automatic warmup: cosine warms up for 10% of the run (at most one
+     * epoch); constant has none: one rate from the first step, as a Keras
+     * optimizer runs without a schedule (the paper used Keras and states no
+     * schedule or warmup). An explicit warmup applies to both. */
+    if (warm_epochs < 0)
+        warm_epochs = o->schedule == MF_SCHEDULE_CONSTANT ? 0.0
+                      : 0.1 * o->epochs < 1.0             ? 0.1 * o->epochs
+                                                          : 1.0;
     double warm = warm_epochs * (double)steps_per_epoch;
     if (warm > total) warm = total;
     if (t <= warm && warm > 0) return (float)(o->lr * (double)t / warm);
+    if (o->schedule == MF_SCHEDULE_CONSTANT) return o->lr;
     double progress = total > warm ? ((double)t - warm) / (total - warm) : 1.0;
     if (progress > 1.0) progress = 1.0;
     return (float)(o->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * progress)));

@@ -31,20 +31,7 @@ static int have_mnist;
 /* ---- helpers ------------------------------------------------------------------- */
 
 /* Runs `minformer LINE` (words split at spaces) plus --data when data is set. */
-static int run_line(child_result *r, int data, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int run_line(child_result *r, int data, const char *fmt, ...)
-{
-    char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    child_args a = {0};
-    args_split(&a, line);
-    if (data) args_add(&a, "--data", data_dir, NULL);
-    return child_run(r, root, TIMEOUT, &a);
-}
+#define run_line(r, data, ...) child_run_linef(r, root, TIMEOUT, (data) ? data_dir : NULL, __VA_ARGS__)
 
 static char *slurp(const char *path)
 {

@@ -314,6 +314,26 @@ static inline int child_run(child_result *r, const char *cwd, double timeout, co
     return child_run_exe(r, cwd, child_bin, timeout, a);
 }
 
+/* Runs `minformer LINE` in cwd: LINE is fmt's text, split into words at
+ * spaces (no quoting), with --data data_dir appended unless data_dir is NULL.
+ * Returns the status. */
+static inline int child_run_linef(child_result *r, const char *cwd, double timeout,
+                                  const char *data_dir, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static inline int child_run_linef(child_result *r, const char *cwd, double timeout,
+                                  const char *data_dir, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    child_args a = {0};
+    args_split(&a, line);
+    if (data_dir) args_add(&a, "--data", data_dir, NULL);
+    return child_run(r, cwd, timeout, &a);
+}
+
 /* The number of lines of s. */
 static inline int count_lines(const char *s)
 {
