@@ -5,6 +5,7 @@ PyTorch implementation of the minformer model.
 Run it with Debian's interpreter, which has PyTorch 1.13 (CPU):
 
     /usr/bin/python3 tools/torch_reference.py [OUTDIR]
+    /usr/bin/python3 tools/torch_reference.py --autocast [OUTDIR]   # bf16 references (parity_bf16/)
 
 OUTDIR defaults to tests/data/parity (relative to the repository root). For
 every case below the script builds the model from its own nn.Module code
@@ -304,6 +305,16 @@ class Writer:
 
 # ---- one case ----------------------------------------------------------------
 
+# With --autocast the forward passes run under torch.autocast("cpu", bfloat16):
+# the reference for minformer's --precision bf16 (tests/data/parity_bf16/).
+AUTOCAST = False
+
+
+def forward(model, images):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTOCAST):
+        return model(images).float()
+
+
 def run_case(name, cfg, batch, preset=None):
     seed = zlib.crc32(name.encode("ascii"))
     gen = torch.Generator().manual_seed(seed)
@@ -335,7 +346,7 @@ def run_case(name, cfg, batch, preset=None):
     for pname, t in params:
         w.add("param." + pname, t)
 
-    logits = model(images)
+    logits = forward(model, images)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
     w.add("logits", logits)
@@ -350,7 +361,7 @@ def run_case(name, cfg, batch, preset=None):
     step_losses = []
     for _ in range(STEPS):
         opt.zero_grad()
-        step_loss = F.cross_entropy(model(images), labels)
+        step_loss = F.cross_entropy(forward(model, images), labels)
         step_loss.backward()
         opt.step()
         step_losses.append(step_loss.item())
@@ -509,17 +520,31 @@ def check_shaped():
     return failures
 
 
+# The cases --autocast writes: the presets, four heads, a CIFAR geometry, shaped mixing.
+AUTOCAST_CASES = ("mnist_preset_unchanged", "mnist_preset_minimal", "mnist_preset_symmetric",
+                  "grid_h4_separate_separate_r2", "cifar_h1_symmetric_collapsed_r2",
+                  "mnist_h1_collapsed_shaped_r0")
+
+
 def main():
+    global AUTOCAST
     if sys.argv[1:] == ["--check-shaped"]:
         torch.set_num_threads(1)
         sys.exit(1 if check_shaped() else 0)
+    args = sys.argv[1:]
+    if args[:1] == ["--autocast"]:
+        AUTOCAST = True
+        args = args[1:]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "tests", "data", "parity")
+    default = "parity_bf16" if AUTOCAST else "parity"
+    outdir = args[0] if args else os.path.join(root, "tests", "data", default)
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)  # one summation order: deterministic output
     torch.use_deterministic_algorithms(True)
     names, total = [], 0
     for name, cfg, batch, preset in cases():
+        if AUTOCAST and name not in AUTOCAST_CASES:
+            continue
         w = run_case(name, cfg, batch, preset)
         total += w.save(os.path.join(outdir, name + ".bin"))
         names.append(name)

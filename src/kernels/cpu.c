@@ -5,6 +5,8 @@
 #include "kernels/cpu.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(MF_BF16_KERNEL)
 #include <cpuid.h>
@@ -55,7 +57,13 @@ static const char *probe(void)
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static const char *reason;
 
-static void ask(void) { reason = probe(); }
+/* MINFORMER_NO_BF16=1 hides the kernel, as on a CPU without it: for tests
+ * of the refusal, and to compare runs on one machine. */
+static void ask(void)
+{
+    const char *off = getenv("MINFORMER_NO_BF16");
+    reason = off && *off && strcmp(off, "0") ? "MINFORMER_NO_BF16 is set" : probe();
+}
 
 int mf_bf16_available(void)
 {
