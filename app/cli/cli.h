@@ -110,16 +110,10 @@ void cli_common_opts_init(cli_common_opts *o);
  * range) after the usage line. */
 int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *cmd);
 
-/* The training regime that --protocol names and explicit options override:
- * train and experiment list CLI_OPT_SCHEDULE and CLI_OPT_PROTOCOL in their
- * tables and take --batch, --augment/--no-augment and --wd themselves. */
-typedef struct {
-    int batch;
-    int augment;
-    float weight_decay;
-    mf_lr_schedule schedule;
-} cli_regime;
-
+/* The training regime that --protocol names (mf_protocol_apply) and explicit
+ * options override: train and experiment list CLI_OPT_SCHEDULE and
+ * CLI_OPT_PROTOCOL in their tables and take --batch, --augment/--no-augment
+ * and --wd themselves. */
 #define CLI_OPT_SCHEDULE {"schedule", required_argument, 0, OPT_SCHEDULE}
 #define CLI_OPT_PROTOCOL {"protocol", required_argument, 0, OPT_PROTOCOL}
 #define CLI_REGIME_HELP                                                                      \
@@ -131,17 +125,15 @@ typedef struct {
     "                     --batch, --augment/--no-augment, --wd given as well wins,\n"   \
     "                     before or after --protocol\n"
 
-/* --protocol's values: the defaults, or the paper's (constant schedule, no
- * augmentation, batch 256, weight decay 0). */
-void cli_protocol_regime(int paper, cli_regime *r);
 /* The --protocol given in argv (the last one; argv is scanned with the
- * command's own table, so another option's value is never taken for it),
- * resolved to *r, before the command's own pass reads the options that
- * override it. *given says whether there was one. argv is left as it is.
+ * command's own table, so another option's value is never taken for it), in
+ * *p (MF_PROTOCOL_DEFAULT when none), before the command's own pass reads the
+ * options that override it. *given says whether there was one. argv is left
+ * as it is.
  * 0, EXIT_USAGE for an unknown protocol, or EXIT_RUNTIME when out of memory.
  * Leaves optind for the command's pass to set. */
 int cli_protocol_scan(int argc, char **argv, const char *shortopts,
-                      const struct option *longopts, const char *cmd, cli_regime *r, int *given);
+                      const struct option *longopts, const char *cmd, mf_protocol *p, int *given);
 /* --schedule NAME: 0 and *out, or EXIT_USAGE. */
 int cli_parse_schedule(const char *cmd, const char *arg, mf_lr_schedule *out);
 

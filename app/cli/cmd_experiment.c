@@ -340,12 +340,15 @@ int cmd_experiment(int argc, char **argv)
     uint64_t seeds[MF_EXPERIMENT_MAX_SEEDS];
     int seed_count = 0, seeds_listed = 0;
     /* --protocol first, wherever it stands: the options below override it. */
-    cli_regime regime;
+    mf_protocol protocol;
     int protocol_given;
-    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &regime, &protocol_given))) return rc;
+    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &protocol, &protocol_given))) return rc;
+    mf_train_opts regime;
+    mf_train_opts_default(&regime);
+    mf_protocol_apply(protocol, &regime);
     eo.batch = regime.batch;
     eo.augment = regime.augment;
-    eo.wd = regime.weight_decay;
+    eo.wd = regime.adamw.weight_decay;
     eo.schedule = regime.schedule;
     optind = 1;
     opterr = 0;

@@ -177,13 +177,10 @@ int cmd_train(int argc, char **argv)
     int epochs_given = 0, lr_given = 0, run_options = 0; /* options a resumed run takes from its checkpoint */
     /* --protocol first, wherever it stands: the options of the pass below
      * override its values. */
-    cli_regime regime;
+    mf_protocol protocol;
     int protocol_given = 0, schedule_given = 0;
-    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &regime, &protocol_given))) return rc;
-    to.batch = regime.batch;
-    to.augment = regime.augment;
-    to.adamw.weight_decay = regime.weight_decay;
-    to.schedule = regime.schedule;
+    if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &protocol, &protocol_given))) return rc;
+    mf_protocol_apply(protocol, &to);
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

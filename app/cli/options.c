@@ -263,18 +263,8 @@ int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *
     return rc ? -EXIT_USAGE : 1;
 }
 
-void cli_protocol_regime(int paper, cli_regime *r)
-{
-    mf_train_opts d;
-    mf_train_opts_default(&d);
-    r->batch = paper ? 256 : d.batch;
-    r->augment = paper ? 0 : d.augment;
-    r->weight_decay = paper ? 0.0f : d.adamw.weight_decay;
-    r->schedule = paper ? MF_SCHEDULE_CONSTANT : d.schedule;
-}
-
 int cli_protocol_scan(int argc, char **argv, const char *shortopts,
-                      const struct option *longopts, const char *cmd, cli_regime *r, int *given)
+                      const struct option *longopts, const char *cmd, mf_protocol *p, int *given)
 {
     /* On a copy: getopt_long moves the operands of the array it scans to
      * its end, and a missing option value at the end would then take one
@@ -293,10 +283,9 @@ int cli_protocol_scan(int argc, char **argv, const char *shortopts,
         if (opt == OPT_PROTOCOL) name = optarg;
     free(copy); /* name points into an argument, not into copy */
     *given = name != NULL;
-    int paper = name && !strcmp(name, "paper");
-    if (name && !paper && strcmp(name, "default"))
+    *p = MF_PROTOCOL_DEFAULT;
+    if (name && mf_protocol_parse(name, p, NULL))
         return cli_usage_error(cmd, "unknown --protocol '%s' (choose default, paper)", name);
-    cli_protocol_regime(paper, r);
     return 0;
 }
 

@@ -37,6 +37,20 @@ typedef struct {
 } mf_train_opts;
 
 void mf_train_opts_default(mf_train_opts *o);
+
+/* A named training regime: values for batch, augmentation, weight decay and
+ * schedule. default: mf_train_opts_default's (128, on, 0.05, cosine). paper:
+ * the paper's as far as it states them (docs/model.md): batch 256, no
+ * augmentation, weight decay 0 (Adam), constant schedule. */
+typedef enum { MF_PROTOCOL_DEFAULT = 0, MF_PROTOCOL_PAPER, MF_PROTOCOL_COUNT } mf_protocol;
+
+/* "default", "paper"; "?" for a value out of range. */
+const char *mf_protocol_name(mf_protocol p);
+/* MF_OK and *out, or MF_ERR_CONFIG naming the choices. */
+mf_status mf_protocol_parse(const char *name, mf_protocol *out, mf_error *err);
+/* Sets o's batch, augment, adamw.weight_decay and schedule to p's; the
+ * other fields stay as they are. */
+void mf_protocol_apply(mf_protocol p, mf_train_opts *o);
 /* The default peak learning rate for a model: 2e-2 without value/output
  * matrices (--vo none), 4e-3 otherwise; measured on MNIST (docs/model.md). */
 float mf_default_lr(const mf_config *cfg);

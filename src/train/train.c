@@ -26,6 +26,61 @@ void mf_train_opts_default(mf_train_opts *o)
     o->eval_batch = 500;
 }
 
+/* The index of name among names[0..n), or -1 (name may be NULL). */
+static int name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+static const char *const protocol_names[MF_PROTOCOL_COUNT] = {"default", "paper"};
+static const char *const schedule_names[MF_SCHEDULE_COUNT] = {"cosine", "constant"};
+
+const char *mf_protocol_name(mf_protocol p)
+{
+    return (unsigned)p < MF_PROTOCOL_COUNT ? protocol_names[p] : "?";
+}
+
+const char *mf_schedule_name(mf_lr_schedule s)
+{
+    return (unsigned)s < MF_SCHEDULE_COUNT ? schedule_names[s] : "?";
+}
+
+mf_status mf_protocol_parse(const char *name, mf_protocol *out, mf_error *err)
+{
+    int i = name_index(protocol_names, MF_PROTOCOL_COUNT, name);
+    if (i < 0)
+        return mf_fail(err, MF_ERR_CONFIG, "unknown protocol '%s' (choose default, paper)",
+                       name ? name : "");
+    *out = (mf_protocol)i;
+    return MF_OK;
+}
+
+mf_status mf_schedule_parse(const char *name, mf_lr_schedule *out, mf_error *err)
+{
+    int i = name_index(schedule_names, MF_SCHEDULE_COUNT, name);
+    if (i < 0)
+        return mf_fail(err, MF_ERR_CONFIG, "unknown schedule '%s' (choose cosine, constant)",
+                       name ? name : "");
+    *out = (mf_lr_schedule)i;
+    return MF_OK;
+}
+
+void mf_protocol_apply(mf_protocol p, mf_train_opts *o)
+{
+    mf_train_opts d;
+    mf_train_opts_default(&d);
+    int paper = p == MF_PROTOCOL_PAPER;
+    /* The paper states none of these (docs/model.md): batch 256 is its
+     * authors' earlier paper's, and Adam with no weight decay, no
+     * augmentation and one rate are what it names or leaves unmentioned. */
+    o->batch = paper ? 256 : d.batch;
+    o->augment = paper ? 0 : d.augment;
+    o->adamw.weight_decay = paper ? 0.0f : d.adamw.weight_decay;
+    o->schedule = paper ? MF_SCHEDULE_CONSTANT : d.schedule;
+}
+
 float mf_default_lr(const mf_config *cfg) { return cfg->vo == MF_VO_NONE ? 2e-2f : 4e-3f; }
 
 void mf_train_state_init(mf_train_state *st)
@@ -40,24 +95,6 @@ long mf_steps_per_epoch(int train_count, int batch)
     /* The last partial batch is dropped: every step sees `batch` images. */
     long s = train_count / batch;
     return s > 0 ? s : 1;
-}
-
-static const char *const schedule_names[MF_SCHEDULE_COUNT] = {"cosine", "constant"};
-
-const char *mf_schedule_name(mf_lr_schedule s)
-{
-    return (unsigned)s < MF_SCHEDULE_COUNT ? schedule_names[s] : "?";
-}
-
-mf_status mf_schedule_parse(const char *name, mf_lr_schedule *out, mf_error *err)
-{
-    for (int i = 0; i < MF_SCHEDULE_COUNT; i++)
-        if (name && !strcmp(name, schedule_names[i])) {
-            *out = (mf_lr_schedule)i;
-            return MF_OK;
-        }
-    return mf_fail(err, MF_ERR_CONFIG, "unknown schedule '%s' (choose cosine, constant)",
-                   name ? name : "");
 }
 
 float mf_lr_at(const mf_train_opts *o, long t, long steps_per_epoch)

@@ -1,9 +1,9 @@
 /* The learning-rate schedule: mf_lr_at for cosine (the same bits as the
  * formula it has always had) and constant (the peak rate at every step, a
- * warmup only when one is given); the schedule's names; its place in a run's
- * identity (a stored identity without it reads as cosine) and in checkpoint
- * metadata (saved and loaded, a file without the key loads as cosine, an
- * unknown value is refused). */
+ * warmup only when one is given); the schedules' and protocols' names and the
+ * protocols' values; the schedule in a run's identity (a stored identity
+ * without it reads as cosine) and in checkpoint metadata (saved and loaded, a
+ * file without the key loads as cosine, an unknown value is refused). */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <string.h>
@@ -138,6 +138,40 @@ static void test_names(void)
         CHECK(mf_schedule_parse(bad[i], &s, &err) == MF_ERR_CONFIG &&
                   strstr(err.message, "cosine, constant"),
               "accepted '%s' or no choices named: %s", bad[i] ? bad[i] : "(null)", err.message);
+}
+
+static void test_protocols(void)
+{
+    mf_train_opts d, o;
+    mf_train_opts_default(&d);
+    o = d;
+    o.lr = 0.125f;
+    o.epochs = 500;
+    o.warmup_epochs = 2.0f;
+    o.seed = 9;
+    mf_protocol_apply(MF_PROTOCOL_PAPER, &o);
+    CHECK(o.batch == 256 && o.augment == 0 && o.adamw.weight_decay == 0.0f &&
+              o.schedule == MF_SCHEDULE_CONSTANT,
+          "paper: batch %d, augment %d, wd %g, schedule %s", o.batch, o.augment,
+          (double)o.adamw.weight_decay, mf_schedule_name(o.schedule));
+    CHECK(o.lr == 0.125f && o.epochs == 500 && o.warmup_epochs == 2.0f && o.seed == 9 &&
+              o.adamw.beta1 == d.adamw.beta1 && o.adamw.beta2 == d.adamw.beta2 &&
+              o.adamw.eps == d.adamw.eps && o.eval_batch == d.eval_batch,
+          "paper changed another setting");
+    mf_protocol_apply(MF_PROTOCOL_DEFAULT, &o);
+    CHECK(o.batch == d.batch && o.augment == d.augment &&
+              o.adamw.weight_decay == d.adamw.weight_decay && o.schedule == d.schedule,
+          "default: batch %d, augment %d, wd %g, schedule %s", o.batch, o.augment,
+          (double)o.adamw.weight_decay, mf_schedule_name(o.schedule));
+    mf_protocol p;
+    mf_error err;
+    for (int i = 0; i < MF_PROTOCOL_COUNT; i++)
+        CHECK(mf_protocol_parse(mf_protocol_name((mf_protocol)i), &p, &err) == MF_OK &&
+                  p == (mf_protocol)i, "round trip of %d", i);
+    CHECK(!strcmp(mf_protocol_name(MF_PROTOCOL_PAPER), "paper") &&
+              !strcmp(mf_protocol_name((mf_protocol)5), "?"), "names");
+    CHECK(mf_protocol_parse("Paper", &p, &err) == MF_ERR_CONFIG &&
+              strstr(err.message, "choose default, paper"), "%s", err.message);
 }
 
 static void test_identity_names_the_schedule(void)
@@ -280,6 +314,7 @@ int main(void)
     RUN(test_cosine_keeps_its_bits);
     RUN(test_constant_is_the_peak_rate);
     RUN(test_names);
+    RUN(test_protocols);
     RUN(test_identity_names_the_schedule);
     RUN(test_checkpoint_keeps_the_schedule);
     rmdir(tmpdir);
