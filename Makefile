@@ -100,6 +100,16 @@ $(APP_LIB): $(APP_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The built-in grids, grids/*.json, embedded in the application's library.
+GRID_FILES := $(sort $(wildcard grids/*.json))
+$(BUILD)/gen/grids.c: $(GRID_FILES) scripts/embed_grids.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_grids.sh $(GRID_FILES) > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/grids.o: $(BUILD)/gen/grids.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(APP_LIB): $(BUILD)/obj/gen/grids.o
+
 $(BUILD)/minformer: $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a
 	$(CC) $(CFLAGS) $(CLI_OBJ) $(APP_LIB) $(BUILD)/libminformer.a -o $@ $(LDFLAGS) $(LDLIBS) $(CAIRO_LIBS)
 

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.." || exit 1
 
 CC=${FUZZ_CC:-clang}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli run_identity result lr"}
+TARGETS=${FUZZ_TARGETS:-"idx cifar image checkpoint cli run_identity result lr grid"}
 BUILD=${FUZZ_BUILD:-build/fuzz}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 # The figures (app/figures, linked through the experiment runner) draw with Cairo.
@@ -43,7 +43,11 @@ fi
 mkdir -p "$BUILD/obj"
 headers=$(ls include/*.h include/minformer/*.h src/*/*.h app/*/*.h fuzz/*.h)
 objects=""
-for src in src/*/*.c app/experiment/*.c app/figures/*.c app/cli/options.c app/cli/cmd_params.c fuzz/targets.c; do
+# The built-in grids (grids/*.json) as the C source make generates too.
+sh scripts/embed_grids.sh grids/*.json > "$BUILD/grids.c.tmp" || exit 1
+cmp -s "$BUILD/grids.c.tmp" "$BUILD/grids.c" || mv "$BUILD/grids.c.tmp" "$BUILD/grids.c"
+rm -f "$BUILD/grids.c.tmp"
+for src in src/*/*.c app/experiment/*.c app/figures/*.c app/cli/options.c app/cli/cmd_params.c fuzz/targets.c "$BUILD/grids.c"; do
     obj="$BUILD/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
     # shellcheck disable=SC2086
     if [ ! -f "$obj" ] || [ -n "$(find "$src" $headers -newer "$obj" 2>/dev/null | head -n 1)" ]; then
@@ -76,7 +80,7 @@ for t in $TARGETS; do
     fi
     bin="$BUILD/fuzz_$t"
     # shellcheck disable=SC2086
-    $CC $CFLAGS $WARN -fsanitize=fuzzer $SAN "fuzz/fuzz_$t.c" $objects $CAIRO_LIBS -lpng -lz -lm -o "$bin" || {
+    $CC $CFLAGS $WARN -fsanitize=fuzzer $SAN "fuzz/fuzz_$t.c" $objects $CAIRO_LIBS -lpng -ljpeg -lz -lm -o "$bin" || {
         status=1
         summary="$summary$t: did not build
 "

@@ -19,18 +19,27 @@
 #include "experiment/experiment.h"
 
 static const char *help_head =
-    "Usage: minformer experiment NAME [options]\n\n"
-    "Runs a named grid. Each run trains, evaluates on the test split after every\n"
-    "epoch and saves its log and checkpoint under DIR/<run>/ after every epoch.\n"
-    "Finished runs are skipped; an interrupted run resumes from its checkpoint, so\n"
-    "rerunning the same command continues a grid. At the end (and after each run)\n"
-    "DIR/results.md, DIR/results.csv, DIR/loss-<dataset>.EXT and\n"
-    "DIR/accuracy-params.EXT are written (EXT: --format's, png by default).\n\nGrids:\n";
+    "Usage: minformer experiment NAME|FILE.json [options]\n\n"
+    "Runs a built-in grid, or the grid of a JSON file (README: \"Grid files\"):\n"
+    "an object with \"runs\", a list of settings, and/or \"axes\", lists of values\n"
+    "whose product is taken (each run crossed with it); settings are train's long\n"
+    "options with _ for - (dataset, preset, qk, vo, dim, layers, heads, mlp, patch,\n"
+    "pool, dropout, epochs, batch, lr, tune_lr, wd, warmup, schedule, protocol,\n"
+    "seed, augment, limit_train, limit_test, tune_images, tune_val), \"name\" and\n"
+    "\"variant\"; at the top level they apply to every run. The options below win\n"
+    "over the file's settings.\n\n"
+    "Each run trains, evaluates on the test split after every epoch and saves its\n"
+    "log and checkpoint under DIR/<run>/ after every epoch. Finished runs are\n"
+    "skipped; an interrupted run resumes from its checkpoint, so rerunning the same\n"
+    "command continues a grid. At the end (and after each run) DIR/results.md,\n"
+    "DIR/results.csv, DIR/loss-<dataset>.EXT and DIR/accuracy-params.EXT are written\n"
+    "(EXT: --format's, png by default).\n\nGrids:\n";
 
 static const char *help_tail =
     "\nOptions:\n"
-    "  --epochs E         epochs per run (default: the grid's, above)\n"
-    "  --out DIR          output directory (default runs/NAME)\n"
+    "  --epochs E         epochs per run (default: the grid's, above; else 10)\n"
+    "  --out DIR          output directory (default runs/NAME, a file's NAME being\n"
+    "                     its name without .json)\n"
     "  --data DIR         data directory (default $MINFORMER_DATA, else ./data)\n"
     "  --limit-train N    train on the first N training images (default: the grid's)\n"
     "  --limit-test N     evaluate on the first N test images\n"
@@ -180,6 +189,22 @@ static void show_epoch(void *vctx, const mf_epoch_stats *s, int epochs)
         100.0 * s->test_acc, s->seconds, s->images_per_second);
 }
 
+/* The epochs, or the range of them, that the grid's rows run under o. */
+static void epochs_text(const mf_experiment_grid *g, const mf_experiment_opts *o, const char *only,
+                        char *out, size_t size)
+{
+    int lo = 0, hi = 0;
+    for (int i = 0; i < g->count; i++) {
+        if (only && !strstr(g->specs[i].name, only)) continue;
+        mf_experiment_opts r;
+        mf_experiment_row_opts(o, &g->specs[i], &r);
+        if (!lo || r.epochs < lo) lo = r.epochs;
+        if (r.epochs > hi) hi = r.epochs;
+    }
+    if (lo == hi) snprintf(out, size, "%d epoch%s", lo, lo == 1 ? "" : "s");
+    else snprintf(out, size, "%d-%d epochs", lo, hi);
+}
+
 /* The name of run i of the grid: row i / seeds, seed i % seeds (seeds > 0). */
 static void item_name(const mf_experiment_grid *g, const uint64_t *seeds, int seed_count, int i,
                       char *out, size_t size)
@@ -194,14 +219,15 @@ static void usage_grids(void)
     fputs(help_head, stdout);
     int n;
     const mf_experiment_grid *g = mf_experiment_grids(&n);
+    mf_experiment_opts o;
+    mf_experiment_opts_default(&o);
+    o.epochs = 10;
     for (int i = 0; i < n; i++) {
-        printf("  %-8s %d runs, default %d epochs%s: %s\n", g[i].name, g[i].count,
-               g[i].default_epochs, g[i].default_limit_train ? " on limited data" : "",
-               g[i].description);
-        if (g[i].default_limit_train)
-            printf("  %-8s (first %d training images unless --limit-train)\n", "",
-                   g[i].default_limit_train);
+        char epochs[32];
+        epochs_text(&g[i], &o, NULL, epochs, sizeof epochs);
+        printf("  %-8s %d runs, default %s: %s\n", g[i].name, g[i].count, epochs, g[i].description);
     }
+    printf("  (grids/NAME.json in the sources holds each, as an example of the format)\n");
     fputs(help_tail, stdout);
 }
 
@@ -339,7 +365,8 @@ int cmd_experiment(int argc, char **argv)
     int epochs = 0, opt, rc = 0, jobs = 1, worker = 0, worker_jobs = 0, worker_threads = 0;
     uint64_t seeds[MF_EXPERIMENT_MAX_SEEDS];
     int seed_count = 0, seeds_listed = 0;
-    /* --protocol first, wherever it stands: the options below override it. */
+    /* --protocol first, wherever it stands: the options below override it,
+     * and what it sets wins over a grid file's rows as they do. */
     mf_protocol protocol;
     int protocol_given;
     if ((rc = cli_protocol_scan(argc, argv, "h", longopts, cmd, &protocol, &protocol_given))) return rc;
@@ -350,6 +377,7 @@ int cmd_experiment(int argc, char **argv)
     eo.augment = regime.augment;
     eo.wd = regime.adamw.weight_decay;
     eo.schedule = regime.schedule;
+    if (protocol_given) eo.given |= MF_EXP_BATCH | MF_EXP_AUGMENT | MF_EXP_WD | MF_EXP_SCHEDULE;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -357,19 +385,46 @@ int cmd_experiment(int argc, char **argv)
         if (r < 0) return -r;
         if (r) continue;
         switch (opt) {
-        case OPT_EPOCHS: rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &epochs); break;
+        case OPT_EPOCHS:
+            rc = cli_parse_int(cmd, "epochs", optarg, 1, 100000, &epochs);
+            eo.given |= MF_EXP_EPOCHS;
+            break;
         case OPT_OUT: rc = cli_path_arg(cmd, "--out", optarg); eo.out_dir = optarg; break;
-        case OPT_SEED: rc = cli_parse_u64(cmd, "seed", optarg, &eo.seed); break;
-        case OPT_SEEDS: rc = parse_seeds(cmd, optarg, seeds, &seed_count, &seeds_listed); break;
-        case OPT_BATCH: rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &eo.batch); break;
-        case OPT_LR: rc = cli_parse_float(cmd, "lr", optarg, 1e-12, 1e6, &eo.lr); break;
-        case OPT_TUNE: eo.tune_lr = 1; break;
-        case OPT_TUNE_IMAGES: rc = cli_parse_int(cmd, "tune-images", optarg, 1, 1 << 30, &eo.tune_images); break;
-        case OPT_TUNE_VAL: rc = cli_parse_int(cmd, "tune-val", optarg, 1, 1 << 30, &eo.tune_val); break;
-        case OPT_NO_AUGMENT: eo.augment = 0; break;
-        case OPT_AUGMENT: eo.augment = 1; break;
-        case OPT_WD: rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &eo.wd); break;
-        case OPT_SCHEDULE: rc = cli_parse_schedule(cmd, optarg, &eo.schedule); break;
+        case OPT_SEED:
+            rc = cli_parse_u64(cmd, "seed", optarg, &eo.seed);
+            eo.given |= MF_EXP_SEED;
+            break;
+        case OPT_SEEDS:
+            rc = parse_seeds(cmd, optarg, seeds, &seed_count, &seeds_listed);
+            eo.given |= MF_EXP_SEED;
+            break;
+        case OPT_BATCH:
+            rc = cli_parse_int(cmd, "batch", optarg, 1, 65536, &eo.batch);
+            eo.given |= MF_EXP_BATCH;
+            break;
+        case OPT_LR:
+            rc = cli_parse_float(cmd, "lr", optarg, 1e-12, 1e6, &eo.lr);
+            eo.given |= MF_EXP_LR | MF_EXP_TUNE_LR;
+            break;
+        case OPT_TUNE: eo.tune_lr = 1; eo.given |= MF_EXP_LR | MF_EXP_TUNE_LR; break;
+        case OPT_TUNE_IMAGES:
+            rc = cli_parse_int(cmd, "tune-images", optarg, 1, 1 << 30, &eo.tune_images);
+            eo.given |= MF_EXP_TUNE_IMAGES;
+            break;
+        case OPT_TUNE_VAL:
+            rc = cli_parse_int(cmd, "tune-val", optarg, 1, 1 << 30, &eo.tune_val);
+            eo.given |= MF_EXP_TUNE_VAL;
+            break;
+        case OPT_NO_AUGMENT: eo.augment = 0; eo.given |= MF_EXP_AUGMENT; break;
+        case OPT_AUGMENT: eo.augment = 1; eo.given |= MF_EXP_AUGMENT; break;
+        case OPT_WD:
+            rc = cli_parse_float(cmd, "wd", optarg, 0.0, 1e6, &eo.wd);
+            eo.given |= MF_EXP_WD;
+            break;
+        case OPT_SCHEDULE:
+            rc = cli_parse_schedule(cmd, optarg, &eo.schedule);
+            eo.given |= MF_EXP_SCHEDULE;
+            break;
         case OPT_PROTOCOL: break; /* read by cli_protocol_scan */
         case OPT_ONLY: only = optarg; break;
         case OPT_FORMAT: format_name = optarg; break;
@@ -387,12 +442,28 @@ int cmd_experiment(int argc, char **argv)
         }
         if (rc) return rc;
     }
-    if (optind >= argc) return cli_usage_error(cmd, "name a grid: quick, table1, table2 or table3");
+    if (optind >= argc)
+        return cli_usage_error(cmd, "name a grid: quick, table1, table2, table3 or a FILE.json");
     if (optind + 1 < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    const char *name = argv[optind];
-    const mf_experiment_grid *grid = mf_experiment_grid_find(name);
-    if (!grid) return cli_usage_error(cmd, "unknown grid '%s' (choose quick, table1, table2, table3)", name);
     if (eo.lr > 0 && eo.tune_lr) return cli_usage_error(cmd, "give --lr or --tune-lr, not both");
+    if (co.limit_train) eo.given |= MF_EXP_LIMIT_TRAIN;
+    if (co.limit_test) eo.given |= MF_EXP_LIMIT_TEST;
+    /* A built-in grid's name, else a grid file: a path (with a '/' or
+     * ending in .json) is always a file. */
+    const char *name = argv[optind];
+    size_t name_len = strlen(name);
+    int is_file = strchr(name, '/') || (name_len >= 5 && !strcmp(name + name_len - 5, ".json"));
+    const mf_experiment_grid *grid = is_file ? NULL : mf_experiment_grid_find(name);
+    /* Static: still reachable at exit, whichever way the command returns. */
+    static mf_experiment_grid file_grid;
+    if (!grid && !is_file && access(name, F_OK))
+        return cli_usage_error(cmd, "unknown grid '%s' (choose quick, table1, table2, table3, or "
+                               "give a grid file, FILE.json)", name);
+    if (!grid) {
+        mf_error gerr;
+        if (mf_experiment_grid_load(name, &file_grid, &gerr)) return cli_report(&gerr);
+        grid = &file_grid;
+    }
     if (format_name) {
         mf_error ferr;
         if (mf_figure_format_parse(format_name, &eo.figure_format, &ferr))
@@ -408,10 +479,10 @@ int cmd_experiment(int argc, char **argv)
     eo.seed_count = seed_count;
     /* The grid's runs: row i / per_row with seed i % per_row. */
     const int per_row = seed_count ? seed_count : 1, items = grid->count * per_row;
-    eo.epochs = epochs ? epochs : grid->default_epochs;
-    /* 0: not given (a limit is at least 1), so the grid's. */
-    eo.limit_train = co.limit_train ? co.limit_train : grid->default_limit_train;
-    if (co.limit_test) eo.limit_test = co.limit_test;
+    /* Not given: train's default, unless the grid's rows set them. */
+    eo.epochs = epochs ? epochs : 10;
+    eo.limit_train = co.limit_train;
+    eo.limit_test = co.limit_test;
     char out_dir[512];
     if (!eo.out_dir) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", grid->name);
@@ -437,7 +508,8 @@ int cmd_experiment(int argc, char **argv)
         item_name(grid, seeds, seed_count, i, run, sizeof run);
         selected += !only || strstr(run, only);
     }
-    if (jobs > selected) jobs = selected > 0 ? selected : 1; /* one run per job at most */
+    if (!selected) return cli_usage_error(cmd, "--only '%s' matches no run of %s", only, grid->name);
+    if (jobs > selected) jobs = selected; /* one run per job at most */
     int threads = mf_get_threads();
     char how[96];
     int fewest = job_threads(threads, jobs, jobs - 1), most = job_threads(threads, jobs, 0);
@@ -447,9 +519,23 @@ int cmd_experiment(int argc, char **argv)
         snprintf(how, sizeof how, "%d jobs of %d thread%s", jobs, most, most > 1 ? "s" : "");
     else
         snprintf(how, sizeof how, "%d thread%s", threads, threads > 1 ? "s" : "");
-    say("experiment %s: %d runs, %d epochs each, %s training images, %s, into %s/", grid->name,
-        selected, eo.epochs, eo.limit_train ? "limited to the first" : "all", how, eo.out_dir);
-    if (eo.limit_train) say("  (first %d training images)", eo.limit_train);
+    /* The rows' epochs and training images under these options. */
+    char epochs_said[32];
+    epochs_text(grid, &eo, only, epochs_said, sizeof epochs_said);
+    int limit_lo = -1, limit_hi = 0;
+    for (int i = 0; i < grid->count; i++) {
+        if (only && !strstr(grid->specs[i].name, only)) continue;
+        mf_experiment_opts ro;
+        mf_experiment_row_opts(&eo, &grid->specs[i], &ro);
+        int l = ro.limit_train ? ro.limit_train : 1 << 30;
+        if (limit_lo < 0 || l < limit_lo) limit_lo = l;
+        if (l > limit_hi) limit_hi = l;
+    }
+    int limited = limit_lo > 0 && limit_lo < (1 << 30);
+    say("experiment %s: %d runs, %s each, %s training images, %s, into %s/", grid->name, selected,
+        epochs_said, limited ? "limited to the first" : "all", how, eo.out_dir);
+    if (limited && limit_lo == limit_hi) say("  (first %d training images)", limit_lo);
+    else if (limited) say("  (first %d training images, or more in some runs)", limit_lo);
     /* After the workers, this process goes over the grid once more: every run
      * is finished then, so it only loads the data (for its fingerprints),
      * checks each run's files against the settings and writes the summary. */
@@ -515,14 +601,18 @@ int cmd_experiment(int argc, char **argv)
                     rc = cli_report(&err);
                     goto out;
                 }
-                mf_dataset_limit(&data[d], eo.limit_train, eo.limit_test);
                 loaded[d] = 1;
                 fingerprints[d] = data[d].fingerprint;
             }
+            /* The run's share of the data: a view with its row's limits. */
+            mf_experiment_opts ro;
+            mf_experiment_row_opts(&eo, spec, &ro);
+            mf_dataset view = data[d];
+            mf_dataset_limit(&view, ro.limit_train, ro.limit_test);
             snprintf(header, sizeof header, "[%d/%d] %s", k, selected, run);
             pr.header = header;
             mf_experiment_result *r = &results[n];
-            mf_status s = mf_experiment_run(&eo, spec, &data[d], &hooks, &stop_signal, r, &err);
+            mf_status s = mf_experiment_run(&eo, spec, &view, &hooks, &stop_signal, r, &err);
             if (pr.tty) fprintf(stderr, "\r\033[K");
             if (r->in_progress && !s) {
                 if (!waited[i]) {

@@ -18,80 +18,41 @@
 
 /* ---- the grids ------------------------------------------------------------ */
 
-#define SEP MF_QK_SEPARATE
-#define SHARED MF_QK_SHARED
-#define QKC MF_QK_COLLAPSED
-#define SYM MF_QK_SYMMETRIC
-#define CHOL MF_QK_CHOLESKY
-#define VOS MF_VO_SEPARATE
-#define VOC MF_VO_COLLAPSED
-#define VON MF_VO_NONE
-
-/* Table 1: {6, 12} encoders x {1, 4} heads x {MLP 4, no MLP}, unchanged, on both datasets. */
-static const mf_experiment_spec table1[] = {
-    {MF_MNIST, 6, 1, 4, "unchanged", SEP, VOS},    {MF_MNIST, 6, 4, 4, "unchanged", SEP, VOS},
-    {MF_MNIST, 6, 1, 0, "unchanged", SEP, VOS},    {MF_MNIST, 6, 4, 0, "unchanged", SEP, VOS},
-    {MF_MNIST, 12, 1, 4, "unchanged", SEP, VOS},   {MF_MNIST, 12, 4, 4, "unchanged", SEP, VOS},
-    {MF_MNIST, 12, 1, 0, "unchanged", SEP, VOS},   {MF_MNIST, 12, 4, 0, "unchanged", SEP, VOS},
-    {MF_CIFAR10, 6, 1, 4, "unchanged", SEP, VOS},  {MF_CIFAR10, 6, 4, 4, "unchanged", SEP, VOS},
-    {MF_CIFAR10, 6, 1, 0, "unchanged", SEP, VOS},  {MF_CIFAR10, 6, 4, 0, "unchanged", SEP, VOS},
-    {MF_CIFAR10, 12, 1, 4, "unchanged", SEP, VOS}, {MF_CIFAR10, 12, 4, 4, "unchanged", SEP, VOS},
-    {MF_CIFAR10, 12, 1, 0, "unchanged", SEP, VOS}, {MF_CIFAR10, 12, 4, 0, "unchanged", SEP, VOS},
-};
-
-/* Tables 2 and 3: the paper's ten rows, then the options it discussed but did
- * not run: mirrored symmetric W_qk, Cholesky W_qk = L L^T, collapsed W_vo, and
- * no W_v/W_o with 4 heads; last, the minimal model with He & Hofmann's shaped
- * attention (alpha I + beta A - gamma U) in place of the plain convex mixing. */
-#define REDUCTION_ROWS(D)                                                                       \
-    {D, 6, 1, 4, "unchanged", SEP, VOS}, {D, 6, 4, 4, "unchanged", SEP, VOS},                   \
-    {D, 6, 1, 4, "wqk", QKC, VOS},       {D, 6, 1, 4, "minimal", QKC, VON},                     \
-    {D, 6, 1, 0, "unchanged", SEP, VOS}, {D, 6, 4, 0, "unchanged", SEP, VOS},                   \
-    {D, 6, 1, 0, "symmetric", SHARED, VOS}, {D, 6, 4, 0, "symmetric", SHARED, VOS},             \
-    {D, 6, 1, 0, "wqk", QKC, VOS},       {D, 6, 1, 0, "minimal", QKC, VON},                     \
-    {D, 6, 1, 0, "mirrored", SYM, VOS},  {D, 6, 1, 0, "cholesky", CHOL, VOS},                   \
-    {D, 6, 1, 0, "wvo", SEP, VOC},       {D, 6, 4, 0, "vo-none", SEP, VON},                     \
-    {D, 6, 1, 0, "shaped", QKC, MF_VO_SHAPED}
-
-static const mf_experiment_spec table2[] = {REDUCTION_ROWS(MF_MNIST)};
-static const mf_experiment_spec table3[] = {REDUCTION_ROWS(MF_CIFAR10)};
-
-/* The demo: the original model, the same without its MLP, and the minimal one. */
-static const mf_experiment_spec quick[] = {
-    {MF_MNIST, 6, 1, 4, "unchanged", SEP, VOS},
-    {MF_MNIST, 6, 1, 0, "unchanged", SEP, VOS},
-    {MF_MNIST, 6, 1, 0, "minimal", QKC, VON},
-};
-
-#define COUNT(a) (int)(sizeof a / sizeof a[0])
-static const mf_experiment_grid grids[] = {
-    {"quick", "MNIST demo: unchanged, unchanged without MLP, minimal without MLP", 2, 0,
-     quick, COUNT(quick)},
-    {"table1", "{6, 12} encoders x {1, 4} heads x {MLP 4, none}, MNIST and CIFAR-10", 10, 0,
-     table1, COUNT(table1)},
-    {"table2", "the reductions on MNIST, and the options the paper did not run", 10, 0, table2,
-     COUNT(table2)},
-    {"table3", "the reductions on CIFAR-10, and the options the paper did not run", 10, 0, table3,
-     COUNT(table3)},
-};
+/* The built-in grids, parsed once from the files the build embeds
+ * (grids/NAME.json). */
+static mf_experiment_grid builtin[16];
+static int builtin_count = -1;
 
 const mf_experiment_grid *mf_experiment_grids(int *count)
 {
-    *count = COUNT(grids);
-    return grids;
+    if (builtin_count < 0) {
+        builtin_count = 0;
+        for (int i = 0; i < mf_experiment_builtin_grid_count && i < (int)(sizeof builtin / sizeof builtin[0]); i++) {
+            const mf_experiment_grid_text *t = &mf_experiment_builtin_grids[i];
+            char path[96];
+            mf_error err;
+            snprintf(path, sizeof path, "grids/%s.json", t->name);
+            if (mf_experiment_grid_parse(t->text, t->len, path, t->name, &builtin[builtin_count], &err))
+                continue;
+            builtin_count++;
+        }
+    }
+    *count = builtin_count;
+    return builtin;
 }
 
 const mf_experiment_grid *mf_experiment_grid_find(const char *name)
 {
-    for (int i = 0; i < COUNT(grids); i++)
-        if (!strcmp(grids[i].name, name)) return &grids[i];
+    int n;
+    const mf_experiment_grid *g = mf_experiment_grids(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(g[i].name, name)) return &g[i];
     return NULL;
 }
 
 void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size)
 {
-    snprintf(out, size, "%s-L%d-H%d-mlp%d-%s", mf_dataset_name(s->dataset), s->layers, s->heads,
-             s->mlp_ratio, s->variant);
+    snprintf(out, size, "%s", s->name);
 }
 
 void mf_experiment_run_name_seed(const mf_experiment_spec *s, int seeded, uint64_t seed, char *out,
@@ -104,12 +65,7 @@ void mf_experiment_run_name_seed(const mf_experiment_spec *s, int seeded, uint64
 
 mf_status mf_experiment_config(const mf_experiment_spec *s, mf_config *cfg, mf_error *err)
 {
-    mf_config_default(cfg, mf_dataset_image_size(s->dataset), mf_dataset_channels(s->dataset), 10);
-    cfg->layers = s->layers;
-    cfg->heads = s->heads;
-    cfg->mlp_ratio = s->mlp_ratio;
-    cfg->qk = s->qk;
-    cfg->vo = s->vo;
+    *cfg = s->cfg;
     return mf_config_validate(cfg, err);
 }
 
@@ -127,7 +83,28 @@ void mf_experiment_opts_default(mf_experiment_opts *o)
     mf_adamw_default(&a);
     o->wd = a.weight_decay;
     o->schedule = MF_SCHEDULE_COSINE;
+    o->warmup = -1.0f;
     o->figure_format = MF_FIGURE_PNG;
+}
+
+void mf_experiment_row_opts(const mf_experiment_opts *o, const mf_experiment_spec *s,
+                            mf_experiment_opts *out)
+{
+    *out = *o;
+    unsigned use = s->set & ~o->given;
+    if (use & MF_EXP_EPOCHS) out->epochs = s->epochs;
+    if (use & MF_EXP_BATCH) out->batch = s->batch;
+    if (use & MF_EXP_LR) out->lr = s->lr;
+    if (use & MF_EXP_TUNE_LR) out->tune_lr = s->tune_lr;
+    if (use & MF_EXP_WD) out->wd = s->wd;
+    if (use & MF_EXP_WARMUP) out->warmup = s->warmup;
+    if (use & MF_EXP_SEED) out->seed = s->seed;
+    if (use & MF_EXP_AUGMENT) out->augment = s->augment;
+    if (use & MF_EXP_LIMIT_TRAIN) out->limit_train = s->limit_train;
+    if (use & MF_EXP_LIMIT_TEST) out->limit_test = s->limit_test;
+    if (use & MF_EXP_TUNE_IMAGES) out->tune_images = s->tune_images;
+    if (use & MF_EXP_TUNE_VAL) out->tune_val = s->tune_val;
+    if (use & MF_EXP_SCHEDULE) out->schedule = s->schedule;
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -226,13 +203,16 @@ static void run_train_opts(const mf_experiment_opts *o, const mf_config *cfg, mf
     to->augment = o->augment;
     to->adamw.weight_decay = o->wd;
     to->schedule = o->schedule;
+    if (o->warmup >= 0) to->warmup_epochs = o->warmup;
     to->lr = o->lr > 0 ? o->lr : mf_default_lr(cfg); /* the rule `train` uses */
 }
 
-void mf_experiment_identity(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+void mf_experiment_identity(const mf_experiment_opts *given, const mf_experiment_spec *spec,
                             uint64_t fingerprint, mf_run_identity *id)
 {
     mf_config cfg;
+    mf_experiment_opts row, *o = &row;
+    mf_experiment_row_opts(given, spec, &row);
     memset(id, 0, sizeof *id);
     if (mf_experiment_config(spec, &cfg, NULL)) return;
     mf_train_opts to;
@@ -681,7 +661,9 @@ static mf_status summarize_log(const char *path, mf_experiment_result *r, mf_err
     return MF_OK;
 }
 
-/* What mf_experiment_run fills before it looks at any file. */
+/* What mf_experiment_run fills before it looks at any file; o is the row's
+ * options (mf_experiment_row_opts). The baseline is the unchanged model
+ * (separate W_q, W_k, W_v, W_o, MLP 4, one head) of the row's geometry. */
 static mf_status describe_run(const mf_experiment_opts *o, const mf_experiment_spec *spec,
                               mf_experiment_result *res, mf_config *cfg, mf_error *err)
 {
@@ -690,11 +672,14 @@ static mf_status describe_run(const mf_experiment_opts *o, const mf_experiment_s
     res->seed = o->seed;
     res->seeded = o->seed_count > 0;
     mf_experiment_run_name_seed(spec, res->seeded, o->seed, res->name, sizeof res->name);
-    mf_config base;
     mf_status st = mf_experiment_config(spec, cfg, err);
     if (st) return st;
-    mf_experiment_spec bs = {spec->dataset, spec->layers, 1, 4, "unchanged", MF_QK_SEPARATE, MF_VO_SEPARATE};
-    if ((st = mf_experiment_config(&bs, &base, err))) return st;
+    mf_config base = *cfg;
+    base.qk = MF_QK_SEPARATE;
+    base.vo = MF_VO_SEPARATE;
+    base.heads = 1;
+    base.mlp_ratio = 4;
+    if ((st = mf_config_validate(&base, err))) return st;
     res->params = mf_config_num_params(cfg);
     res->baseline_params = mf_config_num_params(&base);
     res->epochs = o->epochs;
@@ -814,10 +799,12 @@ out:
     return st;
 }
 
-mf_status mf_experiment_run(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+mf_status mf_experiment_run(const mf_experiment_opts *given, const mf_experiment_spec *spec,
                             const mf_dataset *ds, const mf_experiment_hooks *hooks,
                             volatile sig_atomic_t *stop, mf_experiment_result *res, mf_error *err)
 {
+    mf_experiment_opts row, *o = &row;
+    mf_experiment_row_opts(given, spec, &row);
     mf_config cfg;
     mf_status st = describe_run(o, spec, res, &cfg, err);
     if (st) return st;
@@ -857,7 +844,8 @@ mf_status mf_experiment_collect(const mf_experiment_opts *o, const mf_experiment
     int seeds = o->seed_count > 0 ? o->seed_count : 1;
     for (int i = 0; i < grid->count * seeds; i++) {
         const mf_experiment_spec *spec = &grid->specs[i / seeds];
-        mf_experiment_opts so = *o;
+        mf_experiment_opts so;
+        mf_experiment_row_opts(o, spec, &so);
         if (o->seed_count > 0) so.seed = o->seeds[i % seeds];
         mf_experiment_result r;
         mf_config cfg;
@@ -997,6 +985,22 @@ static void mean_std(const mf_experiment_result *rs, int n, int m, double *mean,
     *std = n > 1 ? sqrt(ss / (n - 1)) : NAN;
 }
 
+/* Whether two rows share dataset, depth, heads, MLP and variant (a grid
+ * file's rows may differ in width, learning rate, ...): the tables then
+ * start with the row's name and the figures label rows by it. */
+static int rows_ambiguous(const mf_experiment_result *rs, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) {
+            const mf_experiment_spec *a = &rs[i].spec, *b = &rs[j].spec;
+            if (a->dataset == b->dataset && a->cfg.layers == b->cfg.layers &&
+                a->cfg.heads == b->cfg.heads && a->cfg.mlp_ratio == b->cfg.mlp_ratio &&
+                !strcmp(a->variant, b->variant) && strcmp(a->name, b->name))
+                return 1;
+        }
+    return 0;
+}
+
 static int any_seeded(const mf_experiment_result *rs, int n)
 {
     for (int i = 0; i < n; i++)
@@ -1012,18 +1016,20 @@ static void pm(text_buf *b, double mean, double std, double scale, int decimals)
 }
 
 /* The table of a seeded grid's rows: mean ± sample std over each row's seeds. */
-static void markdown_seeds(text_buf *b, const mf_experiment_result *rs, int n)
+static void markdown_seeds(text_buf *b, const mf_experiment_result *rs, int n, int named)
 {
     tb_printf(b, "\nMean ± sample standard deviation (n - 1) over each row's seeds:\n\n"
-                 "| dataset | encoders | heads | MLP | variant | parameters | seeds | test acc %% | "
+                 "%s| dataset | encoders | heads | MLP | variant | parameters | seeds | test acc %% | "
                  "best test acc %% | test loss | best test loss |\n"
-                 "|---|--:|--:|---|---|--:|---|--:|--:|--:|--:|\n");
+                 "%s|---|--:|--:|---|---|--:|---|--:|--:|--:|--:|\n", named ? "| row " : "",
+              named ? "|---" : "");
     for (int i = 0; i < n;) {
         int j = row_end(rs, n, i);
         const mf_experiment_result *r = &rs[i];
         char mlp[16];
+        if (named) tb_printf(b, "| %s ", r->spec.name);
         tb_printf(b, "| %s | %d | %d | %s | %s | %zu | ", mf_dataset_name(r->spec.dataset),
-                  r->spec.layers, r->spec.heads, mlp_text(r->spec.mlp_ratio, mlp, sizeof mlp),
+                  r->spec.cfg.layers, r->spec.cfg.heads, mlp_text(r->spec.cfg.mlp_ratio, mlp, sizeof mlp),
                   r->spec.variant, r->params);
         for (int k = i; k < j; k++) tb_printf(b, "%s%llu", k > i ? "," : "", (unsigned long long)rs[k].seed);
         tb_printf(b, " |");
@@ -1042,19 +1048,21 @@ char *mf_experiment_markdown(const mf_experiment_result *rs, int n)
 {
     text_buf b = {0};
     int seeded = any_seeded(rs, n); /* then a seed column last */
-    tb_printf(&b, "| dataset | encoders | heads | MLP | variant | parameters | %% of baseline | Q | lr | "
+    int named = rows_ambiguous(rs, n); /* then a run column first */
+    tb_printf(&b, "%s| dataset | encoders | heads | MLP | variant | parameters | %% of baseline | Q | lr | "
                   "epochs | train loss | train acc | test loss | test acc | best test acc (epoch) | "
-                  "seconds | img/s |%s\n", seeded ? " seed |" : "");
-    tb_printf(&b, "|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|%s\n",
-              seeded ? "--:|" : "");
+                  "seconds | img/s |%s\n", named ? "| run " : "", seeded ? " seed |" : "");
+    tb_printf(&b, "%s|---|--:|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|%s\n",
+              named ? "|---" : "", seeded ? "--:|" : "");
     for (int i = 0; i < n; i++) {
         const mf_experiment_result *r = &rs[i];
         char mlp[16];
+        if (named) tb_printf(&b, "| %s ", r->name);
         tb_printf(&b,
                   "| %s | %d | %d | %s | %s | %zu | %.1f%% | %.2f | %g%s | %d | %.4f | %.2f%% | %.4f | "
                   "%.2f%% | %.2f%% (%d) | %.0f | %.0f |",
-                  mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
-                  mlp_text(r->spec.mlp_ratio, mlp, sizeof mlp), r->spec.variant, r->params,
+                  mf_dataset_name(r->spec.dataset), r->spec.cfg.layers, r->spec.cfg.heads,
+                  mlp_text(r->spec.cfg.mlp_ratio, mlp, sizeof mlp), r->spec.variant, r->params,
                   100.0 * (double)r->params / (double)r->baseline_params, r->q, (double)r->lr,
                   r->lr_tuned ? " (tuned)" : "", r->epochs, r->train_loss, 100.0 * r->train_acc,
                   r->test_loss, 100.0 * r->test_acc, 100.0 * r->best_test_acc, r->best_epoch,
@@ -1062,7 +1070,7 @@ char *mf_experiment_markdown(const mf_experiment_result *rs, int n)
         if (seeded) tb_printf(&b, " %llu |", (unsigned long long)r->seed);
         tb_printf(&b, "\n");
     }
-    if (seeded) markdown_seeds(&b, rs, n);
+    if (seeded) markdown_seeds(&b, rs, n, named);
     return b.data;
 }
 
@@ -1077,8 +1085,8 @@ static char *results_csv(const mf_experiment_result *rs, int n)
         const mf_experiment_result *r = &rs[i];
         tb_printf(&b, "%s,%s,%d,%d,%d,%s,%s,%s,%zu,%.2f,%.4f,%g,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%d,"
                       "%.1f,%.1f",
-                  r->name, mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
-                  r->spec.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.qk), mf_vo_name(r->spec.vo),
+                  r->name, mf_dataset_name(r->spec.dataset), r->spec.cfg.layers, r->spec.cfg.heads,
+                  r->spec.cfg.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.cfg.qk), mf_vo_name(r->spec.cfg.vo),
                   r->params, 100.0 * (double)r->params / (double)r->baseline_params, r->q,
                   (double)r->lr, r->lr_tuned, r->epochs, r->train_loss, r->train_acc, r->test_loss,
                   r->test_acc, r->best_test_acc, r->best_epoch, r->seconds, r->images_per_second);
@@ -1103,9 +1111,9 @@ static char *results_csv(const mf_experiment_result *rs, int n)
             }
             tb_printf(&b, "%s,%s,%d,%d,%d,%s,%s,%s,%zu,%.2f,%.4f,%.6g,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,"
                           "%.2f,%.1f,%.1f,%.6f,,%s,%d\n",
-                      row, mf_dataset_name(r->spec.dataset), r->spec.layers, r->spec.heads,
-                      r->spec.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.qk),
-                      mf_vo_name(r->spec.vo), r->params,
+                      row, mf_dataset_name(r->spec.dataset), r->spec.cfg.layers, r->spec.cfg.heads,
+                      r->spec.cfg.mlp_ratio, r->spec.variant, mf_qk_name(r->spec.cfg.qk),
+                      mf_vo_name(r->spec.cfg.vo), r->params,
                       100.0 * (double)r->params / (double)r->baseline_params, r->q, v[M_LR],
                       r->lr_tuned, r->epochs, v[M_TRAIN_LOSS], v[M_TRAIN_ACC], v[M_TEST_LOSS],
                       v[M_TEST_ACC], v[M_BEST_ACC], v[M_BEST_EPOCH], v[M_SECONDS], v[M_IPS],
@@ -1116,16 +1124,21 @@ static char *results_csv(const mf_experiment_result *rs, int n)
     return b.data;
 }
 
-/* "H1 MLP4 unchanged", or with the depth when the grid mixes depths. */
+/* "H1 MLP4 unchanged", or with the depth when the grid mixes depths; the
+ * row's name when those do not tell the rows apart (with_layers < 0). */
 static void short_label(const mf_experiment_result *r, int with_layers, char *out, size_t size)
 {
     char mlp[16];
-    if (r->spec.mlp_ratio) snprintf(mlp, sizeof mlp, "MLP%d", r->spec.mlp_ratio);
+    if (with_layers < 0) {
+        snprintf(out, size, "%s", r->spec.name);
+        return;
+    }
+    if (r->spec.cfg.mlp_ratio) snprintf(mlp, sizeof mlp, "MLP%d", r->spec.cfg.mlp_ratio);
     else snprintf(mlp, sizeof mlp, "noMLP");
     if (with_layers)
-        snprintf(out, size, "L%d H%d %s %s", r->spec.layers, r->spec.heads, mlp, r->spec.variant);
+        snprintf(out, size, "L%d H%d %s %s", r->spec.cfg.layers, r->spec.cfg.heads, mlp, r->spec.variant);
     else
-        snprintf(out, size, "H%d %s %s", r->spec.heads, mlp, r->spec.variant);
+        snprintf(out, size, "H%d %s %s", r->spec.cfg.heads, mlp, r->spec.variant);
 }
 
 static mf_status write_figures(const char *dir, const char *grid, const mf_experiment_result *rs,
@@ -1133,9 +1146,10 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
 {
     const char *ext = mf_figure_format_name(format);
     int mixed_layers = 0;
-    for (int i = 1; i < n; i++) mixed_layers |= rs[i].spec.layers != rs[0].spec.layers;
+    for (int i = 1; i < n; i++) mixed_layers |= rs[i].spec.cfg.layers != rs[0].spec.cfg.layers;
+    if (rows_ambiguous(rs, n)) mixed_layers = -1;
     mf_status st = MF_OK;
-    char (*labels)[48] = calloc((size_t)n, sizeof *labels);
+    char (*labels)[80] = calloc((size_t)n, sizeof *labels);
     const char **label_ptrs = calloc((size_t)n, sizeof *label_ptrs);
     mf_training_log *logs = calloc((size_t)n, sizeof *logs);
     double *params = calloc(2 * (size_t)n, sizeof *params);

@@ -37,32 +37,75 @@
 #include "minformer/train.h"
 #include "figures/figures.h"
 
-/* One row of a grid: a model configuration on a dataset. The model has the
- * dataset's default geometry (N 64, patch 7 or 4) with these changes. */
+/* The training settings a row of a grid may set (mf_experiment_spec.set)
+ * and the command line may give (mf_experiment_opts.given): a setting the
+ * command line gives wins over the row's. */
+enum {
+    MF_EXP_EPOCHS = 1 << 0, MF_EXP_BATCH = 1 << 1, MF_EXP_LR = 1 << 2, MF_EXP_TUNE_LR = 1 << 3,
+    MF_EXP_WD = 1 << 4, MF_EXP_WARMUP = 1 << 5, MF_EXP_SEED = 1 << 6, MF_EXP_AUGMENT = 1 << 7,
+    MF_EXP_LIMIT_TRAIN = 1 << 8, MF_EXP_LIMIT_TEST = 1 << 9, MF_EXP_TUNE_IMAGES = 1 << 10,
+    MF_EXP_TUNE_VAL = 1 << 11, MF_EXP_SCHEDULE = 1 << 12
+};
+
+/* A run name's longest text: room for "-s<seed>" after it in 96 bytes. */
+#define MF_EXPERIMENT_NAME_MAX 72
+
+/* One row of a grid: a model configuration on a dataset, and the training
+ * settings the row sets (the others come from the command line or the
+ * defaults). */
 typedef struct {
-    mf_dataset_kind dataset;
-    int layers, heads, mlp_ratio;
-    const char *variant;  /* short name used in run names and tables, e.g. "minimal" */
-    mf_qk_kind qk;
-    mf_vo_kind vo;
+    char name[MF_EXPERIMENT_NAME_MAX + 1]; /* unique within the grid */
+    char variant[32];         /* the label of tables and figures, e.g. "minimal" */
+    mf_dataset_kind dataset;  /* mnist, cifar10 or fashion-mnist */
+    mf_config cfg;            /* the model, valid */
+    unsigned set;             /* MF_EXP_* of the fields below that the row sets */
+    int epochs, batch, limit_train, limit_test, tune_lr, tune_images, tune_val, augment;
+    float lr, wd, warmup;
+    uint64_t seed;
+    mf_lr_schedule schedule;
 } mf_experiment_spec;
 
 typedef struct {
-    const char *name;         /* "table1", "table2", "table3", "quick" */
-    const char *description;
-    int default_epochs;
-    int default_limit_train;  /* 0 = the whole training split */
-    const mf_experiment_spec *specs;
+    char *name;               /* "table2", or a grid file's name without ".json" */
+    char *description;        /* the file's "title", or "" */
+    mf_experiment_spec *specs;
     int count;
 } mf_experiment_grid;
 
-/* The grid called name, or NULL. */
+/* The most rows one grid holds. */
+#define MF_EXPERIMENT_MAX_ROWS 4096
+/* The largest grid file read. */
+#define MF_EXPERIMENT_FILE_MAX (1u << 20)
+
+/* The built-in grid called name, or NULL. */
 const mf_experiment_grid *mf_experiment_grid_find(const char *name);
-/* All grids, for help texts: *count is set. */
+/* All built-in grids, for help texts: *count is set (0 if they could not be
+ * read, which a test rules out). */
 const mf_experiment_grid *mf_experiment_grids(int *count);
 
-/* "mnist-L6-H1-mlp4-unchanged": readable and unique within a grid; the name
- * of a row's run, and of its runs' group when the grid has several seeds. */
+/* The built-in grids' files, grids/NAME.json, as the build embeds them. */
+typedef struct {
+    const char *name;
+    const char *text;
+    size_t len;
+} mf_experiment_grid_text;
+extern const mf_experiment_grid_text mf_experiment_builtin_grids[];
+extern const int mf_experiment_builtin_grid_count;
+
+/* A grid file's text[0..len) into *grid (free it with
+ * mf_experiment_grid_free), named name, with path in messages. The format
+ * is README's "Grid files". MF_ERR_CONFIG with one line "PATH: ..." naming
+ * the key (and LINE:COLUMN for JSON syntax), MF_ERR_NOMEM. */
+mf_status mf_experiment_grid_parse(const char *text, size_t len, const char *path, const char *name,
+                                   mf_experiment_grid *grid, mf_error *err);
+/* Reads and parses the grid file at path; its name is the file's without
+ * the directories and ".json". MF_ERR_IO when it cannot be read. */
+mf_status mf_experiment_grid_load(const char *path, mf_experiment_grid *grid, mf_error *err);
+void mf_experiment_grid_free(mf_experiment_grid *grid);
+
+/* The row's name: readable and unique within a grid ("mnist-L6-H1-mlp4-
+ * unchanged" in the built-in ones); the name of a row's run, and of its
+ * runs' group when the grid has several seeds. */
 void mf_experiment_run_name(const mf_experiment_spec *s, char *out, size_t size);
 /* The name of the row's run with seed: the row's name, and with seeded
  * "-s<seed>" after it ("mnist-L6-H1-mlp4-unchanged-s2"). */
@@ -95,10 +138,16 @@ typedef struct {
     int augment;
     float wd;             /* AdamW's weight decay (default 0.05); 0 is Adam */
     mf_lr_schedule schedule; /* default cosine */
+    float warmup;         /* warmup epochs; < 0: train's automatic default */
     mf_figure_format figure_format; /* the grid figures' format and extension (default PNG) */
+    unsigned given;       /* MF_EXP_* the command line gave: they win over a row's */
 } mf_experiment_opts;
 
 void mf_experiment_opts_default(mf_experiment_opts *o);
+/* The options of spec's run: o with the training settings the row sets in
+ * place of those o did not get from the command line (o->given). */
+void mf_experiment_row_opts(const mf_experiment_opts *o, const mf_experiment_spec *spec,
+                            mf_experiment_opts *out);
 
 /* What a run reports, and what its result.json and a results row hold. */
 typedef struct {
