@@ -598,6 +598,37 @@ int fuzz_one_lr(const uint8_t *data, size_t size)
     return 0;
 }
 
+int fuzz_one_grid(const uint8_t *data, size_t size)
+{
+    mf_experiment_grid g;
+    mf_error err;
+    mf_error_clear(&err);
+    mf_status st = mf_experiment_grid_parse((const char *)data, size, "fuzz.json", "fuzz", &g, &err);
+    fuzz_say("grid file", st, &err);
+    if (st) {
+        if (st != MF_ERR_CONFIG && st != MF_ERR_NOMEM)
+            return fuzz_problem("grid", "refused with status %d", (int)st);
+        if (strncmp(err.message, "fuzz.json", 9) || strchr(err.message, '\n'))
+            return fuzz_problem("grid", "not one line naming the file: %s", err.message);
+        return 0;
+    }
+    int bad = 0;
+    if (g.count < 1 || g.count > MF_EXPERIMENT_MAX_ROWS)
+        bad = fuzz_problem("grid", "accepted %d rows", g.count);
+    for (int i = 0; !bad && i < g.count; i++) {
+        mf_config cfg;
+        if (mf_experiment_config(&g.specs[i], &cfg, &err))
+            bad = fuzz_problem("grid", "row %d's model is invalid: %s", i, err.message);
+        else if (!g.specs[i].name[0] || strlen(g.specs[i].name) > MF_EXPERIMENT_NAME_MAX)
+            bad = fuzz_problem("grid", "row %d's name has %zu characters", i, strlen(g.specs[i].name));
+        for (int j = 0; !bad && j < i; j++)
+            if (!strcmp(g.specs[i].name, g.specs[j].name))
+                bad = fuzz_problem("grid", "rows %d and %d are both %s", j, i, g.specs[i].name);
+    }
+    mf_experiment_grid_free(&g);
+    return bad;
+}
+
 const fuzz_target fuzz_targets[] = {
     {"idx", fuzz_one_idx},
     {"cifar", fuzz_one_cifar},
@@ -607,5 +638,6 @@ const fuzz_target fuzz_targets[] = {
     {"run_identity", fuzz_one_run_identity},
     {"result", fuzz_one_result},
     {"lr", fuzz_one_lr},
+    {"grid", fuzz_one_grid},
 };
 const int fuzz_target_count = (int)(sizeof fuzz_targets / sizeof fuzz_targets[0]);

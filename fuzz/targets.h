@@ -63,6 +63,12 @@ int fuzz_one_result(const uint8_t *data, size_t size);
  * compare), then the file. */
 int fuzz_one_lr(const uint8_t *data, size_t size);
 
+/* A grid file (minformer experiment FILE.json) through
+ * mf_experiment_grid_parse, named fuzz.json: refused with one line that
+ * names the file, or 1 to MF_EXPERIMENT_MAX_ROWS valid rows with unique
+ * names. Input: the file. */
+int fuzz_one_grid(const uint8_t *data, size_t size);
+
 /* The identities those two compare against: tuned selects the --tune-lr
  * form. fuzz/make_run_corpus.c writes their seeds from the same function. */
 void fuzz_requested_identity(int tuned, mf_run_identity *id);

@@ -154,6 +154,7 @@ static void test_replay_cli(void) { replay_target("cli"); }
 static void test_replay_run_identity(void) { replay_target("run_identity"); }
 static void test_replay_result(void) { replay_target("result"); }
 static void test_replay_lr(void) { replay_target("lr"); }
+static void test_replay_grid(void) { replay_target("grid"); }
 
 /* A directory of inputs without a target of that name would never run. */
 static void test_every_directory_has_a_target(void)
@@ -216,6 +217,7 @@ int main(int argc, char **argv)
     RUN(test_replay_run_identity);
     RUN(test_replay_result);
     RUN(test_replay_lr);
+    RUN(test_replay_grid);
     RUN(test_every_directory_has_a_target);
     return check_report();
 }
