@@ -37,7 +37,7 @@ LIB_SRC  := $(sort $(wildcard src/*/*.c))
 # The bf16 matrix multiply (src/kernels/gemm_bf16.c) is compiled for AMX and
 # AVX-512 whatever the build machine has; src/kernels/cpu.c decides at run
 # time whether it may run. A compiler without those flags builds without it.
-BF16_FLAGS := $(call try-flag,-mamx-tile -mamx-bf16 -mavx512f -mavx512bw)
+BF16_FLAGS := $(call try-flag,-mamx-tile -mamx-bf16 -mavx512f -mavx512bw -mavx512bf16)
 ifeq ($(BF16_FLAGS),)
 LIB_SRC  := $(filter-out src/kernels/gemm_bf16.c,$(LIB_SRC))
 else

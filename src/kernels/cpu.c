@@ -34,6 +34,8 @@ static const char *probe(void)
     int amx = (d & (1u << 24)) && (d & (1u << 22));    /* AMX-TILE, AMX-BF16 */
     if (!amx) return "this CPU has no AMX-BF16 (bf16 needs Intel AMX: Sapphire Rapids or later)";
     if (!avx512) return "this CPU has no AVX-512 (F, BW)";
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5)))
+        return "this CPU has no AVX512_BF16";
     unsigned long long xcr0 = xgetbv0();
     if ((xcr0 & 0xE6) != 0xE6) return "the operating system does not enable AVX-512 state";
     if ((xcr0 & (3ull << 17)) != (3ull << 17)) return "the operating system does not enable AMX tile state";

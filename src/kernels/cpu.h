@@ -3,7 +3,7 @@
 #define MF_CPU_H
 
 /* 1 when the bf16 matrix multiply (mf_gemm_bf16) can run here: the CPU has
- * AMX (tiles and their bf16 products) and AVX-512 (F, BW), the operating
+ * AMX (tiles and their bf16 products) and AVX-512 (F, BW, BF16), the operating
  * system saves their state, and it granted this process the tile data
  * (Linux's ARCH_REQ_XCOMP_PERM), and MINFORMER_NO_BF16 is unset (or 0).
  * The first call asks; later calls answer from memory. Thread-safe. */

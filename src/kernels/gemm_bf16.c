@@ -59,17 +59,10 @@ static void tiles_configure(void)
     _tile_loadconfig(&cfg);
 }
 
-/* Round-to-nearest-even bf16 bits of 16 floats, in the low half of each
- * 32-bit lane; a NaN stays a (quiet) NaN rather than rounding to infinity. */
-static inline __m512i bf16_bits(__m512 x)
-{
-    __m512i u = _mm512_castps_si512(x);
-    __m512i hi = _mm512_srli_epi32(u, 16);
-    __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-}
+/* 32 floats (lo: elements 0-15, hi: 16-31) as 32 bf16 in order, rounded to
+ * nearest even by VCVTNE2PS2BF16: a NaN stays a quiet NaN, and a denormal
+ * becomes zero (as TDPBF16PS would treat it). */
+static inline __m512i bf16_pack(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
 
 static inline __mmask16 lanes(int n)
 {
@@ -85,13 +78,31 @@ static inline __m512 load_strided(const float *p, ptrdiff_t s, int n)
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes(n), idx, p, 4);
 }
 
-/* Dword i of v to dst[16 i + col]: one column of a 16 x 16 dword tile. */
-static inline void store_column(uint32_t *dst, int col, __m512i v)
+/* v[i] dword j <-> v[j] dword i: a 16 x 16 dword transpose in registers,
+ * in four rounds of 16 shuffles (pairs, quads, then 128-bit lanes twice). */
+static inline void transpose16(__m512i v[16])
 {
-    __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                                                       13, 14, 15), 4),
-                                   _mm512_set1_epi32(col));
-    _mm512_i32scatter_epi32(dst, idx, v, 4);
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* u[4g + c], lane L: rows 4g..4g+3 of column 4L + c */
+        u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
+        __m512i v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        v[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        v[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+        v[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        v[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+    }
 }
 
 /* An operand seen as a matrix X (rows x cols) with X(r, c) at
@@ -109,37 +120,35 @@ typedef struct {
 static void pack_tile(const operand *x, int r0, int k0, int transposed, uint32_t *dst)
 {
     int nr = x->rows - r0, nk = x->cols - k0;
-    if (x->cs == 1 || x->rs != 1) {
-        /* rows are contiguous in k (or neither is): walk row by row */
+    __m512i v[16];
+    int by_rows = x->cs == 1 || x->rs != 1;
+    if (by_rows) {
+        /* rows are contiguous in k (or neither is): v[r] = row r's 16 pairs */
         for (int r = 0; r < TR; r++) {
-            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
             if (r < nr) {
                 const float *row = x->p + (ptrdiff_t)(r0 + r) * x->rs + (ptrdiff_t)k0 * x->cs;
-                lo = bf16_bits(load_strided(row, x->cs, nk));
-                hi = bf16_bits(load_strided(row + 16 * x->cs, x->cs, nk - 16));
+                lo = load_strided(row, x->cs, nk);
+                hi = load_strided(row + 16 * x->cs, x->cs, nk - 16);
             }
-            /* element e of the 32 (k order) -> word e: pairs in dwords */
-            __m512i even = _mm512_permutex2var_epi32(
-                lo, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), hi);
-            __m512i odd = _mm512_permutex2var_epi32(
-                lo, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), hi);
-            __m512i pairs = _mm512_or_si512(even, _mm512_slli_epi32(odd, 16));
-            if (!transposed) _mm512_storeu_si512(dst + r * 16, pairs);
-            else store_column(dst, r, pairs);
+            v[r] = bf16_pack(lo, hi); /* word e: element e, so pairs in dwords */
         }
     } else {
-        /* columns are contiguous in r: walk k pair by k pair, 16 rows at once */
+        /* columns are contiguous in r: v[q] = pair q of the 16 rows */
+        static const uint16_t order[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+        const __m512i interleave = _mm512_loadu_si512(order);
         for (int q = 0; q < 16; q++) {
             int k = 2 * q;
             const float *col = x->p + (ptrdiff_t)r0 + (ptrdiff_t)(k0 + k) * x->cs;
-            __m512i a = k < nk ? bf16_bits(_mm512_maskz_loadu_ps(lanes(nr), col)) : _mm512_setzero_si512();
-            __m512i b = k + 1 < nk ? bf16_bits(_mm512_maskz_loadu_ps(lanes(nr), col + x->cs))
-                                   : _mm512_setzero_si512();
-            __m512i pairs = _mm512_or_si512(a, _mm512_slli_epi32(b, 16)); /* dword r */
-            if (transposed) _mm512_storeu_si512(dst + q * 16, pairs);
-            else store_column(dst, q, pairs);
+            __m512 a = k < nk ? _mm512_maskz_loadu_ps(lanes(nr), col) : _mm512_setzero_ps();
+            __m512 b = k + 1 < nk ? _mm512_maskz_loadu_ps(lanes(nr), col + x->cs) : _mm512_setzero_ps();
+            v[q] = _mm512_permutexvar_epi16(interleave, bf16_pack(a, b)); /* dword r: (a_r, b_r) */
         }
     }
+    /* v is indexed by row (A layout) when by_rows; the B layout wants it the other way */
+    if (by_rows == transposed) transpose16(v);
+    for (int i = 0; i < 16; i++) _mm512_storeu_si512(dst + i * 16, v[i]);
 }
 
 typedef struct {
@@ -158,6 +167,46 @@ static inline uint32_t *tile_at(uint32_t *pack, int block, int kb, int kbs)
     return pack + ((size_t)block * kbs + kb) * (TILE_ELEMS / 2);
 }
 
+/* The 16 x 16 part of C that tile T covers (row tile a, column tile b of the
+ * block at i0, j0): rows and columns inside C, and whether it is whole. */
+static inline int part_rows(const bf16_args *g, int i) { return g->M - i < TR ? g->M - i : TR; }
+static inline int part_cols(const bf16_args *g, int j) { return g->N - j < TR ? g->N - j : TR; }
+
+/* Copies n x m floats between C (ldc apart) and a 16 x 16 buffer. */
+static void edge_copy(float *dst, size_t ldd, const float *src, size_t lds, int n, int m)
+{
+    for (int r = 0; r < n; r++) memcpy(dst + r * ldd, src + r * lds, (size_t)m * sizeof(float));
+}
+
+/* Tile T loaded from C's part (whole: in place; at an edge: through a
+ * zero-padded buffer), or stored to it (only the part inside C). Tile
+ * numbers must be constants, hence macros. */
+#define TILE_FROM_C(T, a, b)                                                                  \
+    do {                                                                                      \
+        int i_ = i0 + (a) * TR, j_ = j0 + (b) * TR;                                           \
+        int n_ = i_ < g->M ? part_rows(g, i_) : 0, m_ = j_ < g->N ? part_cols(g, j_) : 0;     \
+        float *c_ = g->C + (size_t)i_ * g->ldc + j_;                                          \
+        if (n_ == TR && m_ == TR) {                                                           \
+            _tile_loadd(T, c_, (size_t)g->ldc * sizeof(float));                               \
+        } else {                                                                              \
+            memset(edge, 0, sizeof edge);                                                     \
+            if (n_ > 0 && m_ > 0) edge_copy(edge, 16, c_, (size_t)g->ldc, n_, m_);             \
+            _tile_loadd(T, edge, 64);                                                         \
+        }                                                                                     \
+    } while (0)
+#define TILE_TO_C(T, a, b)                                                                    \
+    do {                                                                                      \
+        int i_ = i0 + (a) * TR, j_ = j0 + (b) * TR;                                           \
+        int n_ = part_rows(g, i_), m_ = part_cols(g, j_);                                     \
+        float *c_ = g->C + (size_t)i_ * g->ldc + j_;                                          \
+        if (n_ == TR && m_ == TR) {                                                           \
+            _tile_stored(T, c_, (size_t)g->ldc * sizeof(float));                              \
+        } else {                                                                              \
+            _tile_stored(T, edge, 64);                                                        \
+            edge_copy(c_, (size_t)g->ldc, edge, 16, n_, m_);                                  \
+        }                                                                                     \
+    } while (0)
+
 /* C rows 16 ti .. (two tiles, or one at the last odd one), columns 16 tj ..
  * likewise. The tiles compute each element alike, and a missing second tile
  * only leaves out elements outside C, so the block's shape never changes an
@@ -165,10 +214,23 @@ static inline uint32_t *tile_at(uint32_t *pack, int block, int kb, int kbs)
 static void block_compute(const bf16_args *g, int ti, int tj)
 {
     int two_r = ti + 1 < g->mt, two_c = tj + 1 < g->nt;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    int i0 = ti * TR, j0 = tj * TR;
+    /* alpha 1, beta 0 or 1 (every call the model makes): the tiles start
+     * from 0 or from C itself and are stored straight back; otherwise
+     * C = alpha * acc + beta * C afterwards. */
+    int direct = g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f);
+    _Alignas(64) float edge[TR * 16];
+    if (direct && g->beta == 1.0f) {
+        TILE_FROM_C(0, 0, 0);
+        TILE_FROM_C(1, 0, 1);
+        TILE_FROM_C(2, 1, 0);
+        TILE_FROM_C(3, 1, 1);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     _Alignas(64) uint32_t own[4][TILE_ELEMS / 2]; /* without packed buffers */
     for (int k = 0; k < g->kb; k++) {
         if (g->apack) {
@@ -195,12 +257,18 @@ static void block_compute(const bf16_args *g, int ti, int tj)
         if (two_r) _tile_dpbf16ps(2, 5, 6);
         if (two_r && two_c) _tile_dpbf16ps(3, 5, 7);
     }
+    if (direct) {
+        TILE_TO_C(0, 0, 0);
+        if (two_c) TILE_TO_C(1, 0, 1);
+        if (two_r) TILE_TO_C(2, 1, 0);
+        if (two_r && two_c) TILE_TO_C(3, 1, 1);
+        return;
+    }
     _Alignas(64) float acc[32 * 32];
     _tile_stored(0, acc, 128);
     _tile_stored(1, acc + 16, 128);
     _tile_stored(2, acc + 16 * 32, 128);
     _tile_stored(3, acc + 16 * 32 + 16, 128);
-    int i0 = ti * TR, j0 = tj * TR;
     int nr = g->M - i0 < 32 ? g->M - i0 : 32;
     __m512 alpha = _mm512_set1_ps(g->alpha), beta = _mm512_set1_ps(g->beta);
     for (int r = 0; r < nr; r++) {

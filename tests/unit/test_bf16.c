@@ -17,12 +17,14 @@
 #include "kernels/gemm.h"
 #include "minformer.h"
 
-/* Round to nearest even onto bfloat16, the reference for the kernel's packing. */
+/* Round to nearest even onto bfloat16, denormals to zero: the reference for
+ * the kernel's packing. */
 static float bf16_round(float x)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return x; /* NaN */
+    if ((u & 0x7F800000u) == 0) return (u >> 31) ? -0.0f : 0.0f; /* denormals become zero */
     u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
     memcpy(&x, &u, 4);
     return x;
