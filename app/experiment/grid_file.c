@@ -270,19 +270,19 @@ static mf_status build_row(const ctx *c, const row_values *rv, mf_experiment_spe
         }
     }
 #undef NUM
-    /* protocol: the regime train's --protocol names; the row's own batch,
-     * augment, wd and schedule win over it. */
+    /* protocol: the regime train's --protocol names (mf_protocol_apply); the
+     * row's own batch, augment, wd and schedule win over it. */
     if (rv->v[K_PROTOCOL]) {
-        const char *p = rv->v[K_PROTOCOL]->u.string;
-        if (strcmp(p, "paper") && strcmp(p, "default"))
-            return bad(c, "'%s': unknown protocol '%s' (choose default, paper)", rv->where[K_PROTOCOL], p);
-        int paper = !strcmp(p, "paper");
+        mf_protocol p;
+        if (mf_protocol_parse(rv->v[K_PROTOCOL]->u.string, &p, &e))
+            return bad(c, "'%s': %s", rv->where[K_PROTOCOL], e.message);
         mf_train_opts d;
         mf_train_opts_default(&d);
-        if (!(s->set & MF_EXP_BATCH)) s->batch = paper ? 256 : d.batch;
-        if (!(s->set & MF_EXP_AUGMENT)) s->augment = paper ? 0 : d.augment;
-        if (!(s->set & MF_EXP_WD)) s->wd = paper ? 0.0f : d.adamw.weight_decay;
-        if (!(s->set & MF_EXP_SCHEDULE)) s->schedule = paper ? MF_SCHEDULE_CONSTANT : d.schedule;
+        mf_protocol_apply(p, &d);
+        if (!(s->set & MF_EXP_BATCH)) s->batch = d.batch;
+        if (!(s->set & MF_EXP_AUGMENT)) s->augment = d.augment;
+        if (!(s->set & MF_EXP_WD)) s->wd = d.adamw.weight_decay;
+        if (!(s->set & MF_EXP_SCHEDULE)) s->schedule = d.schedule;
         s->set |= MF_EXP_BATCH | MF_EXP_AUGMENT | MF_EXP_WD | MF_EXP_SCHEDULE;
     }
     if (s->lr > 0 && s->tune_lr)

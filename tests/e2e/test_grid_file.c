@@ -135,6 +135,14 @@ static void test_every_prefix_and_byte_is_handled(void)
           g.specs[4].seed == 3 && g.specs[4].cfg.vo == MF_VO_SHAPED && g.specs[0].cfg.dim == 16,
           "row settings");
     mf_experiment_grid_free(&g);
+    /* protocol: train's --protocol values, the row's own batch winning. */
+    static const char paper[] = "{\"dataset\": \"cifar10\", \"protocol\": \"paper\", "
+                                "\"runs\": [{\"name\": \"a\"}, {\"name\": \"b\", \"batch\": 64}]}";
+    CHECK(mf_experiment_grid_parse(paper, strlen(paper), "p.json", "p", &g, &err) == MF_OK, "%s",
+          err.message);
+    CHECK(g.count == 2 && g.specs[0].batch == 256 && g.specs[1].batch == 64 && !g.specs[0].augment &&
+          g.specs[1].wd == 0.0f && g.specs[1].schedule == MF_SCHEDULE_CONSTANT, "protocol paper");
+    mf_experiment_grid_free(&g);
     int refused = 0, bad_message = 0;
     size_t n = strlen(good);
     char buf[sizeof good];
