@@ -192,6 +192,7 @@ static int train_run(mf_model *m, const mf_dataset *ds, const workload *w, const
     mf_train_opts_default(&to);
     to.epochs = 1;
     to.batch = w->batch;
+    to.precision = o->precision;
     step_clock clk = {o->warmup, 0, 0, 1e30, mf_now_seconds(), 0, 0};
     mf_train_hooks hooks = {&clk, on_batch, NULL};
     mf_train_state st;

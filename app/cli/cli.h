@@ -60,7 +60,7 @@ enum {
     OPT_PRESET = 1000, OPT_DIM, OPT_LAYERS, OPT_HEADS, OPT_MLP, OPT_PATCH, OPT_QK, OPT_VO,
     OPT_POOL, OPT_DROPOUT,
     OPT_DATA, OPT_THREADS, OPT_JSON, OPT_LIMIT_TRAIN, OPT_LIMIT_TEST,
-    OPT_SCHEDULE, OPT_PROTOCOL, OPT_CLI_LAST
+    OPT_SCHEDULE, OPT_PROTOCOL, OPT_PRECISION, OPT_CLI_LAST
 };
 #define CLI_MODEL_LONGOPTS                                                                   \
     {"preset", required_argument, 0, OPT_PRESET}, {"dim", required_argument, 0, OPT_DIM},     \
@@ -96,6 +96,8 @@ typedef struct {
     int threads;                 /* --threads T; 0: all cores */
     int json;                    /* --json */
     int limit_train, limit_test; /* --limit-train N, --limit-test N; 0: all */
+    mf_precision precision;      /* --precision fp32|bf16 (checked: this CPU runs it) */
+    int precision_given;
 } cli_common_opts;
 
 #define CLI_OPT_DATA {"data", required_argument, 0, OPT_DATA}
@@ -103,6 +105,11 @@ typedef struct {
 #define CLI_OPT_JSON {"json", no_argument, 0, OPT_JSON}
 #define CLI_OPT_LIMIT_TRAIN {"limit-train", required_argument, 0, OPT_LIMIT_TRAIN}
 #define CLI_OPT_LIMIT_TEST {"limit-test", required_argument, 0, OPT_LIMIT_TEST}
+#define CLI_OPT_PRECISION {"precision", required_argument, 0, OPT_PRECISION}
+#define CLI_PRECISION_HELP                                                                   \
+    "  --precision P      fp32 (default) or bf16: the linear layers' matrix products\n"     \
+    "                     with bf16 operands and fp32 sums (needs Intel AMX; parameters,\n" \
+    "                     gradients and optimizer stay fp32)\n"
 
 void cli_common_opts_init(cli_common_opts *o);
 /* Handles one shared option, as cli_model_option: 1 if it was one, 0 if not,

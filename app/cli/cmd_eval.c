@@ -20,7 +20,9 @@ static const char *help =
     "                     empty, else ./data)\n"
     "  --limit-test N     evaluate the first N test images only\n"
     "  --batch B          evaluation batch (default 500)\n"
-    "  --threads T        threads (default: all cores)\n"
+"  --threads T        threads (default: all cores)\n"
+    CLI_PRECISION_HELP
+    "                     (a checkpoint evaluates in either, whichever it trained in)\n"
     "  --json             end with one JSON object (test_loss, test_acc, per_class_acc, confusion)\n\n"
     CLI_FOLDER_HELP;
 
@@ -32,7 +34,7 @@ int cmd_eval(int argc, char **argv)
                                              {"dataset", required_argument, 0, OPT_DATASET},
                                              {"batch", required_argument, 0, OPT_BATCH},
                                              CLI_OPT_DATA, CLI_OPT_LIMIT_TEST, CLI_OPT_THREADS,
-                                             CLI_OPT_JSON, CLI_FOLDER_LONGOPTS,
+                                             CLI_OPT_PRECISION, CLI_OPT_JSON, CLI_FOLDER_LONGOPTS,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "eval", *ckpt = NULL, *dataset = NULL;
@@ -64,6 +66,10 @@ int cmd_eval(int argc, char **argv)
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
+    if (mf_model_set_precision(&m, co.precision, &err)) {
+        mf_model_free(&m);
+        return cli_report(&err);
+    }
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
     int K = m.cfg.classes, *confusion = NULL, *totals = NULL;

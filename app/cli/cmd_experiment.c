@@ -63,6 +63,7 @@ static const char *help_tail =
     "  --augment          augmentation on (the default; wins over --protocol paper)\n"
     "  --wd X             AdamW weight decay (default 0.05; 0 makes it Adam)\n"
     CLI_REGIME_HELP
+    CLI_PRECISION_HELP
     "  --format F         the figures' format: png (default), svg or pdf\n"
     "  --jobs K           train K runs at once, in K worker processes (default 1)\n"
     "  --threads T        threads in all (default: all cores); with --jobs K, job i\n"
@@ -338,6 +339,7 @@ int cmd_experiment(int argc, char **argv)
         CLI_OPT_THREADS,
         CLI_OPT_LIMIT_TRAIN,
         CLI_OPT_LIMIT_TEST,
+        CLI_OPT_PRECISION,
         {"seed", required_argument, 0, OPT_SEED},
         {"seeds", required_argument, 0, OPT_SEEDS},
         {"batch", required_argument, 0, OPT_BATCH},
@@ -483,6 +485,7 @@ int cmd_experiment(int argc, char **argv)
     eo.epochs = epochs ? epochs : 10;
     eo.limit_train = co.limit_train;
     eo.limit_test = co.limit_test;
+    eo.precision = co.precision;
     char out_dir[512];
     if (!eo.out_dir) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", grid->name);

@@ -23,7 +23,8 @@ static const char *help =
     "  --resize           resize each image to the model's size (area filter) and\n"
     "                     convert its channels (Rec. 601 grey, or grey copied to RGB)\n"
     "  --center-crop      with --resize: crop the central square first\n"
-    "  --json             one JSON object per file instead of text\n";
+    "  --json             one JSON object per file instead of text\n"
+    CLI_PRECISION_HELP;
 
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_RESIZE };
 
@@ -40,7 +41,7 @@ int cmd_predict(int argc, char **argv)
                                              {"dataset", required_argument, 0, OPT_DATASET},
                                              {"resize", no_argument, 0, OPT_RESIZE},
                                              {"center-crop", no_argument, 0, OPT_CENTER_CROP},
-                                             CLI_OPT_JSON,
+                                             CLI_OPT_JSON, CLI_OPT_PRECISION,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "predict", *ckpt = NULL, *dataset = NULL;
@@ -76,6 +77,10 @@ int cmd_predict(int argc, char **argv)
     mf_model m;
     mf_checkpoint_info info;
     if (mf_checkpoint_load(ckpt, &m, &info, &err)) return cli_report(&err);
+    if (mf_model_set_precision(&m, co.precision, &err)) {
+        mf_model_free(&m);
+        return cli_report(&err);
+    }
     /* The classes are named by the dataset the model was trained on: a
      * built-in one's names, a folder's class folders, else the labels. */
     if ((rc = cli_check_classes(cmd, &m.cfg, info.dataset))) {

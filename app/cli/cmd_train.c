@@ -33,6 +33,7 @@ static const char *help =
     "  --warmup E         linear warmup in epochs (default: 10% of the run, at most\n"
     "                     1 epoch, with --schedule cosine; none with constant)\n"
     CLI_REGIME_HELP
+    CLI_PRECISION_HELP
     "  --seed S           seed for initialization, data order, augmentation (default 1)\n"
     "  --threads T        threads (default: all cores); results do not depend on it\n\n"
     "Data-parallel: mpirun -np R minformer train ... (a build with make MPI=1)\n"
@@ -154,6 +155,7 @@ int cmd_train(int argc, char **argv)
         {"warmup", required_argument, 0, OPT_WARMUP},
         CLI_OPT_SCHEDULE,
         CLI_OPT_PROTOCOL,
+        CLI_OPT_PRECISION,
         {"seed", required_argument, 0, OPT_SEED},
         CLI_OPT_THREADS,
         {"log", required_argument, 0, OPT_LOG},
@@ -230,8 +232,8 @@ int cmd_train(int argc, char **argv)
     if (resume_path && run_options)
         return cli_usage_error(cmd, "with --resume the model, data and training options come from "
                                     "the checkpoint; give only --data, --epochs, --threads, --save, "
-                                    "--save-every, --log, --json, and --schedule or --protocol "
-                                    "where they are the run's");
+                                    "--save-every, --log, --json, and --schedule, --protocol "
+                                    "or --precision where they are the run's");
     if (!dataset && !resume_path) return cli_usage_error(cmd, "--dataset is required");
     if (log_path && ((save_path && cli_same_file(log_path, save_path)) ||
                      (resume_path && !save_path && cli_same_file(log_path, resume_path))))
@@ -271,7 +273,7 @@ int cmd_train(int argc, char **argv)
             return cli_usage_error(cmd, "the run trained on a folder dataset; resume it with "
                                    "--dataset folder:PATH (and its --image-size/--center-crop)");
         }
-        if (protocol_given || schedule_given) {
+        if (protocol_given || schedule_given || co.precision_given) {
             /* What they ask for must be what the run was started with. */
             mf_train_opts asked = info.opts;
             if (protocol_given) {
@@ -279,7 +281,8 @@ int cmd_train(int argc, char **argv)
                 asked.augment = to.augment;
                 asked.adamw.weight_decay = to.adamw.weight_decay;
             }
-            asked.schedule = to.schedule;
+            if (protocol_given || schedule_given) asked.schedule = to.schedule;
+            if (co.precision_given) asked.precision = co.precision;
             mf_run_identity want;
             mf_run_identity_make(&want, info.dataset, &model.cfg, &asked, info.limit_train,
                                  info.limit_test, info.data_fingerprint);
@@ -310,6 +313,7 @@ int cmd_train(int argc, char **argv)
             return rc ? rc : cli_report(&err);
         }
         if (!lr_given) to.lr = mf_default_lr(&cfg);
+        to.precision = co.precision;
         mf_model_init_weights(&model, to.seed);
     }
     const mf_config cfg = model.cfg;

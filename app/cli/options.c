@@ -258,6 +258,15 @@ int cli_common_option(cli_common_opts *o, int opt, const char *arg, const char *
     case OPT_JSON: o->json = 1; break;
     case OPT_LIMIT_TRAIN: rc = cli_parse_int(cmd, "limit-train", arg, 1, 1 << 30, &o->limit_train); break;
     case OPT_LIMIT_TEST: rc = cli_parse_int(cmd, "limit-test", arg, 1, 1 << 30, &o->limit_test); break;
+    case OPT_PRECISION: {
+        mf_error err;
+        o->precision_given = 1;
+        if (mf_precision_parse(arg, &o->precision))
+            rc = cli_usage_error(cmd, "unknown --precision '%s' (choose fp32, bf16)", arg);
+        else if (mf_precision_check(o->precision, &err))
+            rc = cli_usage_error(cmd, "--precision %s: %s", arg, err.message);
+        break;
+    }
     default: return 0;
     }
     return rc ? -EXIT_USAGE : 1;

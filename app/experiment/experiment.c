@@ -203,6 +203,7 @@ static void run_train_opts(const mf_experiment_opts *o, const mf_config *cfg, mf
     to->augment = o->augment;
     to->adamw.weight_decay = o->wd;
     to->schedule = o->schedule;
+    to->precision = o->precision;
     if (o->warmup >= 0) to->warmup_epochs = o->warmup;
     to->lr = o->lr > 0 ? o->lr : mf_default_lr(cfg); /* the rule `train` uses */
 }

@@ -138,6 +138,7 @@ typedef struct {
     int augment;
     float wd;             /* AdamW's weight decay (default 0.05); 0 is Adam */
     mf_lr_schedule schedule; /* default cosine */
+    mf_precision precision;  /* every run's (default fp32) */
     float warmup;         /* warmup epochs; < 0: train's automatic default */
     mf_figure_format figure_format; /* the grid figures' format and extension (default PNG) */
     unsigned given;       /* MF_EXP_* the command line gave: they win over a row's */

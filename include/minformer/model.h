@@ -143,6 +143,8 @@ unsigned mf_model_mode(const mf_model *m);
  * unchanged, when this machine cannot run bf16 (the message says why: it
  * needs AMX, with the operating system's consent). */
 mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err);
+/* MF_OK when this machine can run `precision`, else MF_ERR_CONFIG saying why. */
+mf_status mf_precision_check(mf_precision precision, mf_error *err);
 /* "fp32" or "bf16"; mf_precision_parse returns -1 for any other name. */
 const char *mf_precision_name(mf_precision precision);
 int mf_precision_parse(const char *name, mf_precision *out);

@@ -34,6 +34,7 @@ typedef struct {
     int augment;         /* 1: the dataset's augmentation during training */
     int eval_batch;
     mf_lr_schedule schedule;
+    mf_precision precision; /* of the matrix products (mf_model_set_precision); fp32 = 0 */
 } mf_train_opts;
 
 void mf_train_opts_default(mf_train_opts *o);

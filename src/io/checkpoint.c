@@ -801,6 +801,10 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
     const char *sched = meta_find(r, "schedule");
     if (sched && mf_schedule_parse(sched, &o->schedule, NULL))
         return meta_invalid(r, "schedule", sched, "expected cosine or constant");
+    /* Likewise the precision: files without it trained in fp32. */
+    const char *prec = meta_find(r, "precision");
+    if (prec && mf_precision_parse(prec, &o->precision))
+        return meta_invalid(r, "precision", prec, "expected fp32 or bf16");
     if (!(o->adamw.eps > 0)) return meta_invalid(r, "adamw_eps", meta_find(r, "adamw_eps"),
                                                  "must be positive");
     if (t->correct > t->seen)
@@ -894,6 +898,7 @@ static void write_metadata(mf_json_writer *w, const mf_model *m, const mf_checkp
     put_fmt(&mw, "lr", "%.9g", (double)o->lr);
     put_fmt(&mw, "warmup_epochs", "%.9g", (double)o->warmup_epochs);
     put_str(&mw, "schedule", mf_schedule_name(o->schedule));
+    put_str(&mw, "precision", mf_precision_name(o->precision));
     put_fmt(&mw, "adamw_beta1", "%.9g", (double)o->adamw.beta1);
     put_fmt(&mw, "adamw_beta2", "%.9g", (double)o->adamw.beta2);
     put_fmt(&mw, "adamw_eps", "%.9g", (double)o->adamw.eps);

@@ -78,14 +78,20 @@ void mf_model_zero_grad(mf_model *m)
 void mf_model_set_mode(mf_model *m, unsigned mode) { m->mode = mode; }
 unsigned mf_model_mode(const mf_model *m) { return m->mode; }
 
-mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err)
+mf_status mf_precision_check(mf_precision precision, mf_error *err)
 {
     if (precision != MF_PRECISION_FP32 && precision != MF_PRECISION_BF16)
         return mf_fail(err, MF_ERR_CONFIG, "unknown precision %d", (int)precision);
     if (precision == MF_PRECISION_BF16 && !mf_bf16_available())
         return mf_fail(err, MF_ERR_CONFIG, "bf16 is not available here: %s", mf_bf16_unavailable_reason());
-    m->precision = precision;
     return MF_OK;
+}
+
+mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err)
+{
+    mf_status st = mf_precision_check(precision, err);
+    if (st == MF_OK) m->precision = precision;
+    return st;
 }
 
 const char *mf_precision_name(mf_precision precision)

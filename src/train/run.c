@@ -91,6 +91,7 @@ void mf_run_identity_make(mf_run_identity *id, mf_dataset_kind dataset, const mf
     set_float(id, "lr", o->lr);
     set_float(id, "warmup", o->warmup_epochs);
     set_fmt(id, "schedule", "%s", mf_schedule_name(o->schedule));
+    set_fmt(id, "precision", "%s", mf_precision_name(o->precision));
     set_float(id, "wd", o->adamw.weight_decay);
     set_float(id, "beta1", o->adamw.beta1);
     set_float(id, "beta2", o->adamw.beta2);
@@ -183,6 +184,7 @@ char *mf_run_identity_to_json(const mf_run_identity *id)
  * refused naming it. */
 static const mf_run_setting added_settings[] = {
     {"schedule", "cosine"},
+    {"precision", "fp32"},
 };
 
 static void add_missing_settings(mf_run_identity *id)

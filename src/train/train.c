@@ -241,6 +241,8 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
     const mf_split *train = &ds->train;
     int B = o->batch;
     if (B <= 0) return mf_fail(err, MF_ERR_CONFIG, "batch size must be positive");
+    mf_status pst = mf_model_set_precision(m, o->precision, err);
+    if (pst != MF_OK) return pst;
     if (train->count < B)
         return mf_fail(err, MF_ERR_CONFIG, "the training split has %d images, fewer than one batch of %d",
                        train->count, B);

@@ -3,7 +3,8 @@
  * given explicitly win over the protocol wherever they stand; the schedule is
  * part of a run's identity, so a resume or rerun with another one is refused
  * naming it; checkpoints and run.json files written before the schedule was
- * stored read as cosine and continue exactly. Tests that need MNIST SKIP
+ * stored read as cosine and continue exactly. --precision likewise: refused
+ * where bf16 cannot run, recorded, kept on resume. Tests that need MNIST SKIP
  * when it is missing. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -330,6 +331,70 @@ static void test_experiment_old_run_reads_as_cosine(void)
     child_result_free(&r);
 }
 
+/* --precision: an unknown name and bf16 where it cannot run (MINFORMER_NO_BF16
+ * stands in for a CPU without AMX) are usage errors naming the problem. */
+static void test_precision_refused(void)
+{
+    if (!have_mnist) SKIP("no MNIST in %s", data_dir);
+    child_result r;
+    run_line(&r, TINY " --epochs 1 --precision fp16");
+    CHECK(r.status == 2 && strstr(r.err, "unknown --precision 'fp16' (choose fp32, bf16)") &&
+              count_lines(r.err) == 1,
+          "exit %d: %s", r.status, r.err);
+    child_result_free(&r);
+    setenv("MINFORMER_NO_BF16", "1", 1);
+    const char *lines[] = {TINY " --epochs 1 --precision bf16",
+                           "experiment quick --out gx --precision bf16 " GRID};
+    for (int i = 0; i < 2; i++) {
+        run_line(&r, "%s", lines[i]);
+        CHECK(r.status == 2 && strstr(r.err, "--precision bf16: bf16 is not available here") &&
+                  strstr(r.err, "MINFORMER_NO_BF16") && count_lines(r.err) == 1,
+              "'%s': exit %d: %s", lines[i], r.status, r.err);
+        child_result_free(&r);
+    }
+    unsetenv("MINFORMER_NO_BF16");
+}
+
+/* Where bf16 runs: the checkpoint records it, evaluates in either precision,
+ * resumes only in its own, and an experiment's runs keep it in run.json. */
+static void test_precision_bf16_run(void)
+{
+    if (!have_mnist) SKIP("no MNIST in %s", data_dir);
+    mf_error err;
+    if (mf_precision_check(MF_PRECISION_BF16, &err)) SKIP("%s", err.message);
+    if (!run_expect(0, TINY " --epochs 1 --precision bf16 --save b.st")) return;
+    if (!run_expect(0, TINY " --epochs 1 --save f.st")) return;
+    char p[64];
+    meta("b.st", "precision", p, sizeof p);
+    CHECK(!strcmp(p, "bf16"), "b.st's precision: '%s'", p);
+    meta("f.st", "precision", p, sizeof p);
+    CHECK(!strcmp(p, "fp32"), "f.st's precision: '%s'", p);
+    run_expect(0, "eval --checkpoint b.st --limit-test 100 --precision fp32");
+    run_expect(0, "eval --checkpoint b.st --limit-test 100 --precision bf16");
+    run_expect(0, "eval --checkpoint f.st --limit-test 100 --precision bf16");
+    child_result r;
+    run_line(&r, "train --resume b.st --epochs 2 --precision fp32");
+    CHECK(r.status == 2 && strstr(r.err, "precision: stored bf16, requested fp32") &&
+              count_lines(r.err) == 1,
+          "exit %d: %s", r.status, r.err);
+    child_result_free(&r);
+    if (run_expect(0, "train --resume b.st --epochs 2")) {
+        meta("b.st", "precision", p, sizeof p);
+        CHECK(!strcmp(p, "bf16"), "after the resume b.st's precision is '%s'", p);
+    }
+    if (!run_expect(0, "experiment quick --out gb --precision bf16 --limit-train 256 " GRID)) return;
+    char run[PATH_MAX], runj[PATH_MAX + 16];
+    if (!grid_run("gb", run, sizeof run)) return;
+    text_printf(runj, sizeof runj, "%s/%s/run.json", root, run);
+    char *t = read_text(runj, NULL);
+    CHECK(t && strstr(t, "\"precision\":\"bf16\""), "run.json: %s", t ? t : "(none)");
+    free(t);
+    run_line(&r, "experiment quick --out gb --limit-train 256 " GRID);
+    CHECK(r.status == 2 && strstr(r.err, "precision: stored bf16, requested fp32"), "exit %d: %s",
+          r.status, r.err);
+    child_result_free(&r);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -344,6 +409,8 @@ int main(int argc, char **argv)
     RUN(test_old_checkpoint_loads_as_cosine);
     RUN(test_experiment_protocol);
     RUN(test_experiment_old_run_reads_as_cosine);
+    RUN(test_precision_refused);
+    RUN(test_precision_bf16_run);
     remove_tree(root);
     return check_report();
 }

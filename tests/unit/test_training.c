@@ -75,14 +75,12 @@ static float *train_params(const mf_config *c, const mf_dataset *ds, const mf_tr
     mf_model m;
     mf_set_threads(threads);
     if (mf_model_create(&m, c, &err)) return NULL;
-    if (mf_model_set_precision(&m, precision, &err)) {
-        mf_model_free(&m);
-        return NULL;
-    }
     mf_model_init_weights(&m, o->seed);
     mf_train_state st;
     mf_train_state_init(&st);
-    mf_status s = mf_train(&m, ds, o, &st, NULL, NULL, &err);
+    mf_train_opts with = *o;
+    with.precision = precision;
+    mf_status s = mf_train(&m, ds, &with, &st, NULL, NULL, &err);
     float *out = NULL;
     if (s == MF_OK) {
         out = malloc(m.num_params * sizeof(float));
@@ -235,7 +233,7 @@ static void test_resume_is_exact(void)
     mf_error err;
     mf_model m;
     CHECK(mf_model_create(&m, &c, &err) == MF_OK, "create");
-    CHECK(mf_model_set_precision(&m, precision, &err) == MF_OK, "precision: %s", err.message);
+    o.precision = precision;
     mf_model_init_weights(&m, o.seed);
     mf_train_state st;
     mf_train_state_init(&st);
