@@ -362,13 +362,13 @@ static int run_workload(const workload *w, const bench_opts *o)
            threads, rss_after_main);
     if (o->profile) print_profile(o->steps, w->batch, o->profile == 2);
     if (o->json)
-        printf("RESULT {\"workload\":\"%s\",\"batch\":%d,\"threads\":%d,\"steps\":%d,\"data\":\"%s\","
+        printf("RESULT {\"workload\":\"%s\",\"precision\":\"%s\",\"batch\":%d,\"threads\":%d,\"steps\":%d,\"data\":\"%s\","
                "\"wait_policy\":\"%s\",\"train_ips\":%.2f,\"train_best_ips\":%.2f,\"eval_ips\":%.2f,"
                "\"train_ips_1t\":%.2f,\"eval_ips_1t\":%.2f,\"fwd_mflop\":%.4f,\"train_mflop\":%.4f,"
                "\"train_mflop_executed\":%.4f,"
                "\"gflops\":%.2f,\"sgemm_peak\":%.2f,\"sgemm_peak_1t\":%.2f,\"mfu\":%.4f,"
                "\"peak_rss_mib\":%.1f,\"cpu_util\":%.3f,\"cpu_util_1t\":%.3f}\n",
-               w->name, w->batch, threads, o->steps, real ? "real" : "random", wait ? wait : "",
+               w->name, mf_precision_name(o->precision), w->batch, threads, o->steps, real ? "real" : "random", wait ? wait : "",
                r2.train_ips, r2.train_best_ips, r2.eval_ips, r1.train_ips, r1.eval_ips, fwd * 1e-6,
                train_flops * 1e-6, train_exec * 1e-6, gflops, peak, peak1, gflops / peak, rss,
                r2.cpu_util, r1.cpu_util);

@@ -3,7 +3,7 @@
 scripts/bench.sh prints.
 
     /usr/bin/python3 tools/bench_torch.py [--workload mnist|mnist-minimal|cifar|all]
-        [--steps N] [--warmup N] [--eval-images N] [--threads T]
+        [--steps N] [--warmup N] [--eval-images N] [--threads T] [--autocast]
 
 The model is tools/torch_reference.py's MinFormer (the same nn.Module the
 parity tests are generated from), in its default initialization; the
@@ -13,8 +13,10 @@ the batch is the C benchmark's. Each training step is zero_grad, forward,
 cross-entropy, backward, step, on one of a few batches of random normalized
 pixels drawn up front (the C benchmark also decodes and augments each batch,
 so the comparison slightly favours PyTorch). Evaluation is a no_grad forward
-in batches of 500. Prints one JSON object per workload on a line starting
-with "TORCH ".
+in batches of 500. With --autocast the forward passes (training and
+evaluation) run under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's
+fastest mode on CPUs with bf16 products. Prints one JSON object per workload
+on a line starting with "TORCH ".
 """
 import argparse
 import json
@@ -56,7 +58,7 @@ def cpu_seconds():
     return ru.ru_utime + ru.ru_stime
 
 
-def run(name, steps, warmup, eval_images, threads):
+def run(name, steps, warmup, eval_images, threads, autocast=False):
     s, c, p, qk, vo, r, batch = WORKLOADS[name]
     cfg = config(s, c, p, 64, 6, 1, r, qk, vo)
     torch.manual_seed(1)
@@ -79,7 +81,8 @@ def run(name, steps, warmup, eval_images, threads):
         if i == warmup:
             t_start, cpu_start = t0, cpu_seconds()
         opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
         if i >= warmup:
@@ -89,7 +92,7 @@ def run(name, steps, warmup, eval_images, threads):
 
     model.eval()
     xe = torch.randn(eval_images, c, s, s, generator=gen)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(xe[:min(500, eval_images)])  # warm up
         t0 = time.perf_counter()
         for k in range(0, eval_images, 500):
@@ -97,7 +100,7 @@ def run(name, steps, warmup, eval_images, threads):
         eval_wall = time.perf_counter() - t0
 
     return {
-        "workload": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "workload": name, "mode": "autocast" if autocast else "fp32", "torch": torch.__version__, "threads": torch.get_num_threads(),
         "batch": batch, "steps": steps,
         "parameters": sum(t.numel() for _, t in params),
         "train_ips": round(steps * batch / wall, 2),
@@ -117,11 +120,12 @@ def main():
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gemm-size", type=int, default=1024)
+    ap.add_argument("--autocast", action="store_true", help="bf16 autocast forward passes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     for name in names:
-        out = run(name, args.steps, args.warmup, args.eval_images, args.threads)
+        out = run(name, args.steps, args.warmup, args.eval_images, args.threads, args.autocast)
         out["sgemm_peak"] = round(sgemm_peak(args.gemm_size), 2)
         print("TORCH " + json.dumps(out, sort_keys=True), flush=True)
 
