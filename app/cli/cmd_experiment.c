@@ -537,6 +537,7 @@ int cmd_experiment(int argc, char **argv)
     int limited = limit_lo > 0 && limit_lo < (1 << 30);
     say("experiment %s: %d runs, %s each, %s training images, %s, into %s/", grid->name, selected,
         epochs_said, limited ? "limited to the first" : "all", how, eo.out_dir);
+    if (grid == &file_grid && grid->description[0]) say("  %s", grid->description);
     if (limited && limit_lo == limit_hi) say("  (first %d training images)", limit_lo);
     else if (limited) say("  (first %d training images, or more in some runs)", limit_lo);
     /* After the workers, this process goes over the grid once more: every run

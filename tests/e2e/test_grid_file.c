@@ -248,6 +248,7 @@ static void test_a_file_grid_runs_and_skips(void)
     run_grid(&r, path, "small", "--threads 1");
     CHECK(r.status == 0, "exit %d: %s", r.status, r.err);
     CHECK(strstr(r.out, "experiment small: 4 runs, 1 epoch each, limited to the first") &&
+          strstr(r.out, "\n  two models by two learning rates\n") &&
           strstr(r.out, "(first 256 training images)") && strstr(r.out, "(4 finished runs of 4)"),
           "output:\n%s", r.out);
     child_result_free(&r);
