@@ -25,9 +25,9 @@ static const char *help_head =
     "whose product is taken (each run crossed with it); settings are train's long\n"
     "options with _ for - (dataset, preset, qk, vo, dim, layers, heads, mlp, patch,\n"
     "pool, dropout, epochs, batch, lr, tune_lr, wd, warmup, schedule, protocol,\n"
-    "seed, augment, limit_train, limit_test, tune_images, tune_val), \"name\" and\n"
-    "\"variant\"; at the top level they apply to every run. The options below win\n"
-    "over the file's settings.\n\n"
+    "precision, seed, augment, limit_train, limit_test, tune_images, tune_val),\n"
+    "\"name\" and \"variant\"; at the top level they apply to every run. The options\n"
+    "below win over the file's settings.\n\n"
     "Each run trains, evaluates on the test split after every epoch and saves its\n"
     "log and checkpoint under DIR/<run>/ after every epoch. Finished runs are\n"
     "skipped; an interrupted run resumes from its checkpoint, so rerunning the same\n"
@@ -486,6 +486,7 @@ int cmd_experiment(int argc, char **argv)
     eo.limit_train = co.limit_train;
     eo.limit_test = co.limit_test;
     eo.precision = co.precision;
+    if (co.precision_given) eo.given |= MF_EXP_PRECISION;
     char out_dir[512];
     if (!eo.out_dir) {
         snprintf(out_dir, sizeof out_dir, "runs/%s", grid->name);

@@ -105,6 +105,7 @@ void mf_experiment_row_opts(const mf_experiment_opts *o, const mf_experiment_spe
     if (use & MF_EXP_TUNE_IMAGES) out->tune_images = s->tune_images;
     if (use & MF_EXP_TUNE_VAL) out->tune_val = s->tune_val;
     if (use & MF_EXP_SCHEDULE) out->schedule = s->schedule;
+    if (use & MF_EXP_PRECISION) out->precision = s->precision;
 }
 
 /* ---- files ------------------------------------------------------------------ */

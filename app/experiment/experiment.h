@@ -44,7 +44,7 @@ enum {
     MF_EXP_EPOCHS = 1 << 0, MF_EXP_BATCH = 1 << 1, MF_EXP_LR = 1 << 2, MF_EXP_TUNE_LR = 1 << 3,
     MF_EXP_WD = 1 << 4, MF_EXP_WARMUP = 1 << 5, MF_EXP_SEED = 1 << 6, MF_EXP_AUGMENT = 1 << 7,
     MF_EXP_LIMIT_TRAIN = 1 << 8, MF_EXP_LIMIT_TEST = 1 << 9, MF_EXP_TUNE_IMAGES = 1 << 10,
-    MF_EXP_TUNE_VAL = 1 << 11, MF_EXP_SCHEDULE = 1 << 12
+    MF_EXP_TUNE_VAL = 1 << 11, MF_EXP_SCHEDULE = 1 << 12, MF_EXP_PRECISION = 1 << 13
 };
 
 /* A run name's longest text: room for "-s<seed>" after it in 96 bytes. */
@@ -63,6 +63,7 @@ typedef struct {
     float lr, wd, warmup;
     uint64_t seed;
     mf_lr_schedule schedule;
+    mf_precision precision;
 } mf_experiment_spec;
 
 typedef struct {

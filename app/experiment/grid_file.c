@@ -18,7 +18,7 @@ typedef enum { T_STRING, T_INT, T_NUMBER, T_U64, T_BOOL } key_type;
 /* Every setting of a row, in the order derived run names use. */
 enum {
     K_DATASET, K_VARIANT, K_PRESET, K_QK, K_VO, K_POOL, K_DIM, K_LAYERS, K_HEADS, K_MLP, K_PATCH,
-    K_DROPOUT, K_EPOCHS, K_BATCH, K_LR, K_TUNE_LR, K_WD, K_WARMUP, K_SCHEDULE, K_PROTOCOL, K_SEED, K_AUGMENT,
+    K_DROPOUT, K_EPOCHS, K_BATCH, K_LR, K_TUNE_LR, K_WD, K_WARMUP, K_SCHEDULE, K_PROTOCOL, K_PRECISION, K_SEED, K_AUGMENT,
     K_LIMIT_TRAIN, K_LIMIT_TEST, K_TUNE_IMAGES, K_TUNE_VAL, K_NAME, K_COUNT
 };
 
@@ -51,6 +51,7 @@ static const key_spec keys[K_COUNT] = {
     [K_WARMUP] = {"warmup", T_NUMBER, 0, 1e6, MF_EXP_WARMUP},
     [K_SCHEDULE] = {"schedule", T_STRING, 0, 0, MF_EXP_SCHEDULE},
     [K_PROTOCOL] = {"protocol", T_STRING, 0, 0, 0},
+    [K_PRECISION] = {"precision", T_STRING, 0, 0, MF_EXP_PRECISION},
     [K_SEED] = {"seed", T_U64, 0, 0, MF_EXP_SEED},
     [K_AUGMENT] = {"augment", T_BOOL, 0, 0, MF_EXP_AUGMENT},
     [K_LIMIT_TRAIN] = {"limit_train", T_INT, 1, 1 << 30, MF_EXP_LIMIT_TRAIN},
@@ -183,7 +184,7 @@ static mf_status take_object(const ctx *c, const mf_json *obj, const char *prefi
         if (k < 0)
             return bad(c, "unknown key '%s' (settings: dataset, variant, name, preset, qk, vo, pool, "
                        "dim, layers, heads, mlp, patch, dropout, epochs, batch, lr, tune_lr, wd, "
-                       "warmup, schedule, protocol, seed, augment, limit_train, limit_test, tune_images, tune_val%s)",
+                       "warmup, schedule, protocol, precision, seed, augment, limit_train, limit_test, tune_images, tune_val%s)",
                        where, top ? "; and title, runs, axes" : "");
         mf_status st = check_value(c, k, m, where);
         if (st) return st;
@@ -257,6 +258,11 @@ static mf_status build_row(const ctx *c, const row_values *rv, mf_experiment_spe
         case K_TUNE_LR: s->tune_lr = truth; break;
         case K_WD: s->wd = (float)NUM(k); break;
         case K_WARMUP: s->warmup = (float)NUM(k); break;
+        case K_PRECISION:
+            if (mf_precision_parse(v->u.string, &s->precision))
+                return bad(c, "'%s': unknown precision '%s' (choose fp32, bf16)", rv->where[k],
+                           v->u.string);
+            break;
         case K_SCHEDULE:
             if (mf_schedule_parse(v->u.string, &s->schedule, &e))
                 return bad(c, "'%s': %s", rv->where[k], e.message);

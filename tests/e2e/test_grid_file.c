@@ -137,11 +137,14 @@ static void test_every_prefix_and_byte_is_handled(void)
     mf_experiment_grid_free(&g);
     /* protocol: train's --protocol values, the row's own batch winning. */
     static const char paper[] = "{\"dataset\": \"cifar10\", \"protocol\": \"paper\", "
-                                "\"runs\": [{\"name\": \"a\"}, {\"name\": \"b\", \"batch\": 64}]}";
+                                "\"runs\": [{\"name\": \"a\"}, {\"name\": \"b\", \"batch\": 64, "
+                                "\"precision\": \"bf16\"}]}";
     CHECK(mf_experiment_grid_parse(paper, strlen(paper), "p.json", "p", &g, &err) == MF_OK, "%s",
           err.message);
     CHECK(g.count == 2 && g.specs[0].batch == 256 && g.specs[1].batch == 64 && !g.specs[0].augment &&
-          g.specs[1].wd == 0.0f && g.specs[1].schedule == MF_SCHEDULE_CONSTANT, "protocol paper");
+          g.specs[1].wd == 0.0f && g.specs[1].schedule == MF_SCHEDULE_CONSTANT &&
+          g.specs[1].precision == MF_PRECISION_BF16 && (g.specs[1].set & MF_EXP_PRECISION) &&
+          !(g.specs[0].set & MF_EXP_PRECISION), "protocol paper, precision");
     mf_experiment_grid_free(&g);
     int refused = 0, bad_message = 0;
     size_t n = strlen(good);
