@@ -49,8 +49,10 @@ static const char *help_tail =
     "                     of --seed S (default 1), LIST the seeds given (1,2,5); the\n"
     "                     runs are named <row>-s<seed>, and results.md and\n"
     "                     results.csv add each row's mean and sample standard\n"
-    "                     deviation (n - 1) over its seeds. Without --seeds a row\n"
-    "                     has one run, named <row>, with --seed\n"
+    "                     deviation (n - 1) over its seeds, loss-<dataset> draws\n"
+    "                     each row's mean curves with a band of one standard\n"
+    "                     deviation, accuracy-params its mean with an error bar.\n"
+    "                     Without --seeds a row has one run, named <row>, with --seed\n"
     "  --batch B          batch size (default 128)\n"
     "  --lr X             one learning rate for every run\n"
     "  --tune-lr          choose each run's learning rate from {1e-3, 3e-3, 1e-2} by\n"
@@ -73,14 +75,16 @@ static const char *help_tail =
     "and 4e-3 otherwise, as train does. SIGINT or SIGTERM saves the current run and\n"
     "stops the grid with status 130 or 143 (SIGHUP: 129); rerun the command to resume.\n"
     "A run's directory holds run.json with every setting that affects its result and\n"
-    "the data's fingerprint; a rerun with other settings (seed, batch, lr, --tune-lr,\n"
-    "--no-augment, limits, epochs, other data) is refused with the list of what\n"
-    "differs. Several processes may work on one directory at once, on one machine or\n"
-    "on several that share the filesystem: each run is locked by the process that\n"
-    "trains it and the others take the runs nobody holds. A held run is tried again\n"
-    "after the others (and resumed if its holder stopped or died); one still held\n"
-    "then is left to its holder, which writes the summary when it finishes, so the\n"
-    "summary written last lists every finished run.\n";
+    "the data's fingerprint; a rerun with other settings (seed, batch, lr,\n"
+    "--tune-lr, --wd, --schedule, --precision, --augment/--no-augment, a --protocol\n"
+    "that changes any of these, limits, epochs, a grid file's model settings or\n"
+    "warmup, other data) is refused with the list of what differs. Several processes\n"
+    "may work on one directory at once, on one machine or on several that share the\n"
+    "filesystem: each run is locked by the process that trains it and the others\n"
+    "take the runs nobody holds. A held run is tried again after the others (and\n"
+    "resumed if its holder stopped or died); one still held then is left to its\n"
+    "holder, which writes the summary when it finishes, so the summary written last\n"
+    "lists every finished run.\n";
 
 enum {
     OPT_EPOCHS = OPT_CLI_LAST + 1, OPT_OUT, OPT_SEED, OPT_BATCH, OPT_LR, OPT_TUNE,

@@ -1155,42 +1155,56 @@ static mf_status write_figures(const char *dir, const char *grid, const mf_exper
     const char **label_ptrs = calloc((size_t)n, sizeof *label_ptrs);
     mf_training_log *logs = calloc((size_t)n, sizeof *logs);
     double *params = calloc(2 * (size_t)n, sizeof *params);
-    int *group = calloc((size_t)n, sizeof *group);
-    if (!labels || !label_ptrs || !logs || !params || !group) {
+    int *group = calloc((size_t)n, sizeof *group), *sizes = calloc((size_t)n, sizeof *sizes);
+    if (!labels || !label_ptrs || !logs || !params || !group || !sizes) {
         st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the figures");
         goto out;
     }
     double *acc = params + n;
-    for (int i = 0; i < n; i++) {
-        short_label(&rs[i], mixed_layers, labels[i], sizeof labels[i]);
-        if (rs[i].seeded) { /* the loss curves: one per seed */
-            size_t len = strlen(labels[i]);
-            snprintf(labels[i] + len, sizeof labels[i] - len, " s%llu", (unsigned long long)rs[i].seed);
-        }
-        params[i] = (double)rs[i].params;
-        acc[i] = 100.0 * rs[i].test_acc;
-    }
-    /* One loss figure per dataset, as the paper has one for MNIST and one for CIFAR-10. */
+    /* One loss figure per dataset, as the paper has one for MNIST and one
+     * for CIFAR-10, with one curve per row: a row of several seeds draws
+     * its mean per epoch with a band of one sample standard deviation
+     * (mf_figure_curves_rows), a row of one run its curve as it is. */
     const char *group_names[3];
     int groups = 0;
     for (int k = 0; k < 3; k++) {
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            if ((int)rs[i].spec.dataset != k) continue;
-            char path[1100];
-            snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, rs[i].name);
-            if ((st = mf_training_log_read(path, &logs[m], err))) goto out;
-            label_ptrs[m] = labels[i];
-            group[i] = groups;
-            m++;
+        int m = 0, rows = 0, banded = 0;
+        for (int i = 0; i < n;) {
+            int j = row_end(rs, n, i);
+            if ((int)rs[i].spec.dataset != k) {
+                i = j;
+                continue;
+            }
+            short_label(&rs[i], mixed_layers, labels[rows], sizeof labels[rows]);
+            size_t len = strlen(labels[rows]);
+            if (j - i > 1)
+                snprintf(labels[rows] + len, sizeof labels[rows] - len, " (%d seeds)", j - i);
+            else if (rs[i].seeded)
+                snprintf(labels[rows] + len, sizeof labels[rows] - len, " s%llu",
+                         (unsigned long long)rs[i].seed);
+            label_ptrs[rows] = labels[rows];
+            sizes[rows++] = j - i;
+            banded |= j - i > 1;
+            for (; i < j; i++) {
+                char path[1100];
+                snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, rs[i].name);
+                if ((st = mf_training_log_read(path, &logs[m], err))) {
+                    for (int q = 0; q < m; q++) mf_training_log_free(&logs[q]);
+                    goto out;
+                }
+                group[i] = groups;
+                m++;
+            }
         }
         if (!m) continue;
         group_names[groups] = mf_dataset_name((mf_dataset_kind)k);
         groups++;
         char path[1100], title[160];
         snprintf(path, sizeof path, "%s/loss-%s.%s", dir, mf_dataset_name((mf_dataset_kind)k), ext);
-        snprintf(title, sizeof title, "%s: loss per epoch (%s)", mf_dataset_name((mf_dataset_kind)k), grid);
-        st = mf_figure_curves(path, format, 1200, 800, title, logs, label_ptrs, m, 0, err);
+        snprintf(title, sizeof title, "%s: loss per epoch%s (%s)", mf_dataset_name((mf_dataset_kind)k),
+                 banded ? ", mean and std over seeds" : "", grid);
+        st = mf_figure_curves_rows(path, format, 1200, 800, title, logs, sizes, label_ptrs, rows, 0,
+                                   err);
         for (int i = 0; i < m; i++) mf_training_log_free(&logs[i]);
         if (st) goto out;
     }
@@ -1230,6 +1244,7 @@ out:
     free(logs);
     free(params);
     free(group);
+    free(sizes);
     return st;
 }
 

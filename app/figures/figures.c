@@ -21,58 +21,157 @@ static mf_marker run_marker(int i, int single_point)
     return m == MF_MARKER_NONE && single_point ? MF_MARKER_CIRCLE : m;
 }
 
+/* The value a curve draws from an epoch's line. */
+static double curve_value(const mf_log_epoch *r, int train, int metric_acc)
+{
+    if (metric_acc) return 100.0 * (train ? r->train_acc : r->test_acc);
+    return train ? r->train_loss : r->test_loss;
+}
+
+void mf_curve_band_free(mf_curve_band *band)
+{
+    if (!band) return;
+    free(band->epoch);
+    memset(band, 0, sizeof *band);
+}
+
+/* The index of epoch e in log, or -1 (the epochs are sorted). */
+static int find_epoch(const mf_training_log *log, int e)
+{
+    int lo = 0, hi = log->count - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, v = log->epochs[mid].epoch;
+        if (v == e) return mid;
+        if (v < e) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+mf_status mf_curve_band_make(const mf_training_log *logs, int n, int metric_acc,
+                             mf_curve_band *band, mf_error *err)
+{
+    memset(band, 0, sizeof *band);
+    if (n < 1 || !logs) return mf_fail(err, MF_ERR_CONFIG, "curve band: no logs");
+    int c = logs[0].count;
+    int *at = malloc((size_t)n * sizeof *at);
+    band->epoch = malloc(5 * (size_t)(c ? c : 1) * sizeof(double));
+    if (!at || !band->epoch) {
+        free(at);
+        mf_curve_band_free(band);
+        return mf_fail(err, MF_ERR_NOMEM, "curve band: out of memory");
+    }
+    band->train_mean = band->epoch + c;
+    band->train_std = band->train_mean + c;
+    band->test_mean = band->train_std + c;
+    band->test_std = band->test_mean + c;
+    for (int e = 0; e < c; e++) {
+        int epoch = logs[0].epochs[e].epoch, all = 1;
+        for (int i = 0; i < n && all; i++) all = (at[i] = find_epoch(&logs[i], epoch)) >= 0;
+        if (!all) continue;
+        int k = band->count++;
+        band->epoch[k] = epoch;
+        for (int train = 1; train >= 0; train--) {
+            /* Two passes: the mean, then the squares about it. */
+            double sum = 0.0, ss = 0.0;
+            for (int i = 0; i < n; i++) sum += curve_value(&logs[i].epochs[at[i]], train, metric_acc);
+            double mean = sum / n;
+            for (int i = 0; i < n; i++) {
+                double d = curve_value(&logs[i].epochs[at[i]], train, metric_acc) - mean;
+                ss += d * d;
+            }
+            double std = n > 1 && isfinite(mean) ? sqrt(ss / (n - 1)) : NAN;
+            (train ? band->train_mean : band->test_mean)[k] = mean;
+            (train ? band->train_std : band->test_std)[k] = std;
+        }
+    }
+    free(at);
+    return MF_OK;
+}
+
 mf_status mf_figure_curves(const char *path, mf_figure_format format, int width, int height,
                            const char *title, const mf_training_log *logs,
                            const char *const *labels, int n, int metric_acc, mf_error *err)
 {
+    return mf_figure_curves_rows(path, format, width, height, title, logs, NULL, labels, n,
+                                 metric_acc, err);
+}
+
+mf_status mf_figure_curves_rows(const char *path, mf_figure_format format, int width, int height,
+                                const char *title, const mf_training_log *logs, const int *sizes,
+                                const char *const *labels, int n, int metric_acc, mf_error *err)
+{
     if (n < 1 || !logs)
         return mf_fail(err, MF_ERR_CONFIG, "%s: curves: no logs to draw", path ? path : "");
+    for (int i = 0; sizes && i < n; i++)
+        if (sizes[i] < 1)
+            return mf_fail(err, MF_ERR_CONFIG, "%s: curves: row %d has %d logs", path ? path : "",
+                           i, sizes[i]);
     mf_figure_page page;
     mf_status st = mf_figure_page_begin(&page, path, format, width, height, err);
     if (st) return st;
-    /* Per log a train series (solid) and a test series (dashed), same color;
-     * the legend names the runs, then says which style is which. */
+    /* Per row a train series (solid) and a test series (dashed), same color;
+     * the legend names the rows, then says which style is which. */
     mf_plot_series *series = calloc(2 * (size_t)n, sizeof *series);
-    mf_legend_entry *legend = calloc((size_t)n + 3, sizeof *legend);
+    mf_legend_entry *legend = calloc((size_t)n + 4, sizeof *legend);
     double **buf = calloc((size_t)n, sizeof *buf);
     if (!series || !legend || !buf) {
         st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
         goto done;
     }
-    int max_epochs = 1;
-    for (int i = 0; i < n; i++) {
-        int c = logs[i].count;
-        if (c && logs[i].epochs[c - 1].epoch > max_epochs) max_epochs = logs[i].epochs[c - 1].epoch;
-        buf[i] = malloc(4 * (size_t)(c ? c : 1) * sizeof(double));
+    int max_epochs = 1, banded = 0;
+    for (int i = 0, first = 0; i < n; first += sizes ? sizes[i] : 1, i++) {
+        const mf_training_log *row = logs + first;
+        int k = sizes ? sizes[i] : 1;
+        mf_curve_band band = {0};
+        if (k > 1 && (st = mf_curve_band_make(row, k, metric_acc, &band, err))) goto done;
+        int c = k > 1 ? band.count : row->count;
+        buf[i] = malloc(6 * (size_t)(c ? c : 1) * sizeof(double));
         if (!buf[i]) {
+            mf_curve_band_free(&band);
             st = mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for a figure", path);
             goto done;
         }
         /* An epoch without a value (NaN: the run could not compute it) is
          * left out of its curve, which joins its neighbours; a gap would
          * hide a value that has no finite neighbour. */
-        double *xtr = buf[i], *tr = xtr + c, *xte = tr + c, *te = xte + c;
+        double *xtr = buf[i], *tr = xtr + c, *xte = tr + c, *te = xte + c, *btr = te + c,
+               *bte = btr + c;
         int ntr = 0, nte = 0;
         for (int e = 0; e < c; e++) {
-            const mf_log_epoch *r = &logs[i].epochs[e];
-            double a = metric_acc ? 100.0 * r->train_acc : r->train_loss;
-            double b = metric_acc ? 100.0 * r->test_acc : r->test_loss;
-            if (isfinite(a)) xtr[ntr] = r->epoch, tr[ntr++] = a;
-            if (isfinite(b)) xte[nte] = r->epoch, te[nte++] = b;
+            double x = k > 1 ? band.epoch[e] : row->epochs[e].epoch;
+            double a = k > 1 ? band.train_mean[e] : curve_value(&row->epochs[e], 1, metric_acc);
+            double b = k > 1 ? band.test_mean[e] : curve_value(&row->epochs[e], 0, metric_acc);
+            if (isfinite(a)) {
+                xtr[ntr] = x, tr[ntr] = a;
+                btr[ntr++] = k > 1 ? band.train_std[e] : NAN;
+            }
+            if (isfinite(b)) {
+                xte[nte] = x, te[nte] = b;
+                bte[nte++] = k > 1 ? band.test_std[e] : NAN;
+            }
+            if (x > max_epochs) max_epochs = (int)x;
         }
+        mf_curve_band_free(&band);
+        banded |= k > 1;
         mf_marker marker = run_marker(i, ntr < 2 && nte < 2);
         mf_color color = mf_palette(i);
         series[2 * i] = (mf_plot_series){.x = xtr, .y = tr, .n = ntr, .color = color,
-                                         .has_color = 1, .style = MF_LINE_SOLID, .marker = marker};
+                                         .has_color = 1, .style = MF_LINE_SOLID, .marker = marker,
+                                         .y_band = k > 1 ? btr : NULL};
         series[2 * i + 1] = (mf_plot_series){.x = xte, .y = te, .n = nte, .color = color,
                                              .has_color = 1, .style = MF_LINE_DASHED,
-                                             .marker = marker};
+                                             .marker = marker, .y_band = k > 1 ? bte : NULL};
         legend[i] = (mf_legend_entry){labels && labels[i] ? labels[i] : "", color, MF_LINE_SOLID,
-                                      marker};
+                                      marker, k > 1};
     }
     const mf_color grey = {0.35, 0.35, 0.35};
-    legend[n + 1] = (mf_legend_entry){"training", grey, MF_LINE_SOLID, MF_MARKER_NONE};
-    legend[n + 2] = (mf_legend_entry){"test = validation", grey, MF_LINE_DASHED, MF_MARKER_NONE};
+    int rows = n + 3;
+    legend[n + 1] = (mf_legend_entry){"training", grey, MF_LINE_SOLID, MF_MARKER_NONE, 0};
+    legend[n + 2] = (mf_legend_entry){"test = validation", grey, MF_LINE_DASHED, MF_MARKER_NONE, 0};
+    if (banded)
+        legend[rows++] = (mf_legend_entry){"mean, band \xc2\xb1 1 std over seeds", grey, MF_LINE_NONE,
+                                           MF_MARKER_NONE, 1};
     mf_plot_spec spec = {.title = title,
                          .x_title = "epoch",
                          .y_title = metric_acc ? "accuracy (%)" : "cross-entropy loss",
@@ -80,7 +179,7 @@ mf_status mf_figure_curves(const char *path, mf_figure_format format, int width,
                          .series_count = 2 * n,
                          .integer_x = 1,
                          .legend = legend,
-                         .legend_count = n + 3};
+                         .legend_count = rows};
     if (max_epochs < 2) {
         spec.x_min = 0.5;
         spec.x_max = 1.5;

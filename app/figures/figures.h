@@ -38,6 +38,34 @@ mf_status mf_figure_curves(const char *path, mf_figure_format format, int width,
                            const char *title, const mf_training_log *logs,
                            const char *const *labels, int n, int metric_acc, mf_error *err);
 
+/* Curves in rows, e.g. a grid's rows with their seeds: row r is the next
+ * sizes[r] of logs (sizes NULL: one log each), labels[r] names it. A row of
+ * one log draws as mf_figure_curves draws a log. A row of several draws
+ * the mean over its logs at each epoch (mf_curve_band) with a shaded band
+ * of +- one sample standard deviation in the row's color, for training and
+ * test alike, and the legend says so. */
+mf_status mf_figure_curves_rows(const char *path, mf_figure_format format, int width, int height,
+                                const char *title, const mf_training_log *logs, const int *sizes,
+                                const char *const *labels, int rows, int metric_acc,
+                                mf_error *err);
+
+/* The per-epoch mean and sample standard deviation (divisor n - 1) of n
+ * logs' curves, loss or (metric_acc) accuracy in %: what a row of seeds
+ * draws. Only the epochs that every log has are kept, in order: runs that
+ * stopped at different epochs are compared over the epochs all of them
+ * reached. At an epoch where some log has no value (NaN) the mean and std
+ * are NaN, so the curve leaves it out rather than average fewer runs
+ * there. std is NaN for n = 1. */
+typedef struct {
+    int count;     /* epochs kept */
+    double *epoch; /* count each, as are the four below */
+    double *train_mean, *train_std, *test_mean, *test_std;
+} mf_curve_band;
+
+mf_status mf_curve_band_make(const mf_training_log *logs, int n, int metric_acc,
+                             mf_curve_band *band, mf_error *err);
+void mf_curve_band_free(mf_curve_band *band); /* safe on a zeroed one */
+
 /* Test accuracy (%) against parameter count (log axis), one color per group
  * (e.g. dataset), each point labelled without overlaps. group[i] in
  * [0, groups). Points with a NaN or a count <= 0 are left out. */

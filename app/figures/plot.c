@@ -340,6 +340,8 @@ mf_status mf_plot_layout_make(cairo_t *cr, const mf_plot_spec *spec, mf_rect reg
             y_lo = fmin(y_lo, y);
             y_hi = fmax(y_hi, y);
             double e = ser->y_err ? ser->y_err[i] : 0.0;
+            if (!spec->scatter && ser->y_band && isfinite(ser->y_band[i]))
+                e = fmax(isfinite(e) ? e : 0.0, ser->y_band[i]);
             if (isfinite(e) && e > 0) {
                 double lo = axis_value(&lay->y, ser->y[i] - e), hi = axis_value(&lay->y, ser->y[i] + e);
                 if (isfinite(lo)) y_lo = fmin(y_lo, lo);
@@ -573,6 +575,56 @@ static void draw_axes(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layou
     }
 }
 
+/* Point i's band edges on the page (y - band at *lo, y + band at *hi); 0
+ * when the point or its band cannot be drawn. */
+static int band_at(const mf_plot_layout *lay, const mf_plot_series *s, int i, double *x,
+                   double *lo, double *hi)
+{
+    double y, e = s->y_band[i];
+    if (!isfinite(e) || e < 0 || !point_at(lay, s, i, x, &y)) return 0;
+    double a = axis_value(&lay->y, s->y[i] - e), b = axis_value(&lay->y, s->y[i] + e);
+    if (!isfinite(a) || !isfinite(b)) return 0;
+    *lo = axis_at(&lay->y, a);
+    *hi = axis_at(&lay->y, b);
+    return fabs(*lo) < 1e7 && fabs(*hi) < 1e7;
+}
+
+/* s's band: one filled polygon per run of drawable points (upper edge left
+ * to right, lower edge back), a lone point a bar one marker wide. */
+static void draw_band(cairo_t *cr, const mf_plot_layout *lay, const mf_plot_series *s,
+                      mf_color color)
+{
+    cairo_new_path(cr);
+    for (int i = 0; i < s->n;) {
+        double x, lo, hi;
+        if (!band_at(lay, s, i, &x, &lo, &hi)) {
+            i++;
+            continue;
+        }
+        int j = i + 1;
+        while (j < s->n && band_at(lay, s, j, &x, &lo, &hi)) j++;
+        if (j - i == 1) {
+            band_at(lay, s, i, &x, &lo, &hi);
+            double h = lay->marker_size / 2 + lay->line_width;
+            cairo_rectangle(cr, x - h, hi, 2 * h, lo - hi);
+        } else {
+            for (int k = i; k < j; k++) {
+                band_at(lay, s, k, &x, &lo, &hi);
+                if (k == i) cairo_move_to(cr, x, hi);
+                else cairo_line_to(cr, x, hi);
+            }
+            for (int k = j - 1; k >= i; k--) {
+                band_at(lay, s, k, &x, &lo, &hi);
+                cairo_line_to(cr, x, lo);
+            }
+            cairo_close_path(cr);
+        }
+        i = j;
+    }
+    cairo_set_source_rgba(cr, color.r, color.g, color.b, MF_BAND_ALPHA);
+    cairo_fill(cr);
+}
+
 static void draw_data(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layout *lay)
 {
     cairo_save(cr);
@@ -580,6 +632,9 @@ static void draw_data(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_layou
     cairo_clip(cr);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    /* Every band before any line, so that no band hides another row's line. */
+    for (int s = 0; !spec->scatter && s < spec->series_count; s++)
+        if (spec->series[s].y_band) draw_band(cr, lay, &spec->series[s], series_color(&spec->series[s], s));
     for (int s = 0; s < spec->series_count; s++) {
         const mf_plot_series *ser = &spec->series[s];
         mf_color color = series_color(ser, s);
@@ -681,12 +736,19 @@ static void draw_legend(cairo_t *cr, const mf_plot_spec *spec, const mf_plot_lay
                     const mf_plot_series *ser = &spec->series[s];
                     e = (mf_legend_entry){ser->label, series_color(ser, s),
                                           spec->scatter ? MF_LINE_NONE : ser->style,
-                                          series_marker(spec, ser)};
+                                          series_marker(spec, ser),
+                                          !spec->scatter && ser->y_band != NULL};
                     break;
                 }
         }
         if (!has_text(e.label)) continue;
         double x0 = b.x + pad, x1 = x0 + sample;
+        if (e.band) {
+            double h = fmin(row * 0.8, lf * 1.1);
+            cairo_rectangle(cr, x0, mid - h / 2, sample, h);
+            cairo_set_source_rgba(cr, e.color.r, e.color.g, e.color.b, MF_BAND_ALPHA);
+            cairo_fill(cr);
+        }
         if (e.style != MF_LINE_NONE) {
             cairo_move_to(cr, x0, mid);
             cairo_line_to(cr, x1, mid);

@@ -97,7 +97,17 @@ typedef struct {
      * e.g. a standard deviation), or NULL; a non-finite or non-positive one
      * draws no bar. The y range fits the bars too. */
     const double *y_err;
+    /* Lines only: n half-widths of a shaded band y +- y_band[i] (e.g. the
+     * standard deviation over seeds) in the series' color at MF_BAND_ALPHA,
+     * drawn under every line of the chart; NULL: no band. A point whose
+     * half-width is not finite (or whose y is not) breaks the band there; a
+     * lone point gets a short bar. The y range fits the band too. */
+    const double *y_band;
 } mf_plot_series;
+
+/* The opacity of bands: light enough that a band's own line and the other
+ * rows' lines read through it, and that two overlapping bands still differ. */
+#define MF_BAND_ALPHA 0.18
 
 /* One legend row; a NULL label is a blank row between groups. */
 typedef struct {
@@ -105,6 +115,7 @@ typedef struct {
     mf_color color;
     mf_line_style style; /* MF_LINE_NONE: a marker alone */
     mf_marker marker;
+    int band; /* a shaded patch of the band's color behind the sample */
 } mf_legend_entry;
 
 /* Zero-initialise and fill in what you need; zeros give sensible defaults. */

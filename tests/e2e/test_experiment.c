@@ -160,8 +160,9 @@ static void csv_field(const char *line, int col, char *out, size_t size)
 }
 
 /* --seeds 2: two runs per row named -s1 and -s2, a mean and a std line per
- * row that are the per-seed values' mean and sample std, and a rerun with the
- * same seeds as a list skips them all; bad --seeds are usage errors. */
+ * row that are the per-seed values' mean and sample std, the figures drawn,
+ * and a rerun with the same seeds as a list skips them all; bad --seeds are
+ * usage errors. */
 static void test_seeds_give_runs_and_aggregates(void)
 {
     if (!have_data) SKIP("no synthetic data directory");
@@ -222,6 +223,14 @@ static void test_seeds_give_runs_and_aggregates(void)
     CHECK(md && strstr(md, "Mean ± sample standard deviation") && strstr(md, "| 1,2 |"),
           "results.md has the seeds table");
     free(md);
+    /* The figures of a seeded grid: each row's mean loss with a band, and
+     * accuracy against parameters with error bars. */
+    const char *figures[] = {"loss-mnist.png", "accuracy-params.png"};
+    for (int i = 0; i < 2; i++) {
+        int w = 0, h = 0;
+        snprintf(path, sizeof path, "%s/seeds/%s", root, figures[i]);
+        CHECK(png_size(path, &w, &h) == 0 && w == 1200 && h == 800, "%s: %d x %d", figures[i], w, h);
+    }
 
     /* The same seeds as a list: every run is found finished. */
     snprintf(args, sizeof args, "experiment quick --seeds 1,2 --only mlp0 --epochs 1 --limit-train 256 "

@@ -449,6 +449,141 @@ static void check_pdf_file(const char *path)
     free(bytes);
 }
 
+/* A log of the given epochs with these train and test values (acc the same). */
+static mf_training_log band_log(mf_log_epoch *e, const int *epochs, const double *train,
+                                const double *test, int n)
+{
+    memset(e, 0, (size_t)n * sizeof *e);
+    for (int i = 0; i < n; i++) {
+        e[i].epoch = epochs[i];
+        e[i].train_loss = (float)train[i];
+        e[i].test_loss = (float)test[i];
+        e[i].train_acc = (float)(train[i] / 10);
+        e[i].test_acc = (float)(test[i] / 10);
+    }
+    return (mf_training_log){.count = n, .epochs = e};
+}
+
+/* Whether the file's bytes hold text. */
+static int file_has(const char *path, const char *text)
+{
+    size_t n = 0, k = strlen(text);
+    uint8_t *bytes = slurp(path, &n);
+    int found = 0;
+    for (size_t i = 0; bytes && !found && i + k <= n; i++) found = !memcmp(bytes + i, text, k);
+    free(bytes);
+    return found;
+}
+
+static int near(double a, double b) { return fabs(a - b) < 1e-6; }
+
+/* The band a seeded row draws: per epoch the mean and the sample standard
+ * deviation (n - 1) over the epochs every log reached; NaN where a log has
+ * no value; std NaN for one log. */
+static void test_curve_band(void)
+{
+    mf_error err = {0};
+    mf_log_epoch ea[3], eb[3], ec[2];
+    const int e123[3] = {1, 2, 3};
+    /* c stopped after epoch 2: the band holds epochs 1 and 2. */
+    mf_training_log logs[3] = {
+        band_log(ea, e123, (double[]){2, 2, 2}, (double[]){1, 2, 3}, 3),
+        band_log(eb, e123, (double[]){2, 2, 2}, (double[]){3, 4, 5}, 3),
+        band_log(ec, e123, (double[]){2, 5}, (double[]){2, 3}, 2)};
+    mf_curve_band b;
+    CHECK(mf_curve_band_make(logs, 3, 0, &b, &err) == MF_OK, "%s", err.message);
+    CHECK(b.count == 2 && b.epoch[0] == 1 && b.epoch[1] == 2, "band over %d epochs", b.count);
+    if (b.count == 2) {
+        CHECK(near(b.test_mean[0], 2) && near(b.test_std[0], 1), "epoch 1 test: %g ± %g",
+              b.test_mean[0], b.test_std[0]);
+        CHECK(near(b.test_mean[1], 3) && near(b.test_std[1], 1), "epoch 2 test: %g ± %g",
+              b.test_mean[1], b.test_std[1]);
+        CHECK(near(b.train_mean[0], 2) && near(b.train_std[0], 0), "epoch 1 train: %g ± %g",
+              b.train_mean[0], b.train_std[0]);
+        /* 2, 2, 5: mean 3, squares 1 + 1 + 4 over n - 1 = 2 (sqrt 2 with n). */
+        CHECK(near(b.train_mean[1], 3) && near(b.train_std[1], sqrt(3.0)), "epoch 2 train: %g ± %g",
+              b.train_mean[1], b.train_std[1]);
+    }
+    mf_curve_band_free(&b);
+    /* Accuracy in percent: 0.1, 0.3, 0.2 at epoch 1. */
+    CHECK(mf_curve_band_make(logs, 3, 1, &b, &err) == MF_OK, "%s", err.message);
+    CHECK(b.count == 2 && near(b.test_mean[0], 20) && near(b.test_std[0], 10),
+          "accuracy band: %g ± %g", b.count ? b.test_mean[0] : NAN, b.count ? b.test_std[0] : NAN);
+    mf_curve_band_free(&b);
+    /* Epochs {1, 2, 3} and {1, 3}: the band skips 2. A NaN test loss at
+     * epoch 3 makes the test mean NaN there; the train mean stays. */
+    mf_log_epoch ed[2];
+    logs[2] = band_log(ed, (const int[]){1, 3}, (double[]){4, 6}, (double[]){NAN, NAN}, 2);
+    ed[0].test_loss = 5;
+    CHECK(mf_curve_band_make(logs + 1, 2, 0, &b, &err) == MF_OK, "%s", err.message);
+    CHECK(b.count == 2 && b.epoch[0] == 1 && b.epoch[1] == 3, "epochs both logs have: %d",
+          b.count);
+    if (b.count == 2) {
+        CHECK(near(b.test_mean[0], 4) && near(b.test_std[0], sqrt(2.0)), "epoch 1: %g ± %g",
+              b.test_mean[0], b.test_std[0]);
+        CHECK(isnan(b.test_mean[1]) && isnan(b.test_std[1]), "a NaN test loss: %g ± %g",
+              b.test_mean[1], b.test_std[1]);
+        CHECK(near(b.train_mean[1], 4) && near(b.train_std[1], sqrt(8.0)), "epoch 3 train: %g ± %g",
+              b.train_mean[1], b.train_std[1]);
+    }
+    mf_curve_band_free(&b);
+    CHECK(mf_curve_band_make(logs, 1, 0, &b, &err) == MF_OK && b.count == 3 &&
+              near(b.test_mean[2], 3) && isnan(b.test_std[2]),
+          "one log: its values, no std");
+    mf_curve_band_free(&b);
+    CHECK(mf_curve_band_make(logs, 0, 0, &b, &err) == MF_ERR_CONFIG, "no logs");
+}
+
+/* A row of three seeds draws its mean with a band in the row's color at
+ * MF_BAND_ALPHA over white, next to a row of one log; in SVG and PDF the
+ * band is a translucent fill. */
+static void test_figure_bands(void)
+{
+    mf_error err = {0};
+    mf_log_epoch e[4][5];
+    const int ep[5] = {1, 2, 3, 4, 5};
+    mf_training_log logs[4];
+    for (int k = 0; k < 4; k++) {
+        double tr[5], te[5];
+        for (int i = 0; i < 5; i++) {
+            tr[i] = 2.0 / (i + 1) + 0.3 * k;
+            te[i] = 2.2 / (i + 1) + 0.4 * k;
+        }
+        logs[k] = band_log(e[k], ep, tr, te, 5);
+    }
+    const int sizes[2] = {3, 1};
+    const char *labels[2] = {"three seeds", "one run"};
+    const char *png = tmp_path("band.png"), *svg = tmp_path("band.svg"), *pdf = tmp_path("band.pdf");
+    CHECK(mf_figure_curves_rows(png, MF_FIGURE_PNG, 800, 500, "bands", logs, sizes, labels, 2, 0,
+                                &err) == MF_OK, "%s", err.message);
+    check_png_file(png, 800, 500);
+    mf_image img;
+    CHECK(mf_image_read(png, &img, &err) == MF_OK, "%s", err.message);
+    if (img.pixels) {
+        mf_color c = mf_palette(0);
+        const double a = MF_BAND_ALPHA;
+        int want[3] = {(int)lrint(255 * (1 - a + a * c.r)), (int)lrint(255 * (1 - a + a * c.g)),
+                       (int)lrint(255 * (1 - a + a * c.b))};
+        int found = 0;
+        size_t plane = (size_t)img.width * img.height;
+        for (size_t i = 0; i < plane; i++)
+            found += abs(img.pixels[i] - want[0]) <= 2 && abs(img.pixels[plane + i] - want[1]) <= 2 &&
+                     abs(img.pixels[2 * plane + i] - want[2]) <= 2;
+        CHECK(found > 2000, "%d pixels of the band's tint", found);
+    }
+    mf_image_free(&img);
+    CHECK(mf_figure_curves_rows(svg, MF_FIGURE_SVG, 800, 500, "bands", logs, sizes, labels, 2, 1,
+                                &err) == MF_OK, "%s", err.message);
+    check_svg_file(svg, 800);
+    CHECK(file_has(svg, "fill-opacity:0.18"), "the SVG has a translucent band");
+    CHECK(mf_figure_curves_rows(pdf, MF_FIGURE_PDF, 800, 500, "bands", logs, sizes, labels, 2, 0,
+                                &err) == MF_OK, "%s", err.message);
+    check_pdf_file(pdf);
+    CHECK(file_has(pdf, "/ca 0.18"), "the PDF has a translucent band");
+    CHECK(mf_figure_curves_rows(png, MF_FIGURE_PNG, 800, 500, "bands", logs, (const int[]){3, 0},
+                                labels, 2, 0, &err) == MF_ERR_CONFIG, "a row of 0 logs");
+}
+
 static void test_figure_formats(void)
 {
     mf_error err = {0};
@@ -817,6 +952,8 @@ int main(void)
     RUN(test_pnm_ascii);
     RUN(test_malformed_rejected);
     RUN(test_figure_formats);
+    RUN(test_curve_band);
+    RUN(test_figure_bands);
     RUN(test_label_layout);
     RUN(test_failed_write_leaves_old_or_none);
     RUN(test_colors);
