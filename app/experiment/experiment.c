@@ -1262,8 +1262,11 @@ mf_status mf_experiment_write_results(const char *dir, const char *grid,
     }
     text_buf doc = {0};
     const char *ext = mf_figure_format_name(format);
-    tb_printf(&doc, "# %s\n\n%s\nLoss curves: loss-<dataset>.%s; accuracy against parameters: "
-                    "accuracy-params.%s.\n", grid, md, ext, ext);
+    tb_printf(&doc, "# %s\n\n%s\nLoss curves: loss-<dataset>.%s%s; accuracy against parameters: "
+                    "accuracy-params.%s%s.\n", grid, md, ext,
+              any_seeded(rs, n) ? " (each row's mean over its seeds per epoch, with a band of one "
+                                  "standard deviation)" : "",
+              ext, any_seeded(rs, n) ? " (the mean, with a bar of one standard deviation)" : "");
     if (!doc.data) {
         st = mf_fail(err, MF_ERR_NOMEM, "out of memory for the results");
         goto out;
