@@ -235,7 +235,9 @@ mf_status mf_experiment_write_summary(const mf_experiment_opts *opts,
  * seeds next to each other, as mf_experiment_collect orders them), and the
  * figures out_dir/loss-<dataset>.EXT (one per dataset present) and
  * out_dir/accuracy-params.EXT from the runs' logs, in format (EXT its
- * mf_figure_format_name). */
+ * mf_figure_format_name). A row of several seeds is drawn once: its mean
+ * loss per epoch with a band of one sample standard deviation
+ * (mf_figure_curves_rows), its mean accuracy with a bar of one. */
 mf_status mf_experiment_write_results(const char *out_dir, const char *grid_name,
                                       const mf_experiment_result *results, int n,
                                       mf_figure_format format, mf_error *err);
