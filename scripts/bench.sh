@@ -13,7 +13,8 @@
 #   TORCH_STEPS [10]: the PyTorch runs (much slower per step)
 #   PRECISIONS [fp32]: "fp32 bf16" also runs minformer --precision bf16 (needs AMX)
 #   TORCH_MODES [fp32]: "fp32 autocast" also runs PyTorch under bf16 autocast
-#   With more than one of either, a second table compares every pair.
+#   With more than one of either, a second table compares every pair by the
+#   fastest training step of each run (robust to other load on the machine).
 #   TORCH=0: skip PyTorch; PYTHON [/usr/bin/python3]
 #   TORCH_LD_LIBRARY_PATH: prepended to LD_LIBRARY_PATH for PyTorch only, e.g. the
 #     directory of an OpenBLAS libblas.so.3 when the system's BLAS is netlib's
@@ -68,14 +69,14 @@ function get(line, key,    m) {
 }
 function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.2fx", a / b) : "-" }
 /^RESULT / { w = get($0, "workload"); p = get($0, "precision")
-    mt[w, p] = get($0, "train_ips"); me[w, p] = get($0, "eval_ips")
+    mt[w, p] = get($0, "train_best_ips")
     if (p != "fp32") next
     order[++n] = w
     ct[w] = get($0, "train_ips"); ce[w] = get($0, "eval_ips"); c1[w] = get($0, "train_ips_1t")
     mfu[w] = get($0, "mfu"); gf[w] = get($0, "gflops"); pk[w] = get($0, "sgemm_peak")
     rss[w] = get($0, "peak_rss_mib") }
 /^TORCH / { w = get($0, "workload"); m = get($0, "mode")
-    pt[w, m] = get($0, "train_ips"); pe[w, m] = get($0, "eval_ips")
+    pt[w, m] = get($0, "train_best_ips")
     if (m != "fp32") next
     tt[w] = get($0, "train_ips"); te[w] = get($0, "eval_ips")
     tpk[w] = get($0, "sgemm_peak") }
@@ -97,9 +98,10 @@ END {
     }
     np = split(precisions, P, " "); nm = torch ? split(modes, TM, " ") : 0
     if (np < 2 && nm < 2) exit
-    # Training img/s of every precision and mode, and each precision against
-    # minformer fp32 and against every PyTorch mode, from the same runs.
-    printf "\n%-14s", "train img/s"
+    # Training img/s of the fastest step (robust to a busy machine) of every
+    # precision and mode, and each precision against minformer fp32 and
+    # against every PyTorch mode, from the same runs.
+    printf "\n%-14s", "best step img/s"
     for (j = 1; j <= np; j++) printf " %14s", "minformer " P[j]
     for (k = 1; k <= nm; k++) printf " %14s", "torch " TM[k]
     for (j = 1; j <= np; j++) if (P[j] != "fp32") printf " %14s", P[j] "/fp32"

@@ -4,12 +4,15 @@
  * path, e.g. Debian's libopenblas0-pthread, installed or unpacked and named
  * in LD_LIBRARY_PATH), its cblas_sgemm runs on the same shapes beside it:
  * the measurement behind using minformer's own kernel (docs/PERFORMANCE.md).
- * Nothing is linked against it.
+ * Nothing is linked against it. Where the CPU has AMX, mf_gemm_bf16 (bf16
+ * operands, fp32 sums) runs on one thread beside them, with its ratio to
+ * mf_gemm on one thread.
  * Usage: bench_gemm [seconds per shape and thread count, default 1] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "minformer/core.h"
 
@@ -35,6 +38,10 @@ static const shape shapes[] = {
     {"mnist bwd dW (64x32)", 1, 0, 64, 32, 4352, 1.0f},
     {"mnist bwd dW up (256x32)", 1, 0, 256, 32, 4352, 1.0f},
     {"mnist bwd dW down (64x128)", 1, 0, 64, 128, 4352, 1.0f},
+    {"mnist chunk dx (4 images)", 0, 0, 68, 64, 64, 0.0f},
+    {"mnist chunk dx MLP", 0, 0, 68, 64, 256, 0.0f},
+    {"mnist chunk dW (64x64)", 1, 0, 64, 64, 68, 1.0f},
+    {"mnist chunk dW MLP (256x64)", 1, 0, 256, 64, 68, 1.0f},
     {"cifar fwd x W^T (d=64)", 0, 1, 715, 64, 64, 0.0f},
     {"cifar fwd MLP up", 0, 1, 715, 256, 64, 0.0f},
     {"cifar fwd MLP down", 0, 1, 715, 64, 256, 0.0f},
@@ -72,7 +79,7 @@ static void load_openblas(void)
     if (!openblas_sgemm || !openblas_threads) openblas_sgemm = NULL;
 }
 
-static int use_openblas;
+static int use_openblas, use_bf16;
 
 static void call(const shape *s, const float *A, const float *B, float *C)
 {
@@ -81,6 +88,8 @@ static void call(const shape *s, const float *A, const float *B, float *C)
         openblas_sgemm(CBLAS_ROW_MAJOR, s->trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
                        s->trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, s->M, s->N, s->K, 1.0f, A, lda,
                        B, ldb, s->beta, C, s->N);
+    else if (use_bf16)
+        mf_gemm_bf16(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, s->beta, C, s->N);
     else
         mf_gemm(s->trans_a, s->trans_b, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, s->beta, C, s->N);
 }
@@ -118,6 +127,8 @@ int main(int argc, char **argv)
     printf("%-26s %2s %2s %5s %5s %5s %9s %9s", "shape", "tA", "tB", "M", "N", "K", "1 thread",
            "2 threads");
     if (openblas_sgemm) printf(" %9s %9s", "OpenBLAS 1", "OpenBLAS 2");
+    int bf16 = mf_bf16_available();
+    if (bf16) printf(" %9s %6s", "bf16 1", "ratio");
     printf("   (GFLOP/s)\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *s = &shapes[i];
@@ -130,7 +141,8 @@ int main(int argc, char **argv)
         }
         for (size_t j = 0; j < na; j++) A[j] = mf_rng_uniform(&rng) - 0.5f;
         for (size_t j = 0; j < nb; j++) B[j] = mf_rng_uniform(&rng) - 0.5f;
-        double g[4];
+        double g[5];
+        use_bf16 = 0;
         for (int t = 0; t < 4; t++) {
             use_openblas = t >= 2;
             if (use_openblas && !openblas_sgemm) break;
@@ -141,6 +153,13 @@ int main(int argc, char **argv)
         printf("%-26s %2d %2d %5d %5d %5d %9.1f %9.1f", s->what, s->trans_a, s->trans_b, s->M,
                s->N, s->K, g[0], g[1]);
         if (openblas_sgemm) printf(" %10.1f %10.1f", g[2], g[3]);
+        if (bf16) {
+            use_openblas = 0;
+            use_bf16 = 1;
+            mf_set_threads(1);
+            g[4] = gflops(s, A, B, C, seconds);
+            printf(" %9.1f %5.2fx", g[4], g[4] / g[0]);
+        }
         printf("\n");
         fflush(stdout);
         mf_free(A), mf_free(B), mf_free(C);
