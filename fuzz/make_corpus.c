@@ -285,8 +285,9 @@ static void make_image(void)
 
 /* ---- checkpoints --------------------------------------------------------------- */
 
+/* class_names: NULL, or a folder model's cfg->classes names. */
 static void checkpoint_seed(const char *name, const mf_config *cfg, int with_optimizer,
-                            uint64_t data_fingerprint)
+                            uint64_t data_fingerprint, char *const *class_names)
 {
     mf_model m;
     mf_error err;
@@ -302,6 +303,12 @@ static void checkpoint_seed(const char *name, const mf_config *cfg, int with_opt
     info.state.epoch = 2;
     info.state.step = 10;
     info.data_fingerprint = data_fingerprint;
+    if (class_names) {
+        info.dataset = MF_FOLDER;
+        info.class_names = class_names;
+        info.folder_image_size = cfg->image_size;
+        info.folder_center_crop = 1;
+    }
     if (mf_checkpoint_save(path_of("checkpoint", name), &m, &info, with_optimizer, &err))
         die(err.message);
     mf_model_free(&m);
@@ -412,18 +419,23 @@ static void make_checkpoint(void)
     mf_config c = {.image_size = 4, .channels = 1, .classes = 10, .patch = 2, .dim = 4,
                    .layers = 1, .heads = 1, .mlp_ratio = 1, .qk = MF_QK_SEPARATE,
                    .vo = MF_VO_SEPARATE, .pool = MF_POOL_CLS};
-    checkpoint_seed("separate_cls.safetensors", &c, 0, 0);
-    checkpoint_seed("separate_cls_optimizer.safetensors", &c, 1, 0x0123456789abcdefu);
+    checkpoint_seed("separate_cls.safetensors", &c, 0, 0, NULL);
+    checkpoint_seed("separate_cls_optimizer.safetensors", &c, 1, 0x0123456789abcdefu, NULL);
     mf_config d = c;
     d.channels = 3, d.qk = MF_QK_CHOLESKY, d.vo = MF_VO_NONE, d.pool = MF_POOL_MEAN;
     d.mlp_ratio = 0, d.dim = 2;
-    checkpoint_seed("cholesky_none_mean.safetensors", &d, 0, 0);
+    checkpoint_seed("cholesky_none_mean.safetensors", &d, 0, 0, NULL);
     mf_config e = c;
     e.qk = MF_QK_COLLAPSED, e.vo = MF_VO_COLLAPSED, e.layers = 2, e.dim = 2, e.dropout = 0.25f;
-    checkpoint_seed("collapsed_two_layers.safetensors", &e, 1, 0);
+    checkpoint_seed("collapsed_two_layers.safetensors", &e, 1, 0, NULL);
     mf_config f = c;
     f.qk = MF_QK_SHARED, f.heads = 2, f.classes = 2, f.mlp_ratio = 0;
-    checkpoint_seed("shared_two_heads.safetensors", &f, 0, 0);
+    checkpoint_seed("shared_two_heads.safetensors", &f, 0, 0, NULL);
+    /* A folder model of 12 classes with its class names. */
+    mf_config g = c;
+    g.classes = 12, g.mlp_ratio = 0;
+    char *names[12] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "z\xc3\xa9"};
+    checkpoint_seed("folder_class_names.safetensors", &g, 0, 0, names);
     checksum_seeds("separate_cls_optimizer.safetensors", "version1_separate_cls_optimizer.safetensors", 1);
     checksum_seeds("collapsed_two_layers.safetensors", "version1_collapsed_two_layers.safetensors", 0);
     safetensors_seed("checksum_of_no_tensor.safetensors",

@@ -412,6 +412,24 @@ int fuzz_one_checkpoint(const uint8_t *data, size_t size)
         else
             fuzz_touch((const uint8_t *)m.params, m.num_params * sizeof *m.params);
     }
+    /* The class names: read whenever load accepts the file (which checks
+     * more), then as many as the classes, each a valid name, sorted and
+     * unique. */
+    char **names;
+    int count;
+    mf_error_clear(&err);
+    mf_status nst = mf_checkpoint_read_classes(path, &names, &count, &err);
+    fuzz_say("mf_checkpoint_read_classes", nst, &err);
+    if (!bad && st == MF_OK && nst != MF_OK && nst != MF_ERR_NOMEM)
+        bad = fuzz_problem("checkpoint", "load said %d, read_classes %d", st, nst);
+    if (!bad && nst == MF_OK && st == MF_OK && (info.has_class_names ? count != m.cfg.classes
+                                                : count != 0 || names != NULL))
+        bad = fuzz_problem("checkpoint", "%d class names for %d classes (has_class_names %d)",
+                           count, m.cfg.classes, info.has_class_names);
+    for (int k = 0; !bad && nst == MF_OK && k < count; k++)
+        if (mf_class_name_problem(names[k]) || (k && strcmp(names[k - 1], names[k]) >= 0))
+            bad = fuzz_problem("checkpoint", "accepted class name %d", k);
+    if (nst == MF_OK) mf_checkpoint_class_names_free(names, count);
     mf_model_free(&m);
     return bad;
 }

@@ -127,9 +127,9 @@ static void synthetic_dataset(mf_dataset *ds, mf_dataset_kind kind, int train, i
         sp->channels = ds->channels;
         sp->size = ds->size;
         sp->images = mf_alloc((size_t)counts[s] * img);
-        sp->labels = mf_alloc((size_t)counts[s]);
+        sp->labels = mf_alloc((size_t)counts[s] * sizeof *sp->labels);
         for (size_t i = 0; i < (size_t)counts[s] * img; i++) sp->images[i] = (uint8_t)mf_rng_below(&rng, 256);
-        for (int i = 0; i < counts[s]; i++) sp->labels[i] = (uint8_t)mf_rng_below(&rng, 10);
+        for (int i = 0; i < counts[s]; i++) sp->labels[i] = (uint16_t)mf_rng_below(&rng, 10);
     }
     for (int ch = 0; ch < 3; ch++) ds->mean[ch] = 0.5f, ds->std[ch] = 0.29f;
 }

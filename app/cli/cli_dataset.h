@@ -23,13 +23,18 @@ enum { OPT_IMAGE_SIZE = 2000, OPT_CENTER_CROP, OPT_SKIP_BAD, OPT_NO_CACHE };
     "  --no-cache         neither read nor write PATH/.minformer-cache-*.bin\n"
 
 /* Folder options as given; given counts the flags, so that a built-in
- * dataset can refuse them. */
+ * dataset can refuse them; geometry_given: --image-size or --center-crop. */
 typedef struct {
     mf_folder_opts opts;
     int given;
+    int geometry_given;
 } cli_folder_opts;
 
 void cli_folder_opts_init(cli_folder_opts *o);
+/* A folder model's --image-size and --center-crop from its checkpoint
+ * (info from mf_checkpoint_load), unless either option was given: a folder
+ * is read as the model's training read it. */
+void cli_folder_opts_from_checkpoint(cli_folder_opts *o, const mf_checkpoint_info *info);
 /* One folder option: 1 if it was one, 0 if not, -EXIT_USAGE on a bad value. */
 int cli_folder_option(cli_folder_opts *o, int opt, const char *arg, const char *cmd);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_dataset.h"
 #include "minformer/checkpoint.h"
 #include "figures/figures.h"
 
@@ -74,8 +75,18 @@ int cmd_attention(int argc, char **argv)
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
     float *x = NULL, *maps = NULL, *layers = NULL, *roll = NULL;
-    int y = 0;
-    if ((rc = cli_load_eval_split(cmd, dataset, co.data_dir, info.dataset, &m.cfg, 0, &ds))) goto out;
+    int y = 0, nstored = 0;
+    char **stored = NULL;
+    /* A folder is read as the model's training read it (its checkpoint says how). */
+    cli_folder_opts fo;
+    cli_folder_opts_init(&fo);
+    cli_folder_opts_from_checkpoint(&fo, &info);
+    if (info.has_class_names && mf_checkpoint_read_classes(ckpt, &stored, &nstored, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
+    if ((rc = cli_load_eval_data(cmd, dataset, co.data_dir, &fo, info.dataset, &m.cfg, 0, &ds)))
+        goto out;
     if (index >= ds.test.count) {
         rc = cli_usage_error(cmd, "--index %d: the %s test split has %d images", index, ds.name,
                              ds.test.count);
@@ -106,14 +117,16 @@ int cmd_attention(int argc, char **argv)
     mf_model_attention_maps(&m, 0, maps);
     mf_attention_cls_maps(c, maps, layers, roll);
     char header[256];
-    snprintf(header, sizeof header, "%s test image %d: label %s, predicted %s", ds.name, index,
-             mf_dataset_class_name(ds.kind, y), mf_dataset_class_name(ds.kind, pred));
+    snprintf(header, sizeof header, "%s test image %d: label %.80s, predicted %.80s", ds.name,
+             index, stored ? stored[y] : mf_dataset_label_name(&ds, y),
+             stored ? stored[pred] : mf_dataset_label_name(&ds, pred));
     if (mf_figure_attention(out, format, c, ds.test.images + (size_t)index * img, layers, roll, header, &err)) {
         rc = cli_report(&err);
         goto out;
     }
     printf("%s\nwrote %s\n", header, out);
 out:
+    mf_checkpoint_class_names_free(stored, nstored);
     free(x);
     free(maps);
     free(layers);

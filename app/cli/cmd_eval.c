@@ -1,5 +1,7 @@
 /* minformer eval: a checkpoint's test loss, accuracy, per-class accuracy and
- * confusion matrix. */
+ * confusion matrix (printed whole up to FULL_MATRIX_CLASSES classes; beyond
+ * that the per-class table and the TOP_CONFUSIONS largest off-diagonal
+ * cells, the whole matrix staying in --json). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,12 @@ static const char *help =
     "Usage: minformer eval --checkpoint PATH [--dataset NAME] [--data DIR] [--json]\n\n"
     "Evaluates a saved model on a test split (the one it was trained on, unless\n"
     "--dataset names another of the same image shape), normalized as in training.\n"
-    "A model trained on a folder dataset needs --dataset folder:PATH; a folder's\n"
-    "test/ split is evaluated with the folder's class names.\n\n"
+    "A model trained on a folder dataset needs --dataset folder:PATH (read with the\n"
+    "--image-size and --center-crop it was trained with unless they are given); its\n"
+    "classes are named by the checkpoint, else by the folder, and a folder whose\n"
+    "class names differ from the checkpoint's is refused. Up to 20 classes the whole\n"
+    "confusion matrix is printed; beyond, the per-class table and the 20 most\n"
+    "frequent confusions (--json always holds the whole matrix).\n\n"
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
     "  --dataset NAME     mnist, cifar10, fashion-mnist or folder:PATH\n"
     "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
@@ -27,6 +33,54 @@ static const char *help =
     CLI_FOLDER_HELP;
 
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_BATCH };
+enum { FULL_MATRIX_CLASSES = 20, TOP_CONFUSIONS = 20, NAME_WIDTH_MAX = 40 };
+
+/* The per-class table: with the matrix's rows when K is small, else alone,
+ * followed by the most frequent confusions (count descending, then true and
+ * predicted class ascending). */
+static void print_classes(const char *const *names, int K, const int *confusion,
+                          const int *totals, const float *per_class)
+{
+    int width = 14;
+    for (int t = 0; t < K; t++) {
+        int len = (int)strlen(names[t]);
+        if (len > width) width = len < NAME_WIDTH_MAX ? len : NAME_WIDTH_MAX;
+    }
+    int full = K <= FULL_MATRIX_CLASSES;
+    printf("%-*s %8s %8s%s\n", width, "class", "images", "acc",
+           full ? "   confusion (rows: true class, columns: predicted)" : "");
+    for (int t = 0; t < K; t++) {
+        printf("%-*.*s %8d %7.2f%%", width, NAME_WIDTH_MAX, names[t], totals[t],
+               100.0 * per_class[t]);
+        if (full) {
+            printf("  ");
+            for (int p = 0; p < K; p++) printf(" %5d", confusion[t * K + p]);
+        }
+        printf("\n");
+    }
+    if (full) return;
+    /* The TOP_CONFUSIONS largest cells off the diagonal, by insertion. */
+    int top[TOP_CONFUSIONS], n = 0;
+    for (int i = 0; i < K * K; i++) {
+        if (i / K == i % K || !confusion[i]) continue;
+        int at = n;
+        while (at > 0 && confusion[top[at - 1]] < confusion[i]) at--;
+        if (at >= TOP_CONFUSIONS) continue;
+        if (n < TOP_CONFUSIONS) n++;
+        memmove(top + at + 1, top + at, (size_t)(n - 1 - at) * sizeof *top);
+        top[at] = i;
+    }
+    if (n == 0) {
+        printf("\n%d classes: the confusion matrix is in --json; no image was confused\n", K);
+        return;
+    }
+    printf("\n%d classes: the confusion matrix is in --json; the %d most frequent confusions:\n",
+           K, n);
+    printf("%-*s %-*s %8s\n", width, "true class", width, "predicted", "images");
+    for (int j = 0; j < n; j++)
+        printf("%-*.*s %-*.*s %8d\n", width, NAME_WIDTH_MAX, names[top[j] / K], width,
+               NAME_WIDTH_MAX, names[top[j] % K], confusion[top[j]]);
+}
 
 int cmd_eval(int argc, char **argv)
 {
@@ -72,15 +126,30 @@ int cmd_eval(int argc, char **argv)
     }
     mf_dataset ds;
     memset(&ds, 0, sizeof ds);
-    int K = m.cfg.classes, *confusion = NULL, *totals = NULL;
+    int K = m.cfg.classes, *confusion = NULL, *totals = NULL, nstored = 0;
     float *per_class = NULL;
+    char **stored = NULL;
+    const char **names = NULL;
+    cli_folder_opts_from_checkpoint(&fo, &info);
+    if (info.has_class_names && mf_checkpoint_read_classes(ckpt, &stored, &nstored, &err)) {
+        rc = cli_report(&err);
+        goto out;
+    }
     if ((rc = cli_load_eval_data(cmd, dataset, co.data_dir, &fo, info.dataset, &m.cfg,
                                  co.limit_test, &ds)))
         goto out;
+    for (int t = 0; stored && ds.class_names && t < K; t++)
+        if (strcmp(stored[t], ds.class_names[t])) {
+            rc = cli_usage_error(cmd, "the model's class %d is '%.80s', %s's is '%.80s'; a "
+                                 "folder must hold the model's classes", t, stored[t], ds.folder,
+                                 ds.class_names[t]);
+            goto out;
+        }
     confusion = calloc((size_t)K * K, sizeof *confusion);
     totals = calloc((size_t)K, sizeof *totals);
     per_class = calloc((size_t)K, sizeof *per_class);
-    if (!confusion || !totals || !per_class) {
+    names = malloc((size_t)K * sizeof *names);
+    if (!confusion || !totals || !per_class || !names) {
         mf_fail(&err, MF_ERR_NOMEM, "out of memory");
         rc = cli_report(&err);
         goto out;
@@ -95,15 +164,10 @@ int cmd_eval(int argc, char **argv)
         for (int p = 0; p < K; p++) totals[t] += confusion[t * K + p];
         per_class[t] = totals[t] ? (float)confusion[t * K + t] / totals[t] : 0.0f;
     }
+    for (int t = 0; t < K; t++) names[t] = stored ? stored[t] : mf_dataset_label_name(&ds, t);
     printf("%s on %s test (%d images): loss %.4f, accuracy %.2f%%\n\n", ckpt, ds.name, r.count,
            r.loss, 100.0 * r.acc);
-    printf("%-14s %8s %8s   confusion (rows: true class, columns: predicted)\n", "class", "images",
-           "acc");
-    for (int t = 0; t < K; t++) {
-        printf("%-14s %8d %7.2f%%  ", mf_dataset_label_name(&ds, t), totals[t], 100.0 * per_class[t]);
-        for (int p = 0; p < K; p++) printf(" %5d", confusion[t * K + p]);
-        printf("\n");
-    }
+    print_classes(names, K, confusion, totals, per_class);
     if (co.json) {
         mf_json_writer w = {0};
         mf_json_raw(&w, "{");
@@ -114,7 +178,7 @@ int cmd_eval(int argc, char **argv)
         cli_json_real(&w, "test_acc", "%.6f", r.acc);
         cli_json_key(&w, "class_names");
         mf_json_raw(&w, "[");
-        for (int t = 0; t < K; t++) cli_json_str(&w, NULL, mf_dataset_label_name(&ds, t));
+        for (int t = 0; t < K; t++) cli_json_str(&w, NULL, names[t]);
         mf_json_raw(&w, "]");
         cli_json_reals(&w, "per_class_acc", "%.6f", per_class, K);
         cli_json_key(&w, "confusion");
@@ -124,6 +188,8 @@ int cmd_eval(int argc, char **argv)
         rc = cli_json_print(&w);
     }
 out:
+    mf_checkpoint_class_names_free(stored, nstored);
+    free(names);
     free(confusion);
     free(totals);
     free(per_class);

@@ -16,23 +16,28 @@ static const char *help =
     "folder model's own) and prints the three most probable classes with their\n"
     "probabilities.\n\n"
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
+    "A folder model's classes are named by its checkpoint; one written before\n"
+    "checkpoints held the names needs --dataset folder:PATH for them, else its\n"
+    "classes are shown by their labels.\n\n"
     "  --dataset folder:PATH\n"
-    "                     name the classes of a model trained on a folder dataset\n"
-    "                     by PATH/train's class folders (no image is read); without\n"
-    "                     it such a model's classes are shown by their labels\n"
+    "                     name the classes by PATH/train's class folders (no image is\n"
+    "                     read); they must agree with the checkpoint's names if any\n"
     "  --resize           resize each image to the model's size (area filter) and\n"
     "                     convert its channels (Rec. 601 grey, or grey copied to RGB)\n"
-    "  --center-crop      with --resize: crop the central square first\n"
+    "  --center-crop      with --resize: crop the central square first (the default\n"
+    "                     for a folder model trained with --center-crop)\n"
     "  --json             one JSON object per file instead of text\n"
     CLI_PRECISION_HELP;
 
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_DATASET, OPT_RESIZE };
 
-static const char *class_name(const mf_checkpoint_info *info, char **names,
+/* A label's name: the checkpoint's, the folder's, a built-in dataset's, else
+ * the label itself. */
+static const char *class_name(const mf_checkpoint_info *info, char **stored, char **names,
                               const char (*label_names)[16], int label)
 {
     if (info->dataset != MF_FOLDER) return mf_dataset_class_name(info->dataset, label);
-    return names ? names[label] : label_names[label];
+    return stored ? stored[label] : names ? names[label] : label_names[label];
 }
 
 int cmd_predict(int argc, char **argv)
@@ -89,8 +94,8 @@ int cmd_predict(int argc, char **argv)
     }
     const mf_config *c = &m.cfg;
     int S = c->image_size, C = c->channels, K = c->classes;
-    char **names = NULL, (*label_names)[16] = NULL;
-    int nnames = 0;
+    char **names = NULL, **stored = NULL, (*label_names)[16] = NULL;
+    int nnames = 0, nstored = 0;
     size_t npix = (size_t)S * S;
     float *x = NULL, *prob = NULL;
     if (folder) {
@@ -107,6 +112,19 @@ int cmd_predict(int argc, char **argv)
             rc = cli_usage_error(cmd, "the model has %d classes; %s has %d", K, folder, nnames);
             goto out;
         }
+    }
+    if (info.has_class_names) {
+        if (mf_checkpoint_read_classes(ckpt, &stored, &nstored, &err)) {
+            rc = cli_report(&err);
+            goto out;
+        }
+        for (int k = 0; names && k < K; k++)
+            if (strcmp(stored[k], names[k])) {
+                rc = cli_usage_error(cmd, "the model's class %d is '%.80s', %s's is '%.80s'", k,
+                                     stored[k], folder, names[k]);
+                goto out;
+            }
+        if (resize && info.folder_center_crop) center_crop = 1;
     }
     x = mf_alloc((size_t)C * npix * sizeof(float));
     prob = malloc((size_t)K * sizeof *prob);
@@ -171,7 +189,7 @@ int cmd_predict(int argc, char **argv)
             for (int r = 0; r < 3 && r < K; r++) {
                 cli_json_key(&w, NULL);
                 mf_json_raw(&w, "{");
-                cli_json_str(&w, "class", class_name(&info, names, label_names, top[r]));
+                cli_json_str(&w, "class", class_name(&info, stored, names, label_names, top[r]));
                 cli_json_int(&w, "label", top[r]);
                 cli_json_real(&w, "probability", "%.6f", prob[top[r]]);
                 mf_json_raw(&w, "}");
@@ -181,13 +199,14 @@ int cmd_predict(int argc, char **argv)
         } else {
             printf("%s:", path);
             for (int r = 0; r < 3 && r < K; r++)
-                printf("%s %s %.1f%%", r ? "," : "", class_name(&info, names, label_names, top[r]),
+                printf("%s %s %.1f%%", r ? "," : "", class_name(&info, stored, names, label_names, top[r]),
                        100.0 * prob[top[r]]);
             printf("\n");
         }
     }
 out:
     mf_folder_class_names_free(names, nnames);
+    mf_checkpoint_class_names_free(stored, nstored);
     free(label_names);
     free(prob);
     mf_free(x);

@@ -292,6 +292,7 @@ int cmd_train(int argc, char **argv)
                 return cli_report(&err);
             }
         }
+        cli_folder_opts_from_checkpoint(&fo, &info);
         int epochs = epochs_given ? to.epochs : info.opts.epochs;
         to = info.opts;
         to.epochs = epochs;
@@ -370,6 +371,11 @@ int cmd_train(int argc, char **argv)
     }
     info.data_fingerprint = ds.fingerprint;
     info.dataset = kind;
+    if (kind == MF_FOLDER) {
+        info.class_names = ds.class_names;
+        info.folder_image_size = fo.opts.image_size;
+        info.folder_center_crop = fo.opts.center_crop;
+    }
     memcpy(info.mean, ds.mean, sizeof info.mean);
     memcpy(info.std, ds.std, sizeof info.std);
     info.opts = to;

@@ -207,14 +207,22 @@ int cli_folder_option(cli_folder_opts *o, int opt, const char *arg, const char *
     switch (opt) {
     case OPT_IMAGE_SIZE:
         rc = cli_parse_int(cmd, "image-size", arg, 1, MF_IMAGE_MAX_SIDE, &o->opts.image_size);
+        o->geometry_given = 1;
         break;
-    case OPT_CENTER_CROP: o->opts.center_crop = 1; break;
+    case OPT_CENTER_CROP: o->opts.center_crop = 1, o->geometry_given = 1; break;
     case OPT_SKIP_BAD: o->opts.skip_bad = 1; break;
     case OPT_NO_CACHE: o->opts.use_cache = 0; break;
     default: return 0;
     }
     o->given++;
     return rc ? -EXIT_USAGE : 1;
+}
+
+void cli_folder_opts_from_checkpoint(cli_folder_opts *o, const mf_checkpoint_info *info)
+{
+    if (o->geometry_given || info->dataset != MF_FOLDER || !info->has_class_names) return;
+    o->opts.image_size = info->folder_image_size;
+    o->opts.center_crop = info->folder_center_crop;
 }
 
 int cli_load_dataset(const char *cmd, const char *dataset, const char *data_dir,

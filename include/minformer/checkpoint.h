@@ -34,6 +34,16 @@ typedef struct {
     mf_train_state state;    /* where that run stands */
     int limit_train, limit_test; /* the run's dataset limits, 0 = whole split */
     uint64_t data_fingerprint; /* mf_dataset.fingerprint of the training data; 0 = unknown */
+    /* A folder model's class names (cfg.classes of them, sorted byte-wise:
+     * the label is the position) and the folder settings it trained with
+     * (mf_folder_opts.image_size, .center_crop). save writes them when
+     * class_names is non-NULL (borrowed: save neither copies nor frees it);
+     * load checks them when the file holds them and sets has_class_names and
+     * the two settings, but leaves class_names NULL: mf_checkpoint_read_classes
+     * returns the names. */
+    char *const *class_names;
+    int folder_image_size, folder_center_crop;
+    int has_class_names;
     /* Set by mf_checkpoint_load (ignored by save): */
     int version;             /* the file's format version (1: written before checksums) */
     int has_optimizer;       /* the file held AdamW moments; else they are zero */
@@ -59,6 +69,13 @@ mf_status mf_checkpoint_save(const char *path, const mf_model *m, const mf_check
  * with the message "PATH: problem". */
 mf_status mf_checkpoint_load(const char *path, mf_model *m, mf_checkpoint_info *info,
                              mf_error *err);
+
+/* The class names a folder model's checkpoint holds: *names (*count of them,
+ * the model's classes) to free with mf_checkpoint_class_names_free; NULL and 0
+ * for a checkpoint without them (a built-in dataset's, or one written before
+ * names were stored). The file is checked as mf_checkpoint_load checks it. */
+mf_status mf_checkpoint_read_classes(const char *path, char ***names, int *count, mf_error *err);
+void mf_checkpoint_class_names_free(char **names, int count);
 
 /* ---- the safetensors layer, for tools ---------------------------------- */
 

@@ -18,7 +18,7 @@ typedef struct {
     int channels;
     int size;
     uint8_t *images; /* count * channels * size * size */
-    uint8_t *labels; /* count, each < classes */
+    uint16_t *labels; /* count, each < classes (up to MF_FOLDER_MAX_CLASSES) */
     /* The dataset's class count (the loaders set it); 0 when unknown, as in
      * a split built by hand: then only the labels themselves are checked
      * against a model. */
@@ -36,7 +36,9 @@ typedef struct {
      * [0, 1], computed from the data at load time (before any limit). */
     float mean[3], std[3];
     /* mf_hash_bytes over both splits' images and labels as loaded (before any
-     * limit): a resumed run checks that its data did not change. */
+     * limit): a resumed run checks that its data did not change. The labels
+     * are hashed one byte each when classes <= 256 (so the value is the one
+     * of the byte labels before them), else two bytes little-endian. */
     uint64_t fingerprint;
     /* A folder dataset's class names (classes of them, sorted byte-wise: the
      * label is the position) and its path, owned by the dataset; NULL for
@@ -78,7 +80,9 @@ mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir,
  * any image is RGB, the dataset is RGB and grey images are replicated into
  * three channels; else it is grey. docs/IMAGENET.md and README describe the
  * cache. */
-#define MF_FOLDER_MAX_CLASSES 256 /* labels are bytes */
+#define MF_FOLDER_MAX_CLASSES 1000 /* ImageNet-1k; the model's limit (MF_MAX_CLASSES) */
+/* A class name's most bytes (a file name's limit on Linux). */
+#define MF_CLASS_NAME_MAX 255
 #define MF_FOLDER_MAX_IMAGES (1 << 28) /* per split */
 
 typedef struct {
@@ -126,6 +130,10 @@ mf_status mf_dataset_load_folder(mf_dataset *ds, const char *path, const mf_fold
  * mf_folder_class_names_free. */
 mf_status mf_folder_class_names(const char *path, char ***names, int *count, mf_error *err);
 void mf_folder_class_names_free(char **names, int count);
+/* NULL when name can name a class (in a folder, a checkpoint, a terminal):
+ * 1 to MF_CLASS_NAME_MAX bytes of valid UTF-8, no control character (C0,
+ * DEL or C1), no '/', neither "." nor ".."; else why not, as a phrase. */
+const char *mf_class_name_problem(const char *name);
 /* Keeps the first limit_train / limit_test examples (0 = keep all). */
 void mf_dataset_limit(mf_dataset *ds, int limit_train, int limit_test);
 void mf_dataset_free(mf_dataset *ds);

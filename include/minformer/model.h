@@ -25,6 +25,9 @@ typedef enum {
 
 typedef enum { MF_POOL_CLS = 0, MF_POOL_MEAN = 1 } mf_pool_kind;
 
+/* A model's classes: 2 to MF_MAX_CLASSES (ImageNet-1k). */
+#define MF_MAX_CLASSES 1000
+
 typedef struct {
     int image_size; /* S: images are S x S */
     int channels;   /* C */

@@ -99,6 +99,13 @@ static size_t utf8_length(const unsigned char *s, size_t avail)
     return n;
 }
 
+int mf_json_utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_length((const unsigned char *)s + i, n - i))) return 0;
+    return 1;
+}
+
 /* At the opening quote. Decodes into the buffer from the first character on
  * (never longer than the source) and NUL-terminates. */
 static int parse_string(parser *p, const char **out, int *out_len)

@@ -53,6 +53,9 @@ double mf_json_number(const mf_json *obj, const char *key, double missing);
  * exponent) that fits in 64 bits: 1 and *out set, else 0. */
 int mf_json_u64(const mf_json *v, uint64_t *out);
 
+/* 1 when s[0..n) is well-formed UTF-8 (as the reader requires of strings). */
+int mf_json_utf8_valid(const char *s, size_t n);
+
 /* A growing text buffer for writing JSON. After an allocation failure every
  * call does nothing and failed stays 1. */
 typedef struct {

@@ -50,7 +50,7 @@ static mf_status cifar_open(const char *path, FILE **out, long *records, mf_erro
 
 /* Reads records [0, n) of f into images/labels, checking every label and
  * that the file ends exactly where its size said. */
-static mf_status cifar_read(FILE *f, const char *path, long n, uint8_t *images, uint8_t *labels,
+static mf_status cifar_read(FILE *f, const char *path, long n, uint8_t *images, uint16_t *labels,
                             mf_error *err)
 {
     mf_status st = MF_OK;
@@ -65,7 +65,7 @@ static mf_status cifar_read(FILE *f, const char *path, long n, uint8_t *images, 
             st = mf_fail(err, MF_ERR_FORMAT, "%s: record %ld has label %d, expected 0-9", path, i,
                          label);
         else
-            labels[i] = (uint8_t)label;
+            labels[i] = (uint16_t)label;
     }
     if (!st && fgetc(f) != EOF)
         st = mf_fail(err, MF_ERR_FORMAT, "%s: grew while being read", path);
@@ -93,7 +93,7 @@ mf_status mf_cifar_load(const char *const *paths, int npaths, mf_split *out, mf_
     if (!st) {
         s.count = (int)total;
         s.images = malloc((size_t)total * CIFAR_PIXELS);
-        s.labels = malloc((size_t)total);
+        s.labels = malloc((size_t)total * sizeof *s.labels);
         if (!s.images || !s.labels)
             st = mf_fail(err, MF_ERR_NOMEM, "out of memory for %ld CIFAR-10 images", total);
     }

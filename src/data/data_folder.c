@@ -4,14 +4,15 @@
  * decoding.
  *
  * The cache, PATH/.minformer-cache-<settings>.bin, little-endian:
- *   "MFFOLDC1"                magic (8 bytes)
+ *   "MFFOLDC2"                magic (8 bytes; "MFFOLDC1" had byte labels)
  *   u64 key                   hash of the cache version, the decoder
  *                             versions, the settings, and every class name
  *                             and file (name, size, modification time)
  *   u32 classes, channels, size, train count, test count, skipped
  *   classes x (u32 length, name bytes)
  *   u64 header checksum       mf_hash_bytes of everything above
- *   train labels, test labels, train images, test images
+ *   train labels, test labels u16 each
+ *   train images, test images
  *   u64 data checksum         chained mf_hash_bytes over the data in
  *                             CACHE_CHUNK pieces
  * It is used only when its key equals the one computed from the files now,
@@ -21,6 +22,7 @@
 #include "minformer/data.h"
 #include "minformer/image.h"
 #include "data/dataset_internal.h"
+#include "minformer/model.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,14 +37,18 @@
 #include <omp.h>
 #endif
 
-/* Bump when decoding or resizing changes the pixels of the same files. */
-#define CACHE_VERSION 1
+/* Bump when decoding or resizing changes the pixels of the same files, or
+ * the layout changes (2: labels of two bytes). */
+#define CACHE_VERSION 2
 #define CACHE_CHUNK ((size_t)1 << 20)
 #define PATH_CAP 4096
 /* The fixed seed of the examples' order within a split. */
 #define ORDER_SEED 0x666f6c646572ULL /* "folder" */
 
-static const char cache_magic[8] = {'M', 'F', 'F', 'O', 'L', 'D', 'C', '1'};
+_Static_assert(MF_FOLDER_MAX_CLASSES <= MF_MAX_CLASSES && MF_MAX_CLASSES <= 65536,
+               "a folder's labels must fit a model and uint16_t");
+
+static const char cache_magic[8] = {'M', 'F', 'F', 'O', 'L', 'D', 'C', '2'};
 
 void mf_folder_opts_default(mf_folder_opts *o)
 {
@@ -200,21 +206,43 @@ static mf_status check_root(const char *root, mf_error *err)
     return MF_OK;
 }
 
-/* The class folders of root/split; their number is checked for train/ (test/
- * is compared with train/ instead, which names a missing or extra class). */
+/* name with every byte outside printable ASCII as \xNN, cut to fit out. */
+static const char *escaped(const char *name, char out[64])
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && w + 5 < 64; p++) {
+        if (*p >= 0x20 && *p < 0x7f) out[w++] = (char)*p;
+        else w += (size_t)snprintf(out + w, 64 - w, "\\x%02x", *p);
+    }
+    out[w] = '\0';
+    return out;
+}
+
+/* The class folders of root/split; their number and names are checked for
+ * train/ (test/ is compared with train/ instead, which names a missing or
+ * extra class). */
 static mf_status scan_classes(const char *root, const char *split, name_list *classes,
                               mf_error *err)
 {
-    char dir[PATH_CAP];
+    char dir[PATH_CAP], shown[64];
     mf_status st = split_dir(dir, root, split, err);
     if (!st) st = list_dir(dir, 1, classes, NULL, err);
-    if (st) return st;
-    if (strcmp(split, "test") &&
-        (classes->count < 2 || classes->count > MF_FOLDER_MAX_CLASSES)) {
+    if (st || !strcmp(split, "test")) return st;
+    if (classes->count < 2)
         st = mf_fail(err, MF_ERR_FORMAT, "%s: %d class folders; a folder dataset needs 2 to %d",
                      dir, classes->count, MF_FOLDER_MAX_CLASSES);
-        names_free(classes);
+    else if (classes->count > MF_FOLDER_MAX_CLASSES)
+        st = mf_fail(err, MF_ERR_FORMAT, "%s: %d class folders, more than the %d a model takes "
+                     "(the first beyond them, in sorted order: '%s')", dir, classes->count,
+                     MF_FOLDER_MAX_CLASSES,
+                     escaped(classes->names[MF_FOLDER_MAX_CLASSES], shown));
+    for (int k = 0; !st && k < classes->count; k++) {
+        const char *why = mf_class_name_problem(classes->names[k]);
+        if (why)
+            st = mf_fail(err, MF_ERR_FORMAT, "%s/%s: cannot name a class (%s); rename the "
+                         "folder", dir, escaped(classes->names[k], shown), why);
     }
+    if (st) names_free(classes);
     return st;
 }
 
@@ -391,6 +419,12 @@ static uint64_t cache_key(const mf_folder_opts *o, const name_list *classes, con
     return h;
 }
 
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
 static void put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -460,8 +494,16 @@ static mf_status cache_write(const char *path, const mf_dataset *d, uint64_t key
     const mf_split *s[2] = {&d->train, &d->test};
     uint64_t sum = 0;
     for (int i = 0; i < 2; i++) {
-        mf_file_replace_write(&r, s[i]->labels, (size_t)s[i]->count, err);
-        sum = hash_chunks(sum, s[i]->labels, (size_t)s[i]->count);
+        size_t n = (size_t)s[i]->count * 2;
+        uint8_t *le = malloc(n ? n : 1);
+        if (!le) {
+            mf_file_replace_abort(&r);
+            return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory", path);
+        }
+        for (int j = 0; j < s[i]->count; j++) put_u16(le + 2 * (size_t)j, s[i]->labels[j]);
+        mf_file_replace_write(&r, le, n, err);
+        sum = hash_chunks(sum, le, n);
+        free(le);
     }
     size_t img = (size_t)d->channels * d->size * d->size;
     for (int i = 0; i < 2; i++) {
@@ -549,7 +591,7 @@ static int cache_read(const char *path, uint64_t key, const name_list *classes, 
     }
     size_t img = (size_t)v[1] * v[2] * v[2];
     if (!why) {
-        uint64_t want = sizeof fixed + names_len + 8 + (uint64_t)v[3] + v[4] +
+        uint64_t want = sizeof fixed + names_len + 8 + 2 * ((uint64_t)v[3] + v[4]) +
                         ((uint64_t)v[3] + v[4]) * img + 8;
         if (size != want) why = "its size is wrong (truncated or padded)";
     }
@@ -559,15 +601,22 @@ static int cache_read(const char *path, uint64_t key, const name_list *classes, 
         s[i].channels = (int)v[1];
         s[i].size = (int)v[2];
         s[i].classes = (int)v[0];
-        s[i].labels = malloc(s[i].count ? (size_t)s[i].count : 1);
+        s[i].labels = malloc(s[i].count ? (size_t)s[i].count * sizeof *s[i].labels : 1);
         s[i].images = malloc(s[i].count ? (size_t)s[i].count * img : 1);
         if (!s[i].labels || !s[i].images) why = "out of memory";
     }
+    /* The labels arrive as two bytes each, little-endian, in place: the
+     * buffer holds count u16, so its bytes are read first and converted. */
     for (int i = 0; i < 2 && !why; i++) {
-        if (!read_exact(fd, s[i].labels, (size_t)s[i].count)) why = "truncated";
-        sum = hash_chunks(sum, s[i].labels, (size_t)s[i].count);
-        for (int j = 0; j < s[i].count && !why; j++)
-            if (s[i].labels[j] >= v[0]) why = "corrupt (a label out of range)";
+        uint8_t *raw = (uint8_t *)s[i].labels;
+        size_t n = (size_t)s[i].count * 2;
+        if (!read_exact(fd, raw, n)) why = "truncated";
+        sum = hash_chunks(sum, raw, n);
+        for (int j = 0; j < s[i].count && !why; j++) {
+            uint16_t label = (uint16_t)(raw[2 * (size_t)j] | raw[2 * (size_t)j + 1] << 8);
+            if (label >= v[0]) why = "corrupt (a label out of range)";
+            s[i].labels[j] = label;
+        }
     }
     for (int i = 0; i < 2 && !why; i++) {
         size_t n = (size_t)s[i].count * img;
@@ -698,7 +747,7 @@ static mf_status decode_all(mf_dataset *d, const file_list *s, const mf_folder_o
     for (int i = 0; i < 2 && !st; i++) {
         mf_split *sp = i ? &d->test : &d->train;
         size_t base = i ? (size_t)s[0].count : 0;
-        sp->labels = malloc(s[i].count ? (size_t)s[i].count : 1);
+        sp->labels = malloc(s[i].count ? (size_t)s[i].count * sizeof *sp->labels : 1);
         if (!sp->labels) {
             st = mf_fail(err, MF_ERR_NOMEM, "out of memory");
             break;
@@ -710,7 +759,7 @@ static mf_status decode_all(mf_dataset *d, const file_list *s, const mf_folder_o
             memmove(dst, src, plane);
             for (int c = 1; c < C; c++)
                 memmove(dst + c * plane, src + (rgb[base + j] ? c : 0) * plane, plane);
-            sp->labels[k++] = (uint8_t)s[i].files[j].label;
+            sp->labels[k++] = (uint16_t)s[i].files[j].label;
         }
         uint8_t *shrunk = realloc(pix[i], k ? (size_t)k * img : 1);
         if (shrunk) pix[i] = shrunk;
@@ -826,7 +875,10 @@ mf_status mf_dataset_load_folder(mf_dataset *ds, const char *path, const mf_fold
         return st;
     }
     rep.skipped = skipped;
-    mf_dataset_finish(&d);
+    if ((st = mf_dataset_finish(&d, err))) {
+        mf_dataset_free(&d);
+        return st;
+    }
     rep.seconds = mf_now_seconds() - t0;
     if (report) *report = rep;
     *ds = d;

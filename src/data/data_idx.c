@@ -222,7 +222,7 @@ static mf_status idx_load_images(const char *path, mf_split *out, mf_error *err)
     return MF_OK;
 }
 
-static mf_status idx_load_labels(const char *path, int classes, uint8_t **labels, int *count,
+static mf_status idx_load_labels(const char *path, int classes, uint16_t **labels, int *count,
                                  mf_error *err)
 {
     gzFile f;
@@ -247,7 +247,14 @@ static mf_status idx_load_labels(const char *path, int classes, uint8_t **labels
                            path, label, (unsigned)i, classes);
         }
     }
-    *labels = buf;
+    uint16_t *wide = malloc((size_t)n * sizeof *wide);
+    if (!wide) {
+        free(buf);
+        return mf_fail(err, MF_ERR_NOMEM, "%s: out of memory for %u labels", path, (unsigned)n);
+    }
+    for (uint32_t i = 0; i < n; i++) wide[i] = buf[i];
+    free(buf);
+    *labels = wide;
     *count = (int)n;
     return MF_OK;
 }

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "minformer/data.h"
 #include "data/dataset_internal.h"
+#include "base/json.h"
 
 #include <errno.h>
 #include <math.h>
@@ -275,12 +276,49 @@ mf_status mf_dataset_load(mf_dataset *ds, mf_dataset_kind kind, const char *dir,
         mf_dataset_free(&d);
         return st;
     }
-    mf_dataset_finish(&d);
+    if ((st = mf_dataset_finish(&d, err))) {
+        mf_dataset_free(&d);
+        return st;
+    }
     *ds = d;
     return MF_OK;
 }
 
-void mf_dataset_finish(mf_dataset *d)
+const char *mf_class_name_problem(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0) return "an empty name";
+    if (len > MF_CLASS_NAME_MAX) return "longer than 255 bytes";
+    if (!mf_json_utf8_valid(name, len)) return "not valid UTF-8";
+    if (!strcmp(name, ".") || !strcmp(name, "..")) return "a name of a folder itself";
+    const unsigned char *p = (const unsigned char *)name;
+    for (size_t i = 0; i < len; i++) {
+        /* C1 controls (U+0080..U+009F) are 0xC2 0x80..0x9F in UTF-8. */
+        if (p[i] < 0x20 || p[i] == 0x7f || (p[i] == 0xc2 && i + 1 < len && p[i + 1] < 0xa0))
+            return "a control character in it";
+        if (p[i] == '/') return "a '/' in it";
+    }
+    return NULL;
+}
+
+/* The labels as the fingerprint hashes them, in one call: one byte each
+ * while they fit (the fingerprint of every dataset of up to 256 classes is
+ * the one of the byte labels), else two bytes each, little-endian. */
+static mf_status hash_labels(uint64_t *h, const mf_split *s, int wide, mf_error *err)
+{
+    size_t per = wide ? 2 : 1, n = (size_t)s->count;
+    uint8_t *buf = malloc(n ? n * per : 1);
+    if (!buf) return mf_fail(err, MF_ERR_NOMEM, "out of memory for the data fingerprint");
+    for (size_t i = 0; i < n; i++) {
+        buf[i * per] = (uint8_t)s->labels[i];
+        if (wide) buf[i * per + 1] = (uint8_t)(s->labels[i] >> 8);
+    }
+    *h = mf_hash_bytes(*h, buf, n * per);
+    free(buf);
+    return MF_OK;
+}
+
+mf_status mf_dataset_finish(mf_dataset *d, mf_error *err)
 {
     for (int c = 0; c < 3; c++) d->mean[c] = 0.0f, d->std[c] = 1.0f;
     mf_split_stats(&d->train, d->mean, d->std);
@@ -289,7 +327,8 @@ void mf_dataset_finish(mf_dataset *d)
     for (int i = 0; i < 2; i++) {
         size_t img = (size_t)splits[i]->channels * splits[i]->size * splits[i]->size;
         h = mf_hash_bytes(h, splits[i]->images, (size_t)splits[i]->count * img);
-        h = mf_hash_bytes(h, splits[i]->labels, (size_t)splits[i]->count);
+        mf_status st = hash_labels(&h, splits[i], d->classes > 256, err);
+        if (st) return st;
     }
     /* A folder's class names are part of its data: renaming a class folder
      * changes what the labels mean. */
@@ -297,4 +336,5 @@ void mf_dataset_finish(mf_dataset *d)
         for (int k = 0; k < d->classes; k++)
             h = mf_hash_bytes(h, d->class_names[k], strlen(d->class_names[k]) + 1);
     d->fingerprint = h;
+    return MF_OK;
 }

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "base/json.h"
+#include "minformer/image.h"
 
 /* ---- bytes and files ----------------------------------------------------- */
 
@@ -699,6 +700,92 @@ static mf_status meta_list(const meta_reader *r, const char *key, int n, int pos
     return MF_OK;
 }
 
+/* The optional "class_names" value: a JSON array of exactly classes strings,
+ * each one mf_class_name_problem accepts, in strictly increasing byte order
+ * (sorted and unique, as a folder's classes are). Copied into *out (when
+ * non-NULL) as classes malloc'd strings. */
+static mf_status parse_class_names(const meta_reader *r, const char *value, int classes,
+                                   char ***out)
+{
+    static const char key[] = "class_names";
+    char why[96], pv[96];
+    snprintf(why, sizeof why, "expected a JSON array of %d class names", classes);
+    size_t len = strlen(value);
+    char *text = malloc(len + 1);
+    if (!text) return mf_fail(r->err, MF_ERR_NOMEM, "%s: out of memory", r->path);
+    memcpy(text, value, len + 1);
+    mf_json root;
+    char msg[160];
+    if (mf_json_parse(text, len, &root, msg, sizeof msg)) {
+        free(text);
+        return meta_invalid(r, key, value, why);
+    }
+    mf_status st = MF_OK;
+    if (root.type != MF_JSON_ARRAY || root.count != classes) st = meta_invalid(r, key, value, why);
+    char **names = NULL;
+    if (!st && out && !(names = calloc((size_t)classes, sizeof *names)))
+        st = mf_fail(r->err, MF_ERR_NOMEM, "%s: out of memory", r->path);
+    for (int k = 0; !st && k < classes; k++) {
+        const mf_json *v = &root.u.items[k];
+        const char *problem = v->type != MF_JSON_STRING ? "not a string"
+                              : (int)strlen(v->u.string) != v->count ? "a NUL byte in it"
+                              : mf_class_name_problem(v->u.string);
+        if (problem) {
+            st = bad(r->err, r->path, "metadata '%s': name %d%s%s%s: %s", key, k,
+                     v->type == MF_JSON_STRING ? " ('" : "",
+                     v->type == MF_JSON_STRING ? printable(v->u.string, pv) : "",
+                     v->type == MF_JSON_STRING ? "')" : "", problem);
+        } else if (k > 0 && strcmp(root.u.items[k - 1].u.string, v->u.string) >= 0) {
+            st = bad(r->err, r->path, "metadata '%s': name %d ('%s') is not after name %d in byte "
+                     "order (a folder's class names are sorted and unique)", key, k,
+                     printable(v->u.string, pv), k - 1);
+        } else if (names && !(names[k] = malloc((size_t)v->count + 1))) {
+            st = mf_fail(r->err, MF_ERR_NOMEM, "%s: out of memory", r->path);
+        } else if (names) {
+            memcpy(names[k], v->u.string, (size_t)v->count + 1);
+        }
+    }
+    mf_json_free(&root);
+    free(text);
+    if (st) mf_checkpoint_class_names_free(names, classes);
+    else if (out) *out = names;
+    return st;
+}
+
+void mf_checkpoint_class_names_free(char **names, int count)
+{
+    for (int k = 0; names && k < count; k++) free(names[k]);
+    free(names);
+}
+
+/* A folder model's names and settings: the three keys together or none,
+ * and only with dataset "folder". */
+static mf_status parse_folder_keys(const meta_reader *r, const mf_config *cfg,
+                                   mf_checkpoint_info *info)
+{
+    static const char *const keys[3] = {"class_names", "folder_image_size", "folder_center_crop"};
+    int present = 0;
+    for (int i = 0; i < 3; i++) present += meta_find(r, keys[i]) != NULL;
+    if (!present) return MF_OK;
+    for (int i = 0; i < 3; i++) {
+        const char *v = meta_find(r, keys[i]);
+        if (v && info->dataset != MF_FOLDER)
+            return meta_invalid(r, keys[i], v, "only a folder dataset's checkpoint holds it");
+    }
+    const char *names;
+    mf_status st;
+    if ((st = meta_get(r, "class_names", &names)) ||
+        (st = meta_int(r, "folder_image_size", 0, MF_IMAGE_MAX_SIDE, &info->folder_image_size)) ||
+        (st = meta_int(r, "folder_center_crop", 0, 1, &info->folder_center_crop)))
+        return st;
+    if (info->folder_image_size && info->folder_image_size != cfg->image_size)
+        return meta_invalid(r, "folder_image_size", meta_find(r, "folder_image_size"),
+                            "the images were resized to another size than the model's");
+    if ((st = parse_class_names(r, names, cfg->classes, NULL))) return st;
+    info->has_class_names = 1;
+    return MF_OK;
+}
+
 /* Keys a resumable checkpoint adds; a file holds all of them or none. */
 static const char *const resume_keys[] = {
     "epochs",  "batch",          "lr",       "warmup_epochs", "adamw_beta1", "adamw_beta2",
@@ -734,7 +821,7 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
 
     if ((st = meta_int(r, "image_size", 1, 4096, &cfg->image_size)) ||
         (st = meta_int(r, "channels", 1, 3, &cfg->channels)) ||
-        (st = meta_int(r, "classes", 2, 10, &cfg->classes)) ||
+        (st = meta_int(r, "classes", 2, MF_MAX_CLASSES, &cfg->classes)) ||
         (st = meta_int(r, "patch", 1, 4096, &cfg->patch)) ||
         (st = meta_int(r, "dim", 1, 16384, &cfg->dim)) ||
         (st = meta_int(r, "layers", 1, 4096, &cfg->layers)) ||
@@ -752,7 +839,8 @@ static mf_status parse_metadata(const meta_reader *r, mf_config *cfg, mf_checkpo
     if (mf_config_validate(cfg, &e))
         return bad(r->err, r->path, "the metadata describes an invalid model: %s", e.message);
     if ((st = meta_list(r, "mean", cfg->channels, 0, info->mean)) ||
-        (st = meta_list(r, "std", cfg->channels, 1, info->std)))
+        (st = meta_list(r, "std", cfg->channels, 1, info->std)) ||
+        (st = parse_folder_keys(r, cfg, info)))
         return st;
 
     if ((st = meta_int(r, "epoch", 0, INT_MAX, &info->state.epoch)) ||
@@ -892,6 +980,20 @@ static void write_metadata(mf_json_writer *w, const mf_model *m, const mf_checkp
     put_fmt(&mw, "test_acc", "%.9g", (double)t->test_acc);
     if (info->data_fingerprint)
         put_fmt(&mw, "data_fingerprint", "%016llx", (unsigned long long)info->data_fingerprint);
+    if (info->class_names) {
+        mf_json_writer list = {0};
+        mf_json_raw(&list, "[");
+        for (int k = 0; k < c->classes; k++) {
+            if (k) mf_json_raw(&list, ",");
+            mf_json_string(&list, info->class_names[k]);
+        }
+        mf_json_raw(&list, "]");
+        if (list.failed) w->failed = 1;
+        else put_str(&mw, "class_names", list.data);
+        mf_json_writer_free(&list);
+        put_fmt(&mw, "folder_image_size", "%d", info->folder_image_size);
+        put_fmt(&mw, "folder_center_crop", "%d", info->folder_center_crop);
+    }
     /* The resume keys (resume_keys above). */
     put_fmt(&mw, "epochs", "%d", o->epochs);
     put_fmt(&mw, "batch", "%d", o->batch);
@@ -1159,18 +1261,28 @@ done:
     return st;
 }
 
+/* The header read and validated, and the configuration and the run parsed
+ * from its metadata; on failure the header is freed. */
+static mf_status read_metadata(const char *path, mf_checkpoint_header *h, mf_config *cfg,
+                               mf_checkpoint_info *info, mf_error *err)
+{
+    mf_status st = mf_checkpoint_read_header(path, h, err);
+    if (st) return st;
+    meta_reader r = {path, h->metadata, h->num_metadata, err};
+    st = parse_metadata(&r, cfg, info);
+    if (st) mf_checkpoint_header_free(h);
+    return st;
+}
+
 mf_status mf_checkpoint_load(const char *path, mf_model *m, mf_checkpoint_info *info_out,
                              mf_error *err)
 {
     memset(m, 0, sizeof *m);
     mf_checkpoint_header h;
-    mf_status st = mf_checkpoint_read_header(path, &h, err);
-    if (st) return st;
     mf_config cfg;
     mf_checkpoint_info info;
-    meta_reader r = {path, h.metadata, h.num_metadata, err};
-    st = parse_metadata(&r, &cfg, &info);
-    if (st) goto done;
+    mf_status st = read_metadata(path, &h, &cfg, &info, err);
+    if (st) return st;
     /* read_header verified the checksums a file has; from version 2 on they
      * are required, so stripping them is not a way around the check. */
     if (info.version >= 2 && !h.has_checksums && h.num_tensors > 0) {
@@ -1206,6 +1318,24 @@ mf_status mf_checkpoint_load(const char *path, mf_model *m, mf_checkpoint_info *
     if (info_out) *info_out = info;
 done:
     if (st) mf_model_free(m);
+    mf_checkpoint_header_free(&h);
+    return st;
+}
+
+mf_status mf_checkpoint_read_classes(const char *path, char ***names, int *count, mf_error *err)
+{
+    *names = NULL;
+    *count = 0;
+    mf_checkpoint_header h;
+    mf_config cfg;
+    mf_checkpoint_info info;
+    mf_status st = read_metadata(path, &h, &cfg, &info, err);
+    if (st) return st;
+    meta_reader r = {path, h.metadata, h.num_metadata, err};
+    if (info.has_class_names) {
+        st = parse_class_names(&r, meta_find(&r, "class_names"), cfg.classes, names);
+        if (!st) *count = cfg.classes;
+    }
     mf_checkpoint_header_free(&h);
     return st;
 }

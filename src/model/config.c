@@ -71,8 +71,9 @@ mf_status mf_config_validate(const mf_config *c, mf_error *err)
         c->mlp_ratio > 64)
         return mf_fail(err, MF_ERR_CONFIG, "image size, width, layers, heads or MLP ratio over "
                        "the limits 4096, 16384, 4096, 16384, 64");
-    if (c->classes < 2 || c->classes > 10)
-        return mf_fail(err, MF_ERR_CONFIG, "the number of classes must be 2 to 10");
+    if (c->classes < 2 || c->classes > MF_MAX_CLASSES)
+        return mf_fail(err, MF_ERR_CONFIG, "the number of classes must be 2 to %d",
+                       MF_MAX_CLASSES);
     if (c->patch <= 0 || c->image_size % c->patch)
         return mf_fail(err, MF_ERR_CONFIG, "the patch size %d must divide the image size %d",
                        c->patch, c->image_size);

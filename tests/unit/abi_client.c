@@ -40,11 +40,12 @@ static void check_confusion(int classes)
         return;
     }
     mf_model_init_weights(&m, 3);
-    static uint8_t images[N * S * S], labels[N];
+    static uint8_t images[N * S * S];
+    static uint16_t labels[N];
     mf_rng rng;
     mf_rng_seed(&rng, 11);
     for (int i = 0; i < N * S * S; i++) images[i] = (uint8_t)mf_rng_below(&rng, 256);
-    for (int i = 0; i < N; i++) labels[i] = (uint8_t)(i % classes);
+    for (int i = 0; i < N; i++) labels[i] = (uint16_t)(i % classes);
     mf_split split = {N, 1, S, images, labels, classes};
     float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
 

@@ -486,11 +486,11 @@ static mf_split random_split(int n, int channels, int size, uint64_t seed)
     mf_split s = {.count = n, .channels = channels, .size = size};
     size_t bytes = (size_t)n * channels * size * size;
     s.images = malloc(bytes);
-    s.labels = malloc((size_t)n);
+    s.labels = malloc((size_t)n * sizeof *s.labels);
     mf_rng rng;
     mf_rng_seed(&rng, seed);
     for (size_t i = 0; i < bytes; i++) s.images[i] = (uint8_t)(1 + mf_rng_below(&rng, 255));
-    for (int i = 0; i < n; i++) s.labels[i] = (uint8_t)mf_rng_below(&rng, 10);
+    for (int i = 0; i < n; i++) s.labels[i] = (uint16_t)mf_rng_below(&rng, 10);
     return s;
 }
 

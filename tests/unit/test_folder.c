@@ -220,7 +220,7 @@ static void test_folder_layout_labels_and_cache(void)
           "note '%s'", rep2.cache_used, rep2.decoded, rep2.note);
     CHECK(again.fingerprint == ds.fingerprint && again.train.count == 6 &&
               !memcmp(again.train.images, ds.train.images, 6 * 64) &&
-              !memcmp(again.test.labels, ds.test.labels, 4) &&
+              !memcmp(again.test.labels, ds.test.labels, 4 * sizeof *ds.test.labels) &&
               !strcmp(mf_dataset_label_name(&again, 1), "cat"),
           "the cache gives back the same dataset");
     mf_dataset_free(&again);

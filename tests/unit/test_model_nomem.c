@@ -145,11 +145,11 @@ static void synthetic_split(mf_split *s, int n)
     s->size = 28;
     s->classes = 10;
     s->images = malloc((size_t)n * 784);
-    s->labels = malloc((size_t)n);
+    s->labels = malloc((size_t)n * sizeof *s->labels);
     mf_rng rng;
     mf_rng_seed(&rng, 7);
     for (size_t i = 0; i < (size_t)n * 784; i++) s->images[i] = (uint8_t)mf_rng_below(&rng, 256);
-    for (int i = 0; i < n; i++) s->labels[i] = (uint8_t)(i % 10);
+    for (int i = 0; i < n; i++) s->labels[i] = (uint16_t)(i % 10);
 }
 
 /* Training and evaluation report a failed reserve before any step. */

@@ -346,11 +346,11 @@ static void synthetic_split(mf_split *s, int n, int classes)
     s->channels = 1;
     s->size = 28;
     s->images = malloc((size_t)n * 784);
-    s->labels = malloc((size_t)n);
+    s->labels = malloc((size_t)n * sizeof *s->labels);
     mf_rng rng;
     mf_rng_seed(&rng, 7);
     for (size_t i = 0; i < (size_t)n * 784; i++) s->images[i] = (uint8_t)mf_rng_below(&rng, 256);
-    for (int i = 0; i < n; i++) s->labels[i] = (uint8_t)(i % classes);
+    for (int i = 0; i < n; i++) s->labels[i] = (uint16_t)(i % classes);
 }
 
 static void small_model(mf_model *m, int classes)

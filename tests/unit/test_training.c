@@ -32,7 +32,7 @@ static void synthetic_dataset(mf_dataset *ds, int train, int test, uint64_t seed
         sp->channels = 1;
         sp->size = 28;
         sp->images = mf_alloc((size_t)counts[s] * 784);
-        sp->labels = mf_alloc((size_t)counts[s]);
+        sp->labels = mf_alloc((size_t)counts[s] * sizeof *sp->labels);
         for (int i = 0; i < counts[s]; i++) {
             unsigned sum = 0;
             for (int p = 0; p < 784; p++) {
@@ -40,7 +40,7 @@ static void synthetic_dataset(mf_dataset *ds, int train, int test, uint64_t seed
                 sp->images[(size_t)i * 784 + p] = v;
                 sum += p < 392 ? v : 0;
             }
-            sp->labels[i] = (uint8_t)(sum % 10);
+            sp->labels[i] = (uint16_t)(sum % 10);
         }
     }
     ds->mean[0] = 0.5f;
