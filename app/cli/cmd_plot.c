@@ -18,9 +18,22 @@ static const char *help =
     "  --height H         pixels or points (default 800)\n"
     "  --title TEXT       title (default \"loss per epoch\", with --accuracy\n"
     "                     \"accuracy per epoch\")\n"
-    "  --accuracy         accuracy in % instead of loss\n";
+    "  --accuracy         accuracy in % instead of loss\n"
+    "  --mean-seeds       logs of runs named <row>-s<seed> (experiment --seeds) as\n"
+    "                     one curve per row: the mean over its seeds at each epoch\n"
+    "                     that all of them reached, with a band of one sample\n"
+    "                     standard deviation; a row of one seed as it is\n";
 
-enum { OPT_OUT = OPT_CLI_LAST + 1, OPT_FORMAT, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC };
+enum { OPT_OUT = OPT_CLI_LAST + 1, OPT_FORMAT, OPT_WIDTH, OPT_HEIGHT, OPT_TITLE, OPT_ACC,
+       OPT_MEAN_SEEDS };
+
+/* The length of label without a trailing "-s<digits>" (a seeded run's suffix). */
+static size_t row_length(const char *label)
+{
+    size_t n = strlen(label), d = n;
+    while (d > 0 && label[d - 1] >= '0' && label[d - 1] <= '9') d--;
+    return d < n && d >= 3 && label[d - 1] == 's' && label[d - 2] == '-' ? d - 2 : n;
+}
 
 /* "runs/quick/mnist-L6-H1-mlp4-unchanged/log.jsonl" -> "mnist-L6-H1-mlp4-unchanged";
  * "a/b/run1.jsonl" -> "run1". */
@@ -46,10 +59,11 @@ int cmd_plot(int argc, char **argv)
                                              {"height", required_argument, 0, OPT_HEIGHT},
                                              {"title", required_argument, 0, OPT_TITLE},
                                              {"accuracy", no_argument, 0, OPT_ACC},
+                                             {"mean-seeds", no_argument, 0, OPT_MEAN_SEEDS},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *cmd = "plot", *out = NULL, *title = NULL, *format_name = NULL;
-    int width = 1200, height = 800, acc = 0, opt, rc = 0;
+    int width = 1200, height = 800, acc = 0, mean_seeds = 0, opt, rc = 0;
     optind = 1;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -60,6 +74,7 @@ int cmd_plot(int argc, char **argv)
         case OPT_HEIGHT: rc = cli_parse_int(cmd, "height", optarg, 120, MF_FIGURE_MAX_SIDE, &height); break;
         case OPT_TITLE: title = optarg; break;
         case OPT_ACC: acc = 1; break;
+        case OPT_MEAN_SEEDS: mean_seeds = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option(cmd, argv);
         }
@@ -79,7 +94,9 @@ int cmd_plot(int argc, char **argv)
     mf_training_log *logs = calloc((size_t)n, sizeof *logs);
     char (*names)[128] = calloc((size_t)n, sizeof *names);
     const char **labels = calloc((size_t)n, sizeof *labels);
-    if (!logs || !names || !labels) {
+    mf_training_log *rows = calloc((size_t)n, sizeof *rows);
+    int *sizes = calloc((size_t)n, sizeof *sizes), *taken = calloc((size_t)n, sizeof *taken);
+    if (!logs || !names || !labels || !rows || !sizes || !taken) {
         fprintf(stderr, "minformer: out of memory\n");
         rc = EXIT_RUNTIME;
         goto done;
@@ -93,7 +110,25 @@ int cmd_plot(int argc, char **argv)
         labels[i] = names[i];
     }
     if (!title) title = acc ? "accuracy per epoch" : "loss per epoch";
-    if (mf_figure_curves(out, format, width, height, title, logs, labels, n, acc, &err)) {
+    /* --mean-seeds: the logs regrouped by row, in the order rows first appear. */
+    int row_count = 0, k = 0;
+    for (int i = 0; i < n; i++) {
+        if (taken[i]) continue;
+        size_t len = mean_seeds ? row_length(names[i]) : strlen(names[i]);
+        int first = k;
+        for (int j = i; j < n; j++)
+            if (!taken[j] && (j == i || (mean_seeds && row_length(names[j]) == len &&
+                                         !strncmp(names[i], names[j], len)))) {
+                taken[j] = 1;
+                rows[k++] = logs[j];
+            }
+        sizes[row_count] = k - first;
+        if (k - first > 1)
+            snprintf(names[i] + len, sizeof names[i] - len, " (%d seeds)", k - first);
+        labels[row_count++] = names[i];
+    }
+    if (mf_figure_curves_rows(out, format, width, height, title, rows, sizes, labels, row_count,
+                              acc, &err)) {
         rc = cli_report(&err);
         goto done;
     }
@@ -104,5 +139,8 @@ done:
     free(logs);
     free(names);
     free(labels);
+    free(rows);
+    free(sizes);
+    free(taken);
     return rc;
 }

@@ -757,6 +757,22 @@ static void test_plot_and_attention_commands(void)
     snprintf(args, sizeof args, "plot --out %s/x.png %s/missing.jsonl", root, root);
     CHECK(run_cli(args, out) == 1, "a missing log is a runtime error");
 
+    /* --mean-seeds: the seeds test's runs <row>-s1, <row>-s2 as one row each,
+     * its mean with a translucent band; without it, one curve per log. */
+    for (int mean = 0; mean < 2; mean++) {
+        snprintf(path, sizeof path, "%s/plot-seeds%d.svg", root, mean);
+        snprintf(args, sizeof args,
+                 "plot %s/seeds/mnist-L6-H1-mlp0-minimal-s1/log.jsonl "
+                 "%s/seeds/mnist-L6-H1-mlp0-unchanged-s1/log.jsonl "
+                 "%s/seeds/mnist-L6-H1-mlp0-minimal-s2/log.jsonl --accuracy --out %s%s",
+                 root, root, root, path, mean ? " --mean-seeds" : "");
+        CHECK(run_cli(args, out) == 0, "plot --accuracy%s exited non-zero", mean ? " --mean-seeds" : "");
+        char *svg = slurp(path);
+        CHECK(svg && !strstr(svg, "fill-opacity:0.18") == !mean, "%s: a band %s", path,
+              mean ? "missing" : "without --mean-seeds");
+        free(svg);
+    }
+
     /* SVG and PDF, by the extension or by --format, which wins. */
     const char *log = "grid/mnist-L6-H1-mlp4-unchanged/log.jsonl";
     snprintf(path, sizeof path, "%s/plot.svg", root);
