@@ -22,7 +22,10 @@ static const char *help =
     "  --format F         png, svg or pdf, whatever FILE's extension\n"
     "  --data DIR         data directory (default $MINFORMER_DATA if set and not\n"
     "                     empty, else ./data)\n"
-    "  --dataset NAME     another dataset with the same image shape\n"
+    "  --dataset NAME     another dataset with the same image shape; a folder model\n"
+    "                     needs folder:PATH, read with the --image-size and\n"
+    "                     --center-crop its checkpoint stores, its classes named\n"
+    "                     by the checkpoint (else by the folder)\n"
     "  --threads T        threads (default: all cores)\n";
 
 enum { OPT_CKPT = OPT_CLI_LAST + 1, OPT_INDEX, OPT_OUT, OPT_FORMAT, OPT_DATASET };

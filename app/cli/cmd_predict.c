@@ -14,11 +14,10 @@ static const char *help =
     "Classifies PNG, JPEG, PGM (P2/P5) or PPM (P3/P6) images of the model's size and\n"
     "channels (28x28 grey for MNIST and Fashion-MNIST, 32x32 RGB for CIFAR-10, a\n"
     "folder model's own) and prints the three most probable classes with their\n"
-    "probabilities.\n\n"
+    "probabilities. A folder model's classes are named by its checkpoint; one\n"
+    "written before checkpoints held the names needs --dataset folder:PATH for\n"
+    "them, else its classes are shown by their labels.\n\n"
     "  --checkpoint PATH  a safetensors checkpoint written by minformer train\n"
-    "A folder model's classes are named by its checkpoint; one written before\n"
-    "checkpoints held the names needs --dataset folder:PATH for them, else its\n"
-    "classes are shown by their labels.\n\n"
     "  --dataset folder:PATH\n"
     "                     name the classes by PATH/train's class folders (no image is\n"
     "                     read); they must agree with the checkpoint's names if any\n"
@@ -199,8 +198,8 @@ int cmd_predict(int argc, char **argv)
         } else {
             printf("%s:", path);
             for (int r = 0; r < 3 && r < K; r++)
-                printf("%s %s %.1f%%", r ? "," : "", class_name(&info, stored, names, label_names, top[r]),
-                       100.0 * prob[top[r]]);
+                printf("%s %s %.1f%%", r ? "," : "",
+                       class_name(&info, stored, names, label_names, top[r]), 100.0 * prob[top[r]]);
             printf("\n");
         }
     }
