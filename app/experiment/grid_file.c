@@ -520,7 +520,7 @@ static mf_status parse_rows(const ctx *c, const mf_json *root, const char *name,
         }
         row_values base = top;
         if (run) {
-            char prefix[24];
+            char prefix[32]; /* "runs[" + a long + "]." */
             snprintf(prefix, sizeof prefix, "runs[%ld].", r);
             if ((st = take_object(c, run, prefix, 0, &base))) goto out;
             for (int a = 0; a < naxes; a++)
