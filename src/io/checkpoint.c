@@ -778,6 +778,9 @@ static mf_status parse_folder_keys(const meta_reader *r, const mf_config *cfg,
         (st = meta_int(r, "folder_image_size", 0, MF_IMAGE_MAX_SIDE, &info->folder_image_size)) ||
         (st = meta_int(r, "folder_center_crop", 0, 1, &info->folder_center_crop)))
         return st;
+    if (info->folder_center_crop && !info->folder_image_size)
+        return meta_invalid(r, "folder_center_crop", meta_find(r, "folder_center_crop"),
+                            "a center crop needs a folder_image_size");
     if (info->folder_image_size && info->folder_image_size != cfg->image_size)
         return meta_invalid(r, "folder_image_size", meta_find(r, "folder_image_size"),
                             "the images were resized to another size than the model's");

@@ -422,6 +422,8 @@ static void test_checkpoint_class_names(void)
                             "'folder_center_crop' is missing");
     expect_tampered_refused("crop 2", "\"folder_center_crop\":\"1\"",
                             "\"folder_center_crop\":\"2\"", "folder_center_crop");
+    expect_tampered_refused("crop without size", "\"folder_image_size\":\"4\"",
+                            "\"folder_image_size\":\"0\"", "a center crop needs");
     expect_tampered_refused("other size", "\"folder_image_size\":\"4\"",
                             "\"folder_image_size\":\"8\"", "another size than the model's");
     expect_tampered_refused("1001 classes", "\"classes\":\"300\"", "\"classes\":\"1001\"",
