@@ -330,21 +330,34 @@ static void gemm_split(const gemm_args *g, int tid, int nthreads)
 }
 #endif
 
-static void gemm_run(const gemm_args *g, int parallel)
+int mf_gemm_trivial(int M, int N, int K, float beta, float *C, int ldc)
 {
-    if (g->M <= 0 || g->N <= 0) return;
-    if (g->K <= 0) { /* C = beta * C, never reading C when beta == 0 */
-        for (int i = 0; i < g->M; i++) {
-            float *c = g->C + (size_t)i * g->ldc;
-            if (g->beta == 0.0f) memset(c, 0, (size_t)g->N * sizeof(float));
-            else for (int j = 0; j < g->N; j++) c[j] *= g->beta;
-        }
-        return;
+    if (M <= 0 || N <= 0) return 1;
+    if (K > 0) return 0;
+    for (int i = 0; i < M; i++) { /* C = beta * C, never reading C when beta == 0 */
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
+        else for (int j = 0; j < N; j++) c[j] *= beta;
     }
+    return 1;
+}
+
+int mf_gemm_forks(int parallel, int M, int N, int K)
+{
 #ifdef _OPENMP
     /* Forking costs microseconds: below ~2 MFLOP one thread is faster. */
-    double flops = 2.0 * g->M * g->N * g->K;
-    if (parallel && flops >= 2e6 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    return parallel && 2.0 * M * N * K >= 2e6 && omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+    (void)parallel, (void)M, (void)N, (void)K;
+    return 0;
+#endif
+}
+
+static void gemm_run(const gemm_args *g, int parallel)
+{
+    if (mf_gemm_trivial(g->M, g->N, g->K, g->beta, g->C, g->ldc)) return;
+#ifdef _OPENMP
+    if (mf_gemm_forks(parallel, g->M, g->N, g->K)) {
 #pragma omp parallel
         gemm_split(g, omp_get_thread_num(), omp_get_num_threads());
         return;
@@ -371,28 +384,30 @@ void mf_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const f
 
 /* Without the bf16 kernel in the build, mf_bf16_available() says no and no
  * model ever asks for MF_GEMM_BF16. */
-void mf_gemm_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+static void gemm_kind(mf_gemm_kind kind, int parallel, int trans_a, int trans_b, int M, int N, int K,
+                      float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                      float *C, int ldc)
 {
 #ifdef MF_BF16_KERNEL
     if (kind == MF_GEMM_BF16) {
-        mf_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        (parallel ? mf_gemm_bf16 : mf_gemm_bf16_serial)(trans_a, trans_b, M, N, K, alpha, A, lda, B,
+                                                        ldb, beta, C, ldc);
         return;
     }
 #endif
     (void)kind;
-    mf_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
+    gemm_run(&g, parallel);
+}
+
+void mf_gemm_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_kind(kind, 1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void mf_gemm_serial_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-#ifdef MF_BF16_KERNEL
-    if (kind == MF_GEMM_BF16) {
-        mf_gemm_bf16_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-#endif
-    (void)kind;
-    mf_gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_kind(kind, 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -40,6 +40,14 @@ void mf_gemm_bf16_serial(int trans_a, int trans_b, int M, int N, int K, float al
 enum { MF_SCRATCH_FP32, MF_SCRATCH_BF16, MF_SCRATCH_SLOTS };
 void *mf_scratch(int slot, size_t bytes);
 
+/* Both kernels' shared steps: mf_gemm_trivial does a call with M or N <= 0
+ * (nothing) or K <= 0 (C = beta C, never reading C when beta == 0) and
+ * returns 1, else returns 0; mf_gemm_forks says whether a call made with
+ * `parallel` should fork its own threads (enough work, not already inside a
+ * parallel region). */
+int mf_gemm_trivial(int M, int N, int K, float beta, float *C, int ldc);
+int mf_gemm_forks(int parallel, int M, int N, int K);
+
 /* mf_gemm or mf_gemm_bf16, and their _serial forms, by kind. */
 void mf_gemm_as(mf_gemm_kind kind, int trans_a, int trans_b, int M, int N, int K, float alpha,
                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);

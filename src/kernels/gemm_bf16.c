@@ -315,15 +315,7 @@ static void bf16_part(const bf16_args *g, int tid, int nthreads)
 static void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc, int parallel)
 {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* C = beta * C, never reading C when beta == 0 */
-        for (int i = 0; i < M; i++) {
-            float *c = C + (size_t)i * ldc;
-            if (beta == 0.0f) memset(c, 0, (size_t)N * sizeof(float));
-            else for (int j = 0; j < N; j++) c[j] *= beta;
-        }
-        return;
-    }
+    if (mf_gemm_trivial(M, N, K, beta, C, ldc)) return;
     bf16_args g;
     g.M = M;
     g.N = N;
@@ -346,9 +338,7 @@ static void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha
     g.apack = buf;
     g.bpack = buf ? buf + ma * (TILE_ELEMS / 2) : NULL;
 #ifdef _OPENMP
-    /* Forking costs microseconds: below ~2 MFLOP one thread is faster. */
-    double flops = 2.0 * M * N * K;
-    if (parallel && flops >= 2e6 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    if (mf_gemm_forks(parallel, M, N, K)) {
 #pragma omp parallel
         bf16_part(&g, omp_get_thread_num(), omp_get_num_threads());
         return;
