@@ -13,6 +13,7 @@
 #endif
 
 #include "check.h"
+#include "gemm_check.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "minformer.h"
@@ -27,13 +28,6 @@ static float bf16_round(float x)
     if ((u & 0x7F800000u) == 0) return (u >> 31) ? -0.0f : 0.0f; /* denormals become zero */
     u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
     memcpy(&x, &u, 4);
-    return x;
-}
-
-static float *random_floats(mf_rng *rng, size_t n)
-{
-    float *x = mf_alloc((n + 1) * sizeof(float));
-    for (size_t i = 0; i < n + 1; i++) x[i] = 2.0f * mf_rng_uniform(rng) - 1.0f;
     return x;
 }
 
@@ -66,36 +60,6 @@ static void test_precision_switch(void)
     mf_model_free(&m);
 }
 
-/* C against alpha * round(op(A)) round(op(B)) + beta * C0 in double: the
- * products of bf16 values are exact in fp32, so only the fp32 sums and the
- * alpha/beta step err, by at most (K + 2) * 2^-24 of the magnitudes. */
-static int matches_reference(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                             int lda, const float *B, int ldb, float beta, const float *C0,
-                             const float *C, int ldc, double *worst)
-{
-    int ok = 1;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double sum = 0.0, mag = 0.0;
-            for (int k = 0; k < K; k++) {
-                double a = bf16_round(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-                double b = bf16_round(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
-                sum += a * b;
-                mag += fabs(a * b);
-            }
-            double ref = alpha * sum, bound = fabs(alpha) * mag;
-            if (beta != 0.0f) {
-                ref += (double)beta * C0[(size_t)i * ldc + j];
-                bound += fabs((double)beta * C0[(size_t)i * ldc + j]);
-            }
-            bound = (K + 2) * ldexp(bound, -24) + 1e-30;
-            double diff = fabs(C[(size_t)i * ldc + j] - ref);
-            if (!(diff <= bound)) ok = 0;
-            if (diff / bound > *worst || diff != diff) *worst = diff / bound;
-        }
-    return ok;
-}
-
 static void test_against_reference(void)
 {
     if (!mf_bf16_available()) SKIP("%s", mf_bf16_unavailable_reason());
@@ -117,7 +81,7 @@ static void test_against_reference(void)
             float alpha = alphas[(s + t) % 4], beta = betas[(s + t) % 4];
             mf_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             double worst = 0.0;
-            CHECK(matches_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, &worst),
+            CHECK(matches_reference(bf16_round, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc, &worst),
                   "ta=%d tb=%d %dx%dx%d: error %.2f of the bound", ta, tb, M, N, K, worst);
             int gaps = 1;
             for (int i = 0; i < M; i++)
@@ -149,18 +113,7 @@ static void test_rounding(void)
 static float *run_bf16(int threads, int ta, int tb, int M, int N, int K, const float *A,
                        const float *B, const float *C0, float beta)
 {
-    float *C = mf_alloc((size_t)M * N * sizeof(float));
-    memcpy(C, C0, (size_t)M * N * sizeof(float));
-    int lda = ta ? M : K, ldb = tb ? K : N;
-    if (threads <= 0) {
-        mf_gemm_bf16_serial(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-        return C;
-    }
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#endif
-    mf_gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-    return C;
+    return run_gemm_with(mf_gemm_bf16, mf_gemm_bf16_serial, threads, ta, tb, M, N, K, A, B, C0, beta);
 }
 
 /* The training shapes: the same bytes from 1, 2 and 3 threads and serially. */

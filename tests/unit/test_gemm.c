@@ -9,53 +9,16 @@
 #endif
 
 #include "check.h"
+#include "gemm_check.h"
 #include "kernels/gemm.h"
 #include "minformer/core.h"
 
 static const int transposes[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
 
-static float *random_floats(mf_rng *rng, size_t n)
-{
-    float *x = mf_alloc((n + 1) * sizeof(float)); /* +1: room for an unaligned start */
-    for (size_t i = 0; i < n + 1; i++) x[i] = 2.0f * mf_rng_uniform(rng) - 1.0f;
-    return x;
-}
-
 /* A matrix stored rows x cols with leading dimension ld (>= cols). */
 static size_t stored(int rows, int cols, int ld)
 {
     return rows ? (size_t)(rows - 1) * ld + cols : 0;
-}
-
-/* Checks C against alpha * op(A) op(B) + beta * C0 in double. The bound is
- * the worst case of any summation order with fused or unfused steps:
- * |error| <= (K + 2) * 2^-24 * (|alpha| * sum_k |a_ik b_kj| + |beta c0_ij|).
- * *worst gets the largest error / bound seen (NaN if any element is NaN). */
-static int matches_reference(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                             int lda, const float *B, int ldb, float beta, const float *C0,
-                             const float *C, int ldc, double *worst)
-{
-    int ok = 1;
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double sum = 0.0, mag = 0.0;
-            for (int k = 0; k < K; k++) {
-                double a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                double b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
-                sum += a * b;
-                mag += fabs(a * b);
-            }
-            double ref = alpha * sum, bound = fabs(alpha) * mag;
-            if (beta != 0.0f) {
-                ref += (double)beta * C0[(size_t)i * ldc + j];
-                bound += fabs((double)beta * C0[(size_t)i * ldc + j]);
-            }
-            bound = (K + 2) * ldexp(bound, -24) + 1e-30;
-            double diff = fabs(C[(size_t)i * ldc + j] - ref);
-            if (!(diff <= bound)) ok = 0; /* NaN fails too */
-            if (diff / bound > *worst || diff != diff) *worst = diff / bound;
-        }
-    return ok;
 }
 
 /* Every transpose, odd shapes and edges, padded leading dimensions,
@@ -93,7 +56,7 @@ static void test_against_reference(void)
                              int, float, float *, int) = use_serial ? mf_gemm_serial : mf_gemm;
                 gemm(ta, tb, M, N, K, alpha, A + shift, lda, B + shift, ldb, beta, C + shift, ldc);
                 double err = 0.0;
-                CHECK(matches_reference(ta, tb, M, N, K, alpha, A + shift, lda, B + shift, ldb,
+                CHECK(matches_reference(NULL, ta, tb, M, N, K, alpha, A + shift, lda, B + shift, ldb,
                                         beta, C0, C + shift, ldc, &err),
                       "%dx%dx%d ta=%d tb=%d alpha=%g beta=%g %s: error %.3g x bound", M, N, K, ta,
                       tb, alpha, beta, use_serial ? "serial" : "parallel", err);
@@ -136,18 +99,7 @@ static void test_empty_reduction(void)
 static float *run_gemm(int threads, int ta, int tb, int M, int N, int K, const float *A,
                        const float *B, const float *C0, float beta)
 {
-    float *C = mf_alloc((size_t)M * N * sizeof(float));
-    memcpy(C, C0, (size_t)M * N * sizeof(float));
-    int lda = ta ? M : K, ldb = tb ? K : N;
-    if (threads <= 0) {
-        mf_gemm_serial(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-        return C;
-    }
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#endif
-    mf_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, N);
-    return C;
+    return run_gemm_with(mf_gemm, mf_gemm_serial, threads, ta, tb, M, N, K, A, B, C0, beta);
 }
 
 /* The training shapes: the same bytes from 1, 2 and 3 threads and from
