@@ -89,13 +89,13 @@ int main(int argc, char **argv)
     }
     for (int p = 0; p < ranks; p++) {
         int c0, c1, b0, b1;
-        model_split_range(&cfg, batch, p, ranks, &c0, &c1, &b0, &b1);
+        model_split_range(&cfg, batch, MF_PRECISION_FP32, p, ranks, &c0, &c1, &b0, &b1);
         counts[p] = (b1 - b0) * cfg.classes;
         displs[p] = b0 * cfg.classes;
     }
-    int c0, c1, b0, b1, chunks = model_split_max_parts(&cfg, batch);
+    int c0, c1, b0, b1, chunks = model_split_max_parts(&cfg, batch, MF_PRECISION_FP32);
     int first_group = MODEL_FOLD_GROUP < chunks ? MODEL_FOLD_GROUP : chunks;
-    model_split_range(&cfg, batch, rank, ranks, &c0, &c1, &b0, &b1);
+    model_split_range(&cfg, batch, MF_PRECISION_FP32, rank, ranks, &c0, &c1, &b0, &b1);
     double total = 0.0, best = 1e30;
     for (int s = -10; s < steps; s++) { /* 10 untimed steps first */
         MPI_Barrier(MPI_COMM_WORLD);

@@ -81,10 +81,10 @@ size_t activations_carve(mf_activations *acts, float *base, const mf_config *c, 
     acts->dpooled = take(ar, (size_t)B * N);
     acts->dlogits = take(ar, (size_t)B * K);
     acts->gpart_stride = gpart_stride;
-    acts->gpart = take(ar, (size_t)backward_chunks(c, B) * gpart_stride);
+    acts->gpart = take(ar, (size_t)backward_chunks_most(c, B) * gpart_stride);
     size_t outer = activations_gouter_stride(c);
     acts->gouter_stride = outer;
-    acts->gouter = take(ar, (size_t)backward_chunks(c, B) * outer);
+    acts->gouter = take(ar, (size_t)backward_chunks_most(c, B) * outer);
     acts->gsum = take(ar, gpart_stride > outer ? gpart_stride : outer);
     acts->gpre = take(ar, gpart_stride);
     return ar->used;
@@ -137,7 +137,7 @@ mf_status mf_model_reserve(mf_model *m, int B, mf_error *err)
     memset(a, 0, sizeof *a);
     a->layers = model_alloc((size_t)(m->cfg.layers + 1) * sizeof *a->layers);
     a->labels = model_alloc((size_t)B * sizeof(int));
-    a->kept = model_alloc((size_t)backward_chunks(&m->cfg, B));
+    a->kept = model_alloc((size_t)backward_chunks_most(&m->cfg, B));
     size_t stride = activations_gpart_stride(&m->cfg), floats = 0;
     if (a->layers) floats = activations_carve(a, NULL, &m->cfg, B, stride);
     a->memory = a->layers ? model_alloc(floats * sizeof(float)) : NULL;
@@ -207,37 +207,53 @@ int chunk_images(const mf_config *c)
     return per > 0 ? per : 1;
 }
 
-/* Backward cuts the batch into chunks that depend on the configuration and
- * B alone, never on the thread count or on how many processes share the
- * batch (split.h): each chunk's parameter gradients are summed on their own
- * and the chunks' sums added in order, so every thread count and process
- * count gives the same bits. At least MIN_CHUNKS of them (one per image in
- * smaller batches), so that 64 threads or processes each have one at the
- * default batch of 128; more where chunks of CHUNK_ROWS token rows would be
- * more. An even count, so two threads get the same number of images. Chunk
- * i holds images [i B / n, (i + 1) B / n). */
+/* Backward cuts the batch into chunks that depend on the configuration,
+ * B and the precision alone, never on the thread count or on how many
+ * processes share the batch (split.h): each chunk's parameter gradients are
+ * summed on their own and the chunks' sums added in order, so every thread
+ * count and process count gives the same bits. At least MIN_CHUNKS of them
+ * in fp32 (one per image in smaller batches), so that 64 threads or
+ * processes each have one at the default batch of 128; more where chunks of
+ * CHUNK_ROWS token rows would be more. An even count, so two threads get
+ * the same number of images. Chunk i holds images [i B / n, (i + 1) B / n).
+ * bf16 takes at least MIN_CHUNKS_BF16: its products pack every operand into
+ * tiles of 16 rows and 32 k, so a chunk of 68 MNIST rows packs as much as it
+ * multiplies and pads dW's k from 68 to 96, while at 16 chunks (272 rows)
+ * one bf16 step took 13-15% less time (MNIST `unchanged`, one thread;
+ * docs/PERFORMANCE.md); the price is that backward uses at most 16 threads
+ * or processes at the default batch. Never more chunks than fp32's count,
+ * which sizes the buffers. */
 #ifndef MIN_CHUNKS
 #define MIN_CHUNKS 64
 #endif
-int backward_chunks(const mf_config *c, int B)
+#ifndef MIN_CHUNKS_BF16
+#define MIN_CHUNKS_BF16 16
+#endif
+int backward_chunks(const mf_config *c, int B, mf_precision precision)
 {
     int per = chunk_images(c), n = (B + per - 1) / per;
-    if (n < MIN_CHUNKS) n = MIN_CHUNKS;
+    int least = precision == MF_PRECISION_BF16 ? MIN_CHUNKS_BF16 : MIN_CHUNKS;
+    if (n < least) n = least;
     if (n > 1 && n % 2) n++;
     return n < B ? n : B;
 }
 
-void model_split_range(const mf_config *c, int B, int part, int parts, int *c0, int *c1, int *b0,
-                       int *b1)
+int backward_chunks_most(const mf_config *c, int B) { return backward_chunks(c, B, MF_PRECISION_FP32); }
+
+void model_split_range(const mf_config *c, int B, mf_precision precision, int part, int parts, int *c0,
+                       int *c1, int *b0, int *b1)
 {
-    int chunks = backward_chunks(c, B);
+    int chunks = backward_chunks(c, B, precision);
     *c0 = (int)((long)chunks * part / parts);
     *c1 = (int)((long)chunks * (part + 1) / parts);
     *b0 = (int)((long)B * *c0 / chunks);
     *b1 = (int)((long)B * *c1 / chunks);
 }
 
-int model_split_max_parts(const mf_config *c, int B) { return backward_chunks(c, B); }
+int model_split_max_parts(const mf_config *c, int B, mf_precision precision)
+{
+    return backward_chunks(c, B, precision);
+}
 
 void model_set_split(mf_model *m, const mf_model_split *split)
 {

@@ -373,7 +373,7 @@ static void my_chunks(const mf_model *m, int *c0, int *c1)
 {
     int b0, b1;
     const mf_model_split *sp = m->acts->split;
-    model_split_range(&m->cfg, m->acts->batch, sp ? sp->part : 0, sp ? sp->parts : 1, c0, c1, &b0,
+    model_split_range(&m->cfg, m->acts->batch, m->precision, sp ? sp->part : 0, sp ? sp->parts : 1, c0, c1, &b0,
                       &b1);
 }
 
@@ -390,7 +390,7 @@ static void chunk_range(int B, int chunks, int ci, int *b0, int *b1)
 static void block_backward(mf_model *m, int l, const block_grads *bg)
 {
     mf_activations *A = m->acts;
-    int B = A->batch, chunks = backward_chunks(&m->cfg, B), c0, c1;
+    int B = A->batch, chunks = backward_chunks(&m->cfg, B, m->precision), c0, c1;
     int head = l == m->cfg.layers - 1;
     my_chunks(m, &c0, &c1);
     double t0 = mf_prof_begin();
@@ -425,7 +425,7 @@ static void block_backward(mf_model *m, int l, const block_grads *bg)
 static void embedding_backward(mf_model *m, float *dx)
 {
     mf_activations *A = m->acts;
-    int B = A->batch, chunks = backward_chunks(&m->cfg, B), c0, c1;
+    int B = A->batch, chunks = backward_chunks(&m->cfg, B, m->precision), c0, c1;
     my_chunks(m, &c0, &c1);
     double t0 = mf_prof_begin();
 #pragma omp parallel if (c1 - c0 > 1)

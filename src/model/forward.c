@@ -203,7 +203,7 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
      * values do not depend on which chunk or thread ran it. */
     const mf_model_split *sp = A->split;
     int lo = 0, hi = B, c0, c1;
-    if (sp) model_split_range(c, B, sp->part, sp->parts, &c0, &c1, &lo, &hi);
+    if (sp) model_split_range(c, B, m->precision, sp->part, sp->parts, &c0, &c1, &lo, &hi);
 #pragma omp parallel if (hi - lo > 1)
     {
         int b0, b1, step = chunk_images(c);
@@ -217,7 +217,7 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
          * predictions then cover the whole batch everywhere. */
         for (int p = 0; p < sp->parts; p++) {
             int b0, b1;
-            model_split_range(c, B, p, sp->parts, &c0, &c1, &b0, &b1);
+            model_split_range(c, B, m->precision, p, sp->parts, &c0, &c1, &b0, &b1);
             sp->counts[p] = (b1 - b0) * K;
             sp->displs[p] = b0 * K;
         }

@@ -52,7 +52,7 @@ mf_status mf_model_memory_estimate(const mf_config *cfg, int batch, mf_memory_es
      * labels and their indices. */
     out->activations = 4 * (uint64_t)act_floats + (uint64_t)(c->layers + 1) * sizeof(mf_layer_acts) +
                        sizeof(mf_activations) + (uint64_t)batch * (4 * (uint64_t)img + 3 * sizeof(int)) +
-                       (uint64_t)backward_chunks(c, batch); /* kept: a byte per chunk */
+                       (uint64_t)backward_chunks_most(c, batch); /* kept: a byte per chunk */
     out->total = out->parameters + out->activations;
     return MF_OK;
 }

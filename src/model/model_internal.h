@@ -121,9 +121,11 @@ int thread_id(void);
 int thread_count(void);
 /* This thread's images [*b0, *b1) of B. */
 void my_images(int B, int *b0, int *b1);
-/* Images per forward chunk, and the backward chunks of a batch of B. */
+/* Images per forward chunk; the backward chunks of a batch of B at a
+ * precision, and the most of any precision (what the buffers hold). */
 int chunk_images(const mf_config *c);
-int backward_chunks(const mf_config *c, int B);
+int backward_chunks(const mf_config *c, int B, mf_precision precision);
+int backward_chunks_most(const mf_config *c, int B);
 /* Views moved to image b0: every row or tile pointer (w_full unchanged). */
 mf_layer_acts layer_slice(const mf_layer_acts *a, const mf_config *c, int b0);
 mf_grad_scratch scratch_slice(const mf_grad_scratch *s, const mf_config *c, int b0);

@@ -1,6 +1,6 @@
 /* A model's share of each batch in data-parallel training. A batch is cut
- * into backward_chunks(cfg, B) chunks, a function of the configuration and
- * B alone; part p of P computes the contiguous chunks
+ * into backward_chunks(cfg, B, precision) chunks, a function of the
+ * configuration, B and the precision alone; part p of P computes the contiguous chunks
  * [chunks p / P, chunks (p + 1) / P). Forward computes the logits of its
  * images and gathers everyone's, so every part has the whole batch's
  * logits and loss. Backward sums every parameter gradient over the chunks
@@ -36,12 +36,12 @@ typedef struct mf_model_split {
  * that group's sum so far besides the sum of the groups before it. */
 #define MODEL_FOLD_GROUP 8
 
-/* Part `part` of `parts` of a batch of B: chunks [*c0, *c1) of
+/* Part `part` of `parts` of a batch of B at a precision: chunks [*c0, *c1) of
  * backward_chunks, images [*b0, *b1). Empty when parts exceeds the chunks. */
-void model_split_range(const mf_config *c, int B, int part, int parts, int *c0, int *c1, int *b0,
-                       int *b1);
-/* The most parts a batch of B can be trained in: its chunk count. */
-int model_split_max_parts(const mf_config *c, int B);
+void model_split_range(const mf_config *c, int B, mf_precision precision, int part, int parts, int *c0,
+                       int *c1, int *b0, int *b1);
+/* The most parts a batch of B can be trained in at a precision: its chunk count. */
+int model_split_max_parts(const mf_config *c, int B, mf_precision precision);
 /* Forward and backward compute split's part of each batch from now on
  * (NULL: the whole batch, the default); the model keeps the pointer, also
  * across mf_model_reserve. */

@@ -255,10 +255,10 @@ mf_status mf_train(mf_model *m, const mf_dataset *ds, const mf_train_opts *o, mf
     if (!cst && ds->test.count > 0) cst = check_split(c, &ds->test, what, err);
     if (cst) return cst;
     int ranks = mf_dist_size();
-    if (ranks > model_split_max_parts(c, B))
-        return mf_fail(err, MF_ERR_CONFIG, "a batch of %d images splits into %d chunks: train it on "
-                       "at most %d ranks, not %d", B, model_split_max_parts(c, B),
-                       model_split_max_parts(c, B), ranks);
+    int parts = model_split_max_parts(c, B, o->precision);
+    if (ranks > parts)
+        return mf_fail(err, MF_ERR_CONFIG, "a batch of %d images splits into %d chunks at %s: train it on "
+                       "at most %d ranks, not %d", B, parts, mf_precision_name(o->precision), parts, ranks);
     unsigned mode = mf_model_mode(m); /* the caller's, restored on return */
     long spe = mf_steps_per_epoch(train->count, B);
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
