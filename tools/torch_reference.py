@@ -419,6 +419,12 @@ def cases():
     # CIFAR-like geometry: 32x32x3, patch 8.
     out.append(("cifar_h1_symmetric_collapsed_r2",
                 config(32, 3, 8, 16, 2, 1, 2, "symmetric", "collapsed"), 4, None))
+    # CIFAR-10 geometry at patch 4 (T = 65, as the default CIFAR-10 models):
+    # tiles of more than 32 tokens, where bf16 runs the attention products too.
+    out.append(("cifar_p4_h1_separate_separate_r2",
+                config(32, 3, 4, 32, 2, 1, 2, "separate", "separate"), 4, None))
+    out.append(("cifar_p4_h1_collapsed_none_r0",
+                config(32, 3, 4, 16, 2, 1, 0, "collapsed", "none"), 4, None))
     # Shaped attention at MNIST geometry (T = 17): the minimal model's block.
     out.append(("mnist_h1_collapsed_shaped_r0",
                 config(28, 1, 7, 24, 2, 1, 0, "collapsed", "shaped"), 4, None))
@@ -520,9 +526,11 @@ def check_shaped():
     return failures
 
 
-# The cases --autocast writes: the presets, four heads, a CIFAR geometry, shaped mixing.
+# The cases --autocast writes: the presets, four heads, two CIFAR geometries
+# (T = 17 and 65), shaped mixing.
 AUTOCAST_CASES = ("mnist_preset_unchanged", "mnist_preset_minimal", "mnist_preset_symmetric",
                   "grid_h4_separate_separate_r2", "cifar_h1_symmetric_collapsed_r2",
+                  "cifar_p4_h1_separate_separate_r2", "cifar_p4_h1_collapsed_none_r0",
                   "mnist_h1_collapsed_shaped_r0")
 
 

@@ -25,7 +25,7 @@ static void scores_forward_head(float *att, const float *q, const float *k, cons
 {
     int T = d->T, Q = d->Q, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     float *A = TILE(att, b, h, d);
-    mf_gemm_serial(0, 1, Q, T, hd, score_scale(d), ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd,
+    mf_gemm_serial_as(d->attn, 0, 1, Q, T, hd, score_scale(d), ROWS(q, b, d) + h * hd, N, ROWS(k, b, d) + h * hd,
                    N, 0.0f, A, T);
     softmax_rows_forward(A, Q, T);
 }
@@ -55,9 +55,9 @@ static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
     float *dS = TILE(s->datt, b, h, d);
     softmax_rows_backward(dS, TILE(a->att, b, h, d), Q, T); /* dL/dA -> dL/dS in place */
     /* S = scale q k^T: dq = scale dS k (Q rows), dk = scale dS^T q (T rows) */
-    mf_gemm_serial(0, 0, Q, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
+    mf_gemm_serial_as(d->attn, 0, 0, Q, hd, T, scale, dS, T, ROWS(a->k, b, d) + h * hd, N, 0.0f,
                    ROWS(s->dq, b, d) + h * hd, N);
-    mf_gemm_serial(1, 0, T, hd, Q, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
+    mf_gemm_serial_as(d->attn, 1, 0, T, hd, Q, scale, dS, T, ROWS(a->q, b, d) + h * hd, N, 0.0f,
                    ROWS(s->dk, b, d) + h * hd, N);
 }
 
@@ -116,8 +116,8 @@ static void shared_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
     float *dq = ROWS(s->dq, b, d) + h * hd;
     /* S = scale q_Q q^T: dq = scale dS^T q_Q (as keys), plus scale dS q on the
      * Q query rows */
-    mf_gemm_serial(1, 0, T, hd, Q, scale, dS, T, q, N, 0.0f, dq, N);
-    mf_gemm_serial(0, 0, Q, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
+    mf_gemm_serial_as(d->attn, 1, 0, T, hd, Q, scale, dS, T, q, N, 0.0f, dq, N);
+    mf_gemm_serial_as(d->attn, 0, 0, Q, hd, T, scale, dS, T, q, N, 1.0f, dq, N);
 }
 
 static void attention_qk_shared_backward(mf_grad_scratch *s, const mf_layer_acts *a,
@@ -158,8 +158,8 @@ static void bilinear_backward_image(mf_grad_scratch *s, const mf_layer_acts *a,
     float scale = score_scale(d);
     float *dS = TILE(s->datt, b, 0, d);
     softmax_rows_backward(dS, TILE(a->att, b, 0, d), Q, T); /* dL/dA -> dL/dS in place */
-    mf_gemm_serial(0, 0, Q, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
-    mf_gemm_serial(1, 0, T, N, Q, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
+    mf_gemm_serial_as(d->attn, 0, 0, Q, N, T, scale, dS, T, ROWS(a->ln1, b, d), N, 0.0f, ROWS(s->dq, b, d), N);
+    mf_gemm_serial_as(d->attn, 1, 0, T, N, Q, scale, dS, T, ROWS(a->q, b, d), N, 1.0f, ROWS(s->dh, b, d), N);
 }
 
 /* From dL/dA: dS, then du = scale dS h into s->dq (Q rows), and dh += scale dS^T u. */

@@ -18,7 +18,7 @@
 static void separate_forward_head(mf_layer_acts *a, const mf_attn_dims *d, int bh)
 {
     int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
-    mf_gemm_serial(0, 0, d->Q, hd, T, 1.0f, TILE(a->att, b, h, d), T, ROWS(a->v, b, d) + h * hd, N,
+    mf_gemm_serial_as(d->attn, 0, 0, d->Q, hd, T, 1.0f, TILE(a->att, b, h, d), T, ROWS(a->v, b, d) + h * hd, N,
                    0.0f, ROWS(a->mix, b, d) + h * hd, N);
 }
 
@@ -39,9 +39,9 @@ static void separate_backward_head(mf_grad_scratch *s, const mf_layer_acts *a,
     int T = d->T, N = d->N, hd = d->N / d->H, b = bh / d->H, h = bh % d->H;
     const float *dmix = ROWS(s->dmix, b, d) + h * hd;
     /* mix_h = A_h v_h: dA_h = dmix_h v_h^T (Q rows), dv_h = A_h^T dmix_h (T rows) */
-    mf_gemm_serial(0, 1, d->Q, T, hd, 1.0f, dmix, N, ROWS(a->v, b, d) + h * hd, N, 0.0f,
+    mf_gemm_serial_as(d->attn, 0, 1, d->Q, T, hd, 1.0f, dmix, N, ROWS(a->v, b, d) + h * hd, N, 0.0f,
                    TILE(s->datt, b, h, d), T);
-    mf_gemm_serial(1, 0, T, hd, d->Q, 1.0f, TILE(a->att, b, h, d), T, dmix, N, 0.0f,
+    mf_gemm_serial_as(d->attn, 1, 0, T, hd, d->Q, 1.0f, TILE(a->att, b, h, d), T, dmix, N, 0.0f,
                    ROWS(s->dv, b, d) + h * hd, N);
 }
 
@@ -91,7 +91,7 @@ static void mixing_forward_image(float *out, const mf_layer_acts *a, const mf_at
                                  float w, float beta, int b)
 {
     int T = d->T, N = d->N;
-    mf_gemm_serial(0, 0, d->Q, N, T, w, TILE(a->att, b, h, d), T, ROWS(a->ln1, b, d), N, beta,
+    mf_gemm_serial_as(d->attn, 0, 0, d->Q, N, T, w, TILE(a->att, b, h, d), T, ROWS(a->ln1, b, d), N, beta,
                    ROWS(out, b, d), N);
 }
 
@@ -100,9 +100,9 @@ static void mixing_backward_image(mf_grad_scratch *s, const float *dmix, const m
                                   const mf_attn_dims *d, int h, float w, int b)
 {
     int T = d->T, N = d->N;
-    mf_gemm_serial(0, 1, d->Q, T, N, w, ROWS(dmix, b, d), N, ROWS(a->ln1, b, d), N, 0.0f,
+    mf_gemm_serial_as(d->attn, 0, 1, d->Q, T, N, w, ROWS(dmix, b, d), N, ROWS(a->ln1, b, d), N, 0.0f,
                    TILE(s->datt, b, h, d), T);
-    mf_gemm_serial(1, 0, T, N, d->Q, w, TILE(a->att, b, h, d), T, ROWS(dmix, b, d), N, 1.0f,
+    mf_gemm_serial_as(d->attn, 1, 0, T, N, d->Q, w, TILE(a->att, b, h, d), T, ROWS(dmix, b, d), N, 1.0f,
                    ROWS(s->dh, b, d), N);
 }
 

@@ -57,7 +57,7 @@ static void shaped_forward_image(float *out, const mf_layer_acts *a, const mf_bl
     float gamma_t = GAMMA(p)[0] / (float)T;
     const float *h = ROWS(a->ln1, b, d);
     float *mix = ROWS(a->mix, b, d), *o = ROWS(out, b, d);
-    mf_gemm_serial(0, 0, Q, N, T, 1.0f, TILE(a->att, b, 0, d), T, h, N, 0.0f, mix, N);
+    mf_gemm_serial_as(d->attn, 0, 0, Q, N, T, 1.0f, TILE(a->att, b, 0, d), T, h, N, 0.0f, mix, N);
     for (size_t i = 0; i < (size_t)Q * N; i++) o[i] = alpha * h[i] + beta * mix[i];
     add_scaled_row_sum(o, Q, -gamma_t, h, T, N);
 }
@@ -73,8 +73,8 @@ static void shaped_backward_image(mf_grad_scratch *s, const float *dout, const m
     float gamma_t = GAMMA(p)[0] / (float)T;
     const float *h = ROWS(a->ln1, b, d), *g = ROWS(dout, b, d);
     float *dh = ROWS(s->dh, b, d);
-    mf_gemm_serial(0, 1, Q, T, N, beta, g, N, h, N, 0.0f, TILE(s->datt, b, 0, d), T);
-    mf_gemm_serial(1, 0, T, N, Q, beta, TILE(a->att, b, 0, d), T, g, N, 1.0f, dh, N);
+    mf_gemm_serial_as(d->attn, 0, 1, Q, T, N, beta, g, N, h, N, 0.0f, TILE(s->datt, b, 0, d), T);
+    mf_gemm_serial_as(d->attn, 1, 0, T, N, Q, beta, TILE(a->att, b, 0, d), T, g, N, 1.0f, dh, N);
     for (size_t i = 0; i < (size_t)Q * N; i++) dh[i] += alpha * g[i];
     add_scaled_row_sum(dh, T, -gamma_t, g, Q, N);
 }

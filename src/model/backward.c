@@ -58,7 +58,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     mf_activations *A = m->acts;
     int N = c->dim, T = mf_config_tokens(c), F = c->mlp_ratio * N, rows = nb * T;
     size_t first = (size_t)b0 * T * N, n = (size_t)rows * N;
-    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m)};
+    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m), model_attn_gemm(m)};
     mf_layer_acts a = layer_slice(&A->layers[l], c, b0);
     mf_grad_scratch s = scratch_slice(&A->g, c, b0);
     const mf_block_params *p = &m->p.blocks[l];
@@ -264,7 +264,7 @@ static void block_sum_finish(mf_model *m, int l, const float *sum)
 static void attention_params_finish(mf_model *m, int l)
 {
     const mf_config *c = &m->cfg;
-    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c), model_gemm(m)};
+    mf_attn_dims d = {m->acts->batch, mf_config_tokens(c), c->dim, c->heads, mf_config_tokens(c), model_gemm(m), model_attn_gemm(m)};
     const mf_qk_variant *qk = qk_variant((int)c->qk);
     if (qk->params_finish) qk->params_finish(&m->g.blocks[l], &m->acts->g, &m->p.blocks[l], &d);
 }

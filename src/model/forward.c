@@ -134,7 +134,7 @@ static void block_forward(mf_model *m, int l, int b0, int nb, float *branch)
     const mf_block_params *p = &m->p.blocks[l];
     float *next = m->acts->layers[l + 1].x + first;
     norm_target after = norm_after(m, l, b0);
-    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m)};
+    mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m), model_attn_gemm(m)};
 
     attention_forward(branch, &a, p, c, &d);
     if (cls_rows_only(c, l)) {
@@ -192,7 +192,7 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
     mf_activations *A = m->acts;
     const mf_qk_variant *qk = qk_variant((int)c->qk);
     int K = c->classes, T = mf_config_tokens(c);
-    mf_attn_dims d = {B, T, c->dim, c->heads, T, model_gemm(m)};
+    mf_attn_dims d = {B, T, c->dim, c->heads, T, model_gemm(m), model_attn_gemm(m)};
     A->batch = B;
     A->mode = m->mode;
     /* Once per pass, before the threads split the images (W from qk_tril). */

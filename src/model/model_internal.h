@@ -14,6 +14,7 @@
 typedef struct {
     int B, T, N, H, Q;
     mf_gemm_kind gemm; /* the linear layers' products (mf_model_set_precision) */
+    mf_gemm_kind attn; /* the per-image products of scores and mixing (model_attn_gemm) */
 } mf_attn_dims;
 
 /* What one block keeps from forward for backward. */
@@ -89,6 +90,19 @@ struct mf_activations {
 static inline mf_gemm_kind model_gemm(const mf_model *m)
 {
     return m->precision == MF_PRECISION_BF16 ? MF_GEMM_BF16 : MF_GEMM_FP32;
+}
+
+/* The kind of the attention's per-image products (scores, mixing and their
+ * gradients, over tiles of T tokens): bf16 with bf16 linear layers when T >
+ * 32, else fp32. At T = 65 bf16 ran these products 1.5-2.3x faster, at
+ * T = 33 1.2-2.1x and at T = 49 1.8-2.0x; at T = 17 three of the four ran
+ * 0.84-0.87x as fast, tiles of 16 rows and 32 k padding more than they gain
+ * (tools/bench_gemm, docs/PERFORMANCE.md). */
+#define MODEL_BF16_ATTN_MIN_T 33
+static inline mf_gemm_kind model_attn_gemm(const mf_model *m)
+{
+    return m->precision == MF_PRECISION_BF16 && mf_config_tokens(&m->cfg) >= MODEL_BF16_ATTN_MIN_T
+               ? MF_GEMM_BF16 : MF_GEMM_FP32;
 }
 
 /* ---- allocation (model.c) ----------------------------------------------- */

@@ -9,8 +9,11 @@
 #include "minformer.h"
 #include "kernels/cpu.h"
 
-/* The precision train_params and learn_mnist give their models. */
+/* The precision train_params and learn_mnist give their models, and the
+ * patch size of small_config (7: T = 17 tokens; 4: T = 50, where bf16 runs
+ * the attention products in bf16 too). */
 static mf_precision precision = MF_PRECISION_FP32;
+static int small_patch = 7;
 
 /* A small synthetic dataset in MNIST's shape, used where the real data is not
  * the point (determinism, resume): random pixels, labels from a pixel sum. */
@@ -51,6 +54,7 @@ static void small_config(mf_config *c, const char *preset, int mlp)
 {
     mf_error err;
     mf_config_default(c, 28, 1, 10);
+    c->patch = small_patch;
     c->dim = 32;
     c->layers = 2;
     mf_config_apply_preset(c, preset, &err);
@@ -104,8 +108,9 @@ static void check_thread_determinism(const char *preset, int mlp, int heads, flo
     c.dropout = dropout;
     mf_train_opts o;
     small_opts(&o, 2);
-    /* Batches of 100, 100 and 56 images: backward cuts them into 4, 4 and 2
-     * chunks of 45 or fewer, which 1, 2 and 3 threads share differently. */
+    /* Batches of 100, 100 and 56 images: backward cuts them into fixed
+     * chunks (64 or 56 in fp32, 16 in bf16), which 1, 2 and 3 threads share
+     * differently. */
     o.batch = 100;
     size_t n[3] = {0, 0, 0};
     float *p[3];
@@ -324,6 +329,10 @@ static void test_bf16_determinism_and_learning(void)
     precision = MF_PRECISION_BF16;
     check_thread_determinism("unchanged", 2, 4, 0.1f);
     check_thread_determinism("minimal", 0, 1, 0.0f);
+    small_patch = 4;
+    check_thread_determinism("unchanged", 2, 1, 0.0f);
+    check_thread_determinism("minimal", 0, 1, 0.0f);
+    small_patch = 7;
     learn_mnist("minimal", 0, 1e-2f, 0.50f);
     learn_mnist("unchanged", 4, 1e-3f, 0.45f);
     precision = MF_PRECISION_FP32;
