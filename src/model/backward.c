@@ -50,9 +50,11 @@ static void attention_backward(mf_block_params *g, mf_grad_scratch *s, const flo
 
 /* Block l backward for images b0 .. b0+nb-1: the input gradients, and the
  * parameter gradients of these images alone into slice (zeroed here), each
- * right after the input gradients they need, while those are in cache. */
+ * right after the input gradients they need, while those are in cache.
+ * The gradient scratch (A->g: nothing of it outlives the chunk) is taken
+ * at image scratch_b0's rows. */
 static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int b0, int nb,
-                                 float *slice)
+                                 int scratch_b0, float *slice)
 {
     const mf_config *c = &m->cfg;
     mf_activations *A = m->acts;
@@ -60,7 +62,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
     size_t first = (size_t)b0 * T * N, n = (size_t)rows * N;
     mf_attn_dims d = {nb, T, N, c->heads, attention_query_rows(m, l), model_gemm(m), model_attn_gemm(m)};
     mf_layer_acts a = layer_slice(&A->layers[l], c, b0);
-    mf_grad_scratch s = scratch_slice(&A->g, c, b0);
+    mf_grad_scratch s = scratch_slice(&A->g, c, scratch_b0);
     const mf_block_params *p = &m->p.blocks[l];
     mf_block_params g; /* block l's gradients, in this chunk's slice */
     memset(slice, 0, A->gpart_stride * sizeof(float));
@@ -399,12 +401,20 @@ static void block_backward(mf_model *m, int l, const block_grads *bg)
         int k0, k1;
         mf_share(c1 - c0, 1, thread_id(), thread_count(), &k0, &k1);
         size_t total = block_grad_floats(&m->cfg, A->block_numel);
+        /* Every chunk of this thread uses the gradient scratch rows of its
+         * first chunk's images, so that they stay in cache from one chunk
+         * to the next (the scratch is M rows, one stretch per chunk, and
+         * per chunk a fresh stretch missed the cache for every op). A
+         * thread's chunks are consecutive and differ by at most one image,
+         * so the rows taken never pass the end of its own chunks. */
+        int first_b0, first_b1;
+        chunk_range(B, chunks, c0 + k0, &first_b0, &first_b1);
         for (int ci = c0 + k0; ci < c0 + k1; ci++) {
             int b0, b1, merged;
             chunk_range(B, chunks, ci, &b0, &b1);
             if (head) head_backward_chunk(m, bg->in, b0, b1 - b0, A->gouter + (size_t)ci * A->gouter_stride);
             float *slot = group_slot(A->gpart, A->gpart_stride, ci, c0 + k0, &merged);
-            block_backward_chunk(m, l, bg, b0, b1 - b0, slot);
+            block_backward_chunk(m, l, bg, b0, b1 - b0, first_b0, slot);
             A->kept[ci] = merged == 0;
             if (merged > 0) {
                 float *sum = slot - A->gpart_stride; /* the group's slot, just before */

@@ -152,8 +152,11 @@ static void block_forward(mf_model *m, int l, int b0, int nb, float *branch)
     residual_forward(m, next, a.x_mid, branch, p->fc2_b, site_mlp(l), &after, rows, first);
 }
 
-/* Images b0 .. b0+nb-1 through the whole network up to the logits. */
-static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
+/* Images b0 .. b0+nb-1 through the whole network up to the logits; branch:
+ * nb images' rows of scratch for the branches (forward keeps nothing of
+ * it), the same rows for every chunk of a thread, so they stay in cache
+ * (mf_model_forward). */
+static void forward_chunk(mf_model *m, const float *images, int b0, int nb, float *branch)
 {
     const mf_config *c = &m->cfg;
     mf_activations *A = m->acts;
@@ -161,7 +164,7 @@ static void forward_chunk(mf_model *m, const float *images, int b0, int nb)
     int cpp = c->channels * c->patch * c->patch, rows = nb * T, S = c->image_size;
     size_t first = (size_t)b0 * T * N;
     float *patches = A->patches + (size_t)b0 * P * cpp, *tokens = A->tokens + (size_t)b0 * P * N;
-    float *x = A->layers[0].x + first, *branch = A->branch + first;
+    float *x = A->layers[0].x + first;
     float *pooled = A->pooled + (size_t)b0 * N;
     mf_layer_acts a0 = layer_slice(&A->layers[0], c, b0);
 
@@ -208,8 +211,13 @@ float mf_model_forward(mf_model *m, const float *images, const int *labels, int 
     {
         int b0, b1, step = chunk_images(c);
         my_images(hi - lo, &b0, &b1);
+        /* Every chunk of this thread takes its branch rows from those of
+         * its first images: no chunk is longer than the thread's share, and
+         * rows written and read again at once stay in cache instead of a
+         * fresh (and soon evicted) stretch of the batch's per chunk. */
+        float *branch = A->branch + (size_t)(lo + b0) * T * c->dim;
         for (int b = lo + b0; b < lo + b1; b += step)
-            forward_chunk(m, images, b, lo + b1 - b < step ? lo + b1 - b : step);
+            forward_chunk(m, images, b, lo + b1 - b < step ? lo + b1 - b : step, branch);
     }
     mf_prof_region(t0);
     if (sp) {
