@@ -6,11 +6,12 @@
  * the measurement behind using minformer's own kernel (docs/PERFORMANCE.md).
  * Nothing is linked against it. Where the CPU has AMX, mf_gemm_bf16 (bf16
  * operands, fp32 sums) runs on one thread beside them, with its ratio to
- * mf_gemm on one thread.
+ * mf_gemm on one thread. The last rows write C to memory that no cache holds.
  * Usage: bench_gemm [seconds per shape and thread count, default 1] */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
@@ -42,6 +43,10 @@ static const shape shapes[] = {
     {"mnist chunk dx MLP", 0, 0, 68, 64, 256, 0.0f},
     {"mnist chunk dW (64x64)", 1, 0, 64, 64, 68, 1.0f},
     {"mnist chunk dW MLP (256x64)", 1, 0, 256, 64, 68, 1.0f},
+    {"mnist bf16 chunk dx (16 im.)", 0, 0, 272, 64, 64, 0.0f},
+    {"mnist bf16 chunk dx MLP", 0, 0, 272, 64, 256, 0.0f},
+    {"mnist bf16 chunk dW (64x64)", 1, 0, 64, 64, 272, 1.0f},
+    {"mnist bf16 chunk dW MLP", 1, 0, 256, 64, 272, 1.0f},
     {"cifar fwd x W^T (d=64)", 0, 1, 715, 64, 64, 0.0f},
     {"cifar fwd MLP up", 0, 1, 715, 256, 64, 0.0f},
     {"cifar fwd MLP down", 0, 1, 715, 64, 256, 0.0f},
@@ -61,6 +66,16 @@ static const shape shapes[] = {
     {"attn dk dp^T q 65x64x65", 1, 0, 65, 64, 65, 0.0f},
     {"square 1024^3", 0, 0, 1024, 1024, 1024, 0.0f},
 };
+
+/* The same products writing C to memory no cache holds, as the model's
+ * forward pass writes the activations it keeps for backward: each call's C
+ * is the next of COLD_BYTES / |C| copies. */
+static const shape cold_shapes[] = {
+    {"mnist fwd MLP up, cold C", 0, 1, 765, 256, 64, 0.0f},
+    {"mnist fwd x W^T, cold C", 0, 1, 765, 64, 64, 0.0f},
+};
+#define COLD_BYTES ((size_t)512 << 20)
+static size_t cold_copies, cold_next; /* 0: C stays where it is */
 
 /* cblas_sgemm and openblas_set_num_threads, when OpenBLAS was found. */
 typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -83,6 +98,10 @@ static int use_openblas, use_bf16;
 
 static void call(const shape *s, const float *A, const float *B, float *C)
 {
+    if (cold_copies) {
+        C += (size_t)s->M * s->N * cold_next;
+        cold_next = (cold_next + 1) % cold_copies;
+    }
     int lda = s->trans_a ? s->M : s->K, ldb = s->trans_b ? s->K : s->N;
     if (use_openblas)
         openblas_sgemm(CBLAS_ROW_MAJOR, s->trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
@@ -130,17 +149,21 @@ int main(int argc, char **argv)
     int bf16 = mf_bf16_available();
     if (bf16) printf(" %9s %6s", "bf16 1", "ratio");
     printf("   (GFLOP/s)\n");
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const shape *s = &shapes[i];
+    size_t plain = sizeof shapes / sizeof shapes[0], cold = sizeof cold_shapes / sizeof cold_shapes[0];
+    for (size_t i = 0; i < plain + cold; i++) {
+        const shape *s = i < plain ? &shapes[i] : &cold_shapes[i - plain];
         size_t na = (size_t)s->M * s->K, nb = (size_t)s->K * s->N, nc = (size_t)s->M * s->N;
+        cold_copies = i < plain ? 0 : COLD_BYTES / (nc * sizeof(float));
+        cold_next = 0;
         float *A = mf_alloc(na * sizeof(float)), *B = mf_alloc(nb * sizeof(float));
-        float *C = mf_alloc(nc * sizeof(float));
+        float *C = mf_alloc((cold_copies ? cold_copies : 1) * nc * sizeof(float));
         if (!A || !B || !C) {
             fprintf(stderr, "bench_gemm: out of memory\n");
             return 1;
         }
         for (size_t j = 0; j < na; j++) A[j] = mf_rng_uniform(&rng) - 0.5f;
         for (size_t j = 0; j < nb; j++) B[j] = mf_rng_uniform(&rng) - 0.5f;
+        if (cold_copies) memset(C, 0, cold_copies * nc * sizeof(float)); /* pages mapped before timing */
         double g[5];
         use_bf16 = 0;
         for (int t = 0; t < 4; t++) {

@@ -13,6 +13,7 @@
 #define MF_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The precision of a matrix product: fp32 (mf_gemm), or bf16 operands with
  * fp32 sums (mf_gemm_bf16). */
@@ -34,6 +35,18 @@ void mf_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, co
                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
 void mf_gemm_bf16_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                          int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* mf_gemm_bf16 (parallel) or its _serial form (not), where an operand may be
+ * held in bf16 already: when A16 (B16) is not NULL it is the operand's
+ * storage, bf16 bit patterns as mf_bf16_round writes them, laid out as A (B)
+ * would be, and A (B) is not read. The same bits as converting the fp32
+ * values they were rounded from. */
+void mf_gemm_bf16_held(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                       const uint16_t *A16, int lda, const float *B, const uint16_t *B16, int ldb,
+                       float beta, float *C, int ldc, int parallel);
+/* dst[i] = src[i] rounded to bf16 as the kernel rounds its operands
+ * (nearest even, NaN kept quiet, a denormal to zero). */
+void mf_bf16_round(uint16_t *dst, const float *src, size_t n);
 
 /* A buffer of at least `bytes` (64-byte aligned) for the calling thread,
  * one per slot, kept until the thread ends; NULL when out of memory. */

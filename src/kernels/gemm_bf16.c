@@ -106,12 +106,46 @@ static inline void transpose16(__m512i v[16])
 }
 
 /* An operand seen as a matrix X (rows x cols) with X(r, c) at
- * p[r * rs + c * cs]: op(A) is (M x K), op(B)^T is (N x K). */
+ * p[r * rs + c * cs], or, for one held in bf16 already, h[r * rs + c * cs]
+ * (h not NULL): op(A) is (M x K), op(B)^T is (N x K). */
 typedef struct {
     const float *p;
+    const uint16_t *h;
     ptrdiff_t rs, cs;
     int rows, cols;
 } operand;
+
+static inline __mmask32 lanes32(int n)
+{
+    return n >= 32 ? (__mmask32)0xFFFFFFFFu : n <= 0 ? (__mmask32)0 : (__mmask32)((1u << n) - 1u);
+}
+
+/* The rows or pairs of pack_tile for an operand held in bf16: the same
+ * words the fp32 paths would make by converting, read instead of converted. */
+static void gather_held(const operand *x, int r0, int k0, int nr, int nk, int by_rows, __m512i v[16])
+{
+    if (by_rows) {
+        /* cs == 1 here: an operand of a GEMM has rs or cs 1, and by_rows
+         * means cs == 1 or rs != 1 */
+        for (int r = 0; r < TR; r++) {
+            const uint16_t *row = x->h + (ptrdiff_t)(r0 + r) * x->rs + k0;
+            v[r] = r < nr ? _mm512_maskz_loadu_epi16(lanes32(nk), row) : _mm512_setzero_si512();
+        }
+        return;
+    }
+    /* rows contiguous (rs == 1): words 0-15 of column k, 16-31 of column k + 1, interleaved */
+    static const uint16_t order[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i interleave = _mm512_loadu_si512(order);
+    __mmask32 m = lanes32(nr < 16 ? nr : 16);
+    for (int q = 0; q < 16; q++) {
+        int k = 2 * q;
+        const uint16_t *col = x->h + (ptrdiff_t)r0 + (ptrdiff_t)(k0 + k) * x->cs;
+        __m512i a = k < nk ? _mm512_maskz_loadu_epi16(m, col) : _mm512_setzero_si512();
+        __m512i b = k + 1 < nk ? _mm512_maskz_loadu_epi16(m, col + x->cs) : _mm512_setzero_si512();
+        v[q] = _mm512_permutexvar_epi16(interleave, _mm512_inserti64x4(a, _mm512_castsi512_si256(b), 1));
+    }
+}
 
 /* One tile of X's rows r0..r0+15 and k0..k0+31, as 16 rows of 16 dwords,
  * dword (r, q) holding the pair (X(r, k0+2q), X(r, k0+2q+1)): the A tile
@@ -122,7 +156,9 @@ static void pack_tile(const operand *x, int r0, int k0, int transposed, uint32_t
     int nr = x->rows - r0, nk = x->cols - k0;
     __m512i v[16];
     int by_rows = x->cs == 1 || x->rs != 1;
-    if (by_rows) {
+    if (x->h) {
+        gather_held(x, r0, k0, nr, nk, by_rows, v);
+    } else if (by_rows) {
         /* rows are contiguous in k (or neither is): v[r] = row r's 16 pairs */
         for (int r = 0; r < TR; r++) {
             __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
@@ -312,8 +348,9 @@ static void bf16_part(const bf16_args *g, int tid, int nthreads)
         block_compute(g, (int)(t / bj) * 2, (int)(t % bj) * 2);
 }
 
-static void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int parallel)
+void mf_gemm_bf16_held(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                       const uint16_t *A16, int lda, const float *B, const uint16_t *B16, int ldb,
+                       float beta, float *C, int ldc, int parallel)
 {
     if (mf_gemm_trivial(M, N, K, beta, C, ldc)) return;
     bf16_args g;
@@ -326,9 +363,9 @@ static void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha
     g.C = C;
     g.ldc = ldc;
     /* op(A)(i, k) = A[i * lda + k], or A[k * lda + i] when transposed */
-    g.a = (operand){A, trans_a ? 1 : lda, trans_a ? lda : 1, M, K};
+    g.a = (operand){A, A16, trans_a ? 1 : lda, trans_a ? lda : 1, M, K};
     /* op(B)^T(j, k) = op(B)(k, j) = B[k * ldb + j], or B[j * ldb + k] when transposed */
-    g.bt = (operand){B, trans_b ? ldb : 1, trans_b ? 1 : ldb, N, K};
+    g.bt = (operand){B, B16, trans_b ? ldb : 1, trans_b ? 1 : ldb, N, K};
     g.mt = (M + TR - 1) / TR;
     g.nt = (N + TR - 1) / TR;
     size_t ma = (size_t)g.mt * g.kb, nb = (size_t)g.nt * g.kb;
@@ -352,11 +389,24 @@ static void gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha
 void mf_gemm_bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+    mf_gemm_bf16_held(trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc, 1);
 }
 
 void mf_gemm_bf16_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                          int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+    mf_gemm_bf16_held(trans_a, trans_b, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc, 0);
+}
+
+void mf_bf16_round(uint16_t *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        _mm512_storeu_si512(dst + i, bf16_pack(_mm512_loadu_ps(src + i), _mm512_loadu_ps(src + i + 16)));
+    if (i < n) {
+        int left = (int)(n - i);
+        __m512i v = bf16_pack(_mm512_maskz_loadu_ps(lanes(left), src + i),
+                              _mm512_maskz_loadu_ps(lanes(left - 16), src + i + 16));
+        _mm512_mask_storeu_epi16(dst + i, lanes32(left), v);
+    }
 }

@@ -142,6 +142,25 @@ void linear_backward_input_rows(mf_gemm_kind kind, float *dx, const float *dy, c
     mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
 }
 
+#ifdef MF_BF16_KERNEL
+void linear_forward_held(float *y, const uint16_t *x, const float *w, const float *b, int M, int in, int out)
+{
+    double t0 = mf_prof_begin();
+    mf_gemm_bf16_held(0, 1, M, out, in, 1.0f, NULL, x, in, w, NULL, in, 0.0f, y, out, 1);
+    if (b) bias_add_rows(y, (size_t)out, b, M, out);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_FORWARD, t0);
+}
+
+void linear_backward_params_held(float *dw, float *db, const float *dy, const uint16_t *x, int M, int in,
+                                 int out)
+{
+    double t0 = mf_prof_begin();
+    if (dw) mf_gemm_bf16_held(1, 0, out, in, M, 1.0f, dy, NULL, out, NULL, x, in, 1.0f, dw, in, 1);
+    if (db) column_sums_accumulate(db, dy, (size_t)out, M, out);
+    mf_prof_end(MF_PROF_LINEAR, MF_PROF_BACKWARD, t0);
+}
+#endif
+
 /* dw's columns and db's 16-blocks are split; every element still sums all M
  * rows in order, as one mf_gemm would (the GEMM's contract: an element does
  * not depend on which call computed it). */
@@ -471,11 +490,14 @@ static inline float gelu_slope(float v, float cdf, float g)
  * still sees no aliasing between what the vector loop reads and writes. */
 #define GELU_COLS 64
 
-static void bias_gelu_row(float *y, float *slope, const float *x, const float *b, int F)
+/* One row; the GELU lands in y, or, when y16 is given, in a local block
+ * that is then rounded to bf16 into y16 (bf16 products alone read it). */
+static void bias_gelu_row(float *y, uint16_t *y16, float *slope, const float *x, const float *b, int F)
 {
-    float v[GELU_COLS];
+    float v[GELU_COLS], out[GELU_COLS];
     for (int j0 = 0; j0 < F; j0 += GELU_COLS) {
         int n = F - j0 < GELU_COLS ? F - j0 : GELU_COLS;
+        float *o = y16 ? out : y + j0;
         if (b)
             for (int j = 0; j < n; j++) v[j] = x[j0 + j] + b[j0 + j];
         else
@@ -483,29 +505,46 @@ static void bias_gelu_row(float *y, float *slope, const float *x, const float *b
         if (slope) {
             for (int j = 0; j < n; j++) {
                 float g, cdf = gelu_cdf(v[j], &g);
-                y[j0 + j] = v[j] * cdf;
+                o[j] = v[j] * cdf;
                 slope[j0 + j] = gelu_slope(v[j], cdf, g);
             }
         } else {
             for (int j = 0; j < n; j++) {
                 float g;
-                y[j0 + j] = v[j] * gelu_cdf(v[j], &g);
+                o[j] = v[j] * gelu_cdf(v[j], &g);
             }
         }
+#ifdef MF_BF16_KERNEL
+        if (y16) mf_bf16_round(y16 + j0, out, (size_t)n);
+#endif
     }
+}
+
+static void bias_gelu_rows(float *y, uint16_t *y16, float *slope, const float *x, const float *b, int M, int F)
+{
+#define GELU_ROW(i)                                                                              \
+    bias_gelu_row(y ? y + (size_t)(i) * F : NULL, y16 ? y16 + (size_t)(i) * F : NULL,            \
+                  slope ? slope + (size_t)(i) * F : NULL, x + (size_t)(i) * F, b, F)
+    if (!mf_fork_worth((size_t)M * F)) {
+        for (int i = 0; i < M; i++) GELU_ROW(i);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < M; i++) GELU_ROW(i);
+    }
+#undef GELU_ROW
 }
 
 void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F)
 {
     double t0 = mf_prof_begin();
-    if (!mf_fork_worth((size_t)M * F)) {
-        for (int i = 0; i < M; i++)
-            bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < M; i++)
-            bias_gelu_row(y + (size_t)i * F, slope ? slope + (size_t)i * F : NULL, x + (size_t)i * F, b, F);
-    }
+    bias_gelu_rows(y, NULL, slope, x, b, M, F);
+    mf_prof_end(MF_PROF_GELU, MF_PROF_FORWARD, t0);
+}
+
+void bias_gelu_forward_bf16(uint16_t *y, float *slope, const float *x, const float *b, int M, int F)
+{
+    double t0 = mf_prof_begin();
+    bias_gelu_rows(NULL, y, slope, x, b, M, F);
     mf_prof_end(MF_PROF_GELU, MF_PROF_FORWARD, t0);
 }
 

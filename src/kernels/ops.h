@@ -59,6 +59,12 @@ void linear_backward_input_rows(mf_gemm_kind kind, float *dx, const float *dy, c
                                 int accumulate_dx, int step);
 void linear_backward_params_rows(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int step);
+/* linear_forward and linear_backward_params in bf16 with x held in bf16
+ * (mf_bf16_round's bits; gemm_bf16.c): the same results as with the fp32 x
+ * it was rounded from. Only where mf_bf16_available(). */
+void linear_forward_held(float *y, const uint16_t *x, const float *w, const float *b, int M, int in, int out);
+void linear_backward_params_held(float *dw, float *db, const float *dy, const uint16_t *x, int M, int in,
+                                 int out);
 void linear_backward_params_part(mf_gemm_kind kind, float *dw, float *db, const float *dy, const float *x, int M,
                                  int in, int out, int part, int parts);
 
@@ -85,6 +91,9 @@ void layernorm_backward_params(float *dw, float *db, const float *dy, const floa
  * NULL, slope = GELU'(x + b), which is all backward needs. slope may be x
  * (overwriting it); y must not overlap either. */
 void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F);
+/* The same with y rounded to bf16 (mf_bf16_round), for an activation that
+ * only bf16 products read; only where mf_bf16_available(). */
+void bias_gelu_forward_bf16(uint16_t *y, float *slope, const float *x, const float *b, int M, int F);
 /* d = dL/dy on entry, dL/dx = d * slope on return. */
 void gelu_backward(float *d, const float *slope, size_t n);
 

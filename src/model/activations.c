@@ -53,6 +53,7 @@ size_t activations_carve(mf_activations *acts, float *base, const mf_config *c, 
             la->ln2_rstd = take(ar, M);
             la->gelu_slope = take(ar, M * F);
             la->gelu = take(ar, M * F);
+            la->gelu16 = (uint16_t *)la->gelu;
         }
     }
     acts->branch = take(ar, M * N);
@@ -283,6 +284,7 @@ mf_layer_acts layer_slice(const mf_layer_acts *a, const mf_config *c, int b0)
     SHIFT(ln2_rstd, r);
     SHIFT(gelu_slope, r * F);
     SHIFT(gelu, r * F);
+    SHIFT(gelu16, r * F); /* bf16 elements */
     return v;
 }
 

@@ -77,7 +77,7 @@ static void block_backward_chunk(mf_model *m, int l, const block_grads *bg, int 
         cls_mlp_backward(m, l, b0, nb, in, mid, &g, &s);
     } else if (F) {
         if (dropout_on(m)) branch_dropout(m, dmlp, in, site_mlp(l), first, n);
-        mlp_backward(model_gemm(m), s.dln2, s.dfc1, &g, dmlp, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F);
+        mlp_backward(model_gemm(m), s.dln2, s.dfc1, &g, dmlp, a.gelu, a.gelu16, a.gelu_slope, a.ln2, p, rows, N, F);
         layernorm_backward_input(mid, in, s.dln2, a.x_mid, a.ln2_mean, a.ln2_rstd, p->norm2_w, rows, N);
         layernorm_backward_params(g.norm2_w, g.norm2_b, s.dln2, a.x_mid, a.ln2_mean, a.ln2_rstd, rows, N);
     }

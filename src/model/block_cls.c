@@ -59,8 +59,8 @@ static void cls_mlp_forward(mf_model *m, int l, int b0, int nb, float *branch)
         residual_forward(m, x_mid + (size_t)i * N, a->x + at, branch + (size_t)i * T * N, NULL,
                          site_attn(l), &ln, 1, at);
     }
-    mlp_forward(model_gemm(m), branch, a->gelu + rowF, a->gelu_slope + rowF, ln2, p, nb, N, F,
-                !(A->mode & MF_MODE_FORWARD_ONLY));
+    mlp_forward(model_gemm(m), branch, a->gelu + rowF, a->gelu16 + rowF, a->gelu_slope + rowF, ln2, p,
+                nb, N, F, !(A->mode & MF_MODE_FORWARD_ONLY));
     /* the CLS rows of the final residual stream */
     for (int i = 0; i < nb; i++) {
         size_t at = (size_t)(b0 + i) * T * N;
@@ -95,8 +95,8 @@ void cls_mlp_backward(mf_model *m, int l, int b0, int nb, const float *in, float
             dropout_apply_at(dbranch + (size_t)i * N, at, (size_t)N, c->dropout,
                              dropout_site_seed(m, site_mlp(l)));
     }
-    mlp_backward(model_gemm(m), s->dln2, s->dfc1, g, dbranch, a->gelu + rowF, a->gelu_slope + rowF, a->ln2 + row,
-                 p, nb, N, F);
+    mlp_backward(model_gemm(m), s->dln2, s->dfc1, g, dbranch, a->gelu + rowF, a->gelu16 + rowF,
+                 a->gelu_slope + rowF, a->ln2 + row, p, nb, N, F);
     /* mid = in, plus LN2's gradient on the CLS rows */
     memcpy(mid, in, (size_t)nb * T * N * sizeof(float));
     for (int i = 0; i < nb; i++)

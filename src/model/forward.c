@@ -147,7 +147,7 @@ static void block_forward(mf_model *m, int l, int b0, int nb, float *branch)
     }
     norm_target ln2 = {a.ln2, a.ln2_mean, a.ln2_rstd, p->norm2_w, p->norm2_b};
     residual_forward(m, a.x_mid, a.x, branch, NULL, site_attn(l), &ln2, rows, first);
-    mlp_forward(model_gemm(m), branch, a.gelu, a.gelu_slope, a.ln2, p, rows, N, F,
+    mlp_forward(model_gemm(m), branch, a.gelu, a.gelu16, a.gelu_slope, a.ln2, p, rows, N, F,
                 !(m->acts->mode & MF_MODE_FORWARD_ONLY));
     residual_forward(m, next, a.x_mid, branch, p->fc2_b, site_mlp(l), &after, rows, first);
 }

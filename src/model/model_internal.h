@@ -31,6 +31,8 @@ typedef struct {
     float *ln2, *ln2_mean, *ln2_rstd;    /* (M,N), (M), (M) */
     float *gelu_slope, *gelu;            /* (M,F): fc1's output, which forward turns into
                                           * GELU' there (unless MF_MODE_FORWARD_ONLY); GELU(fc1's output) */
+    uint16_t *gelu16;                    /* (M,F) bf16 in the first half of gelu's memory: GELU
+                                          * rounded to bf16, held instead of gelu in bf16 */
 } mf_layer_acts;
 
 /* Gradient scratch reused by every block in backward. */
@@ -168,14 +170,17 @@ void residual_forward(const mf_model *m, float *x_out, const float *x, float *br
 
 /* The MLP branch (mlp.c): out (rows,N) = fc2(GELU(fc1(h))) without fc2's
  * bias (the residual add after adds it); pre (rows,F) holds fc1's output and
- * then, when keep_slope, GELU' there for backward; gelu (rows,F) GELU of it.
+ * then, when keep_slope, GELU' there for backward; gelu (rows,F) GELU of it,
+ * or with bf16 products gelu16, the same rounded to bf16: fc2's product and
+ * its weight gradient would round gelu so anyway, and half the bytes go
+ * to memory and back (the step is bound by them: docs/PERFORMANCE.md).
  * mlp_backward from dout: dh (rows,N) = dL/dh, dpre (rows,F) scratch, and
  * the parameter gradients into g. */
-void mlp_forward(mf_gemm_kind kind, float *out, float *gelu, float *pre, const float *h, const mf_block_params *p,
-                 int rows, int N, int F, int keep_slope);
+void mlp_forward(mf_gemm_kind kind, float *out, float *gelu, uint16_t *gelu16, float *pre, const float *h,
+                 const mf_block_params *p, int rows, int N, int F, int keep_slope);
 void mlp_backward(mf_gemm_kind kind, float *dh, float *dpre, const mf_block_params *g, const float *dout,
-                  const float *gelu, const float *slope, const float *h, const mf_block_params *p,
-                  int rows, int N, int F);
+                  const float *gelu, const uint16_t *gelu16, const float *slope, const float *h,
+                  const mf_block_params *p, int rows, int N, int F);
 
 /* ---- the last block's CLS rows (block_cls.c) ------------------------------ */
 

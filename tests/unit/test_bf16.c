@@ -179,6 +179,50 @@ static void test_window_consistency(void)
     mf_free(A), mf_free(B);
 }
 
+/* mf_bf16_round writes the reference rounding's bits (specials and
+ * denormals too), and an operand held in bf16 (mf_gemm_bf16_held) gives the
+ * bytes of the fp32 operand it was rounded from, in every layout, at edges
+ * of tiles and k blocks: the model holds the MLP's GELU so. */
+static void test_held_operands(void)
+{
+    if (!mf_bf16_available()) SKIP("%s", mf_bf16_unavailable_reason());
+    float special[] = {0x1p-130f, -0x1p-140f, NAN, -INFINITY, 0x1p-126f, 65504.0f, -0.0f};
+    uint16_t h[7];
+    mf_bf16_round(h, special, 7);
+    for (int i = 0; i < 7; i++) {
+        float want = bf16_round(special[i]), got;
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&got, &u, 4);
+        CHECK(isnan(want) ? isnan(got) : memcmp(&got, &want, 4) == 0, "%g rounds to %g, not %g", special[i], got,
+              want);
+    }
+    static const int shapes[][3] = {{68, 64, 256}, {17, 33, 65}, {1, 16, 31}, {100, 256, 272}, {5, 3, 1}};
+    mf_rng rng;
+    mf_rng_seed(&rng, 31);
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int t = 0; t < 4; t++) {
+            int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], ta = t >> 1, tb = t & 1;
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            size_t na = (size_t)M * K, nb = (size_t)K * N, bytes = (size_t)M * N * sizeof(float);
+            float *A = random_floats(&rng, na), *B = random_floats(&rng, nb), *C0 = random_floats(&rng, (size_t)M * N);
+            uint16_t *A16 = mf_alloc(na * sizeof *A16), *B16 = mf_alloc(nb * sizeof *B16);
+            mf_bf16_round(A16, A, na);
+            mf_bf16_round(B16, B, nb);
+            float *want = mf_alloc(bytes), *got = mf_alloc(bytes);
+            float beta = sh & 1 ? 1.0f : 0.0f;
+            memcpy(want, C0, bytes);
+            mf_gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, want, N);
+            for (int held = 1; held < 4; held++) {
+                memcpy(got, C0, bytes);
+                mf_gemm_bf16_held(ta, tb, M, N, K, 1.0f, held & 1 ? NULL : A, held & 1 ? A16 : NULL, lda,
+                                  held & 2 ? NULL : B, held & 2 ? B16 : NULL, ldb, beta, got, N, held == 3);
+                CHECK(memcmp(want, got, bytes) == 0, "%dx%dx%d ta=%d tb=%d: held %s differs from fp32 operands",
+                      M, N, K, ta, tb, held == 1 ? "A" : held == 2 ? "B" : "A and B");
+            }
+            mf_free(A), mf_free(B), mf_free(C0), mf_free(A16), mf_free(B16), mf_free(want), mf_free(got);
+        }
+}
+
 int main(void)
 {
     RUN(test_precision_switch);
@@ -186,5 +230,6 @@ int main(void)
     RUN(test_rounding);
     RUN(test_thread_count_invariance);
     RUN(test_window_consistency);
+    RUN(test_held_operands);
     return check_report();
 }
