@@ -1,17 +1,18 @@
 /* Data-parallel training under mpirun (make MPI=1 test-mpi): the saved
  * tensors (parameters and both AdamW moments, the checkpoint's whole data
  * section) are byte-identical for 1, 2 and 3 ranks with 1 and 2 threads and
- * to those of a build without MPI ($MINFORMER_SERIAL); a checkpoint saved
- * under one rank count resumes under another with the same bits; a killed
- * rank ends the job in bounded time with a non-zero exit and Open MPI's
- * message naming the rank, and its last epoch checkpoint resumes to the
- * uninterrupted run's bits. Runs on small subsets of the real MNIST; SKIPs
+ * to those of a build without MPI ($MINFORMER_SERIAL), in fp32 and (where
+ * the CPU has AMX) in bf16; a checkpoint saved under one rank count resumes
+ * under another with the same bits; a killed rank ends the job in bounded
+ * time with a non-zero exit and Open MPI's message naming the rank, and its
+ * last epoch checkpoint resumes to the uninterrupted run's bits. Runs on small subsets of the real MNIST; SKIPs
  * without it. */
 #define _GNU_SOURCE
 #include <dirent.h>
 
 #include "check.h"
 #include "child.h"
+#include "kernels/cpu.h"
 
 #define TIMEOUT 300.0
 
@@ -31,6 +32,10 @@ static int have_mnist;
 #define WORK_CHOLESKY                                                                         \
     "train --dataset mnist --preset minimal --qk cholesky --mlp 2 --pool mean --dropout 0.1 "  \
     "--dim 32 --layers 2 --limit-train 400 --limit-test 100 --batch 50 --epochs 2"
+
+/* The MLP model in bf16, at patch 4 (T = 50: the attention products in bf16
+ * too): bf16 has its own bits, the same for every rank and thread count. */
+#define WORK_BF16 WORK_MLP " --patch 4 --precision bf16"
 
 /* exe's absolute path from $PATH, or "" */
 static void find_in_path(const char *exe, char *out)
@@ -155,6 +160,13 @@ static void test_other_reductions_give_the_serial_bits(void)
 {
     if (!have_mnist) SKIP("no MNIST in %s", data_dir);
     identity_at_every_size(WORK_CHOLESKY, "cholesky", 1);
+}
+
+static void test_bf16_ranks_give_the_serial_bits(void)
+{
+    if (!have_mnist) SKIP("no MNIST in %s", data_dir);
+    if (!mf_bf16_available()) SKIP("%s", mf_bf16_unavailable_reason());
+    identity_at_every_size(WORK_BF16, "bf16", 2);
 }
 
 /* Epoch 1 saved under 2 ranks, then extended to 2 epochs (--epochs on
@@ -294,6 +306,7 @@ int main(int argc, char **argv)
     }
     RUN(test_ranks_and_threads_give_the_serial_bits);
     RUN(test_other_reductions_give_the_serial_bits);
+    RUN(test_bf16_ranks_give_the_serial_bits);
     RUN(test_a_checkpoint_resumes_under_any_rank_count);
     RUN(test_a_killed_rank_ends_the_job);
     remove_tree(root);
