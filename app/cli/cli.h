@@ -108,8 +108,8 @@ typedef struct {
 #define CLI_OPT_PRECISION {"precision", required_argument, 0, OPT_PRECISION}
 #define CLI_PRECISION_HELP                                                                   \
     "  --precision P      fp32 (default) or bf16: the linear layers' matrix products\n"     \
-    "                     with bf16 operands and fp32 sums (needs Intel AMX; parameters,\n" \
-    "                     gradients and optimizer stay fp32)\n"
+    "                     with bf16 operands and fp32 sums (needs AVX512_BF16, on AMX\n"   \
+    "                     where present; parameters, gradients and optimizer: fp32)\n"
 
 void cli_common_opts_init(cli_common_opts *o);
 /* Handles one shared option, as cli_model_option: 1 if it was one, 0 if not,

@@ -112,9 +112,10 @@ enum {
 
 /* The precision of the matrix products in the linear layers (every weight
  * matrix, forward and backward). fp32 is the bitwise-reproducible reference;
- * bf16 rounds both operands to bfloat16 and sums in fp32 (Intel AMX), while
- * parameters, gradients, LayerNorm, softmax, GELU, the attention tiles, the
- * loss and AdamW stay fp32. A new model is fp32. */
+ * bf16 rounds both operands to bfloat16 and sums in fp32 (on AMX tiles, or
+ * VDPBF16PS without AMX), also in the attention's per-image products where
+ * an image has more than 32 tokens, while parameters, gradients, LayerNorm,
+ * softmax, GELU, the loss and AdamW stay fp32. A new model is fp32. */
 typedef enum { MF_PRECISION_FP32 = 0, MF_PRECISION_BF16 = 1 } mf_precision;
 
 typedef struct {
@@ -144,7 +145,7 @@ unsigned mf_model_mode(const mf_model *m);
 
 /* Sets the precision of the passes that follow. MF_ERR_CONFIG, the model
  * unchanged, when this machine cannot run bf16 (the message says why: it
- * needs AMX, with the operating system's consent). */
+ * needs AVX-512 with AVX512_BF16, with the operating system's consent). */
 mf_status mf_model_set_precision(mf_model *m, mf_precision precision, mf_error *err);
 /* MF_OK when this machine can run `precision`, else MF_ERR_CONFIG saying why. */
 mf_status mf_precision_check(mf_precision precision, mf_error *err);

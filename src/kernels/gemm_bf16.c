@@ -1,4 +1,6 @@
-/* Mixed-precision matrix multiply on AMX tiles: bf16 operands, fp32 sums.
+/* Mixed-precision matrix multiply on AMX tiles (or, on CPUs with
+ * AVX512_BF16 but no AMX, on VDPBF16PS: block_compute_dp): bf16 operands,
+ * fp32 sums.
  *
  * The same call as mf_gemm (gemm.h), but op(A) and op(B) are rounded to
  * bfloat16 (round to nearest even, NaN kept quiet) as they are packed, and
@@ -15,8 +17,10 @@
  * exact zeros. Threads split the 32 x 32 output blocks, never k.
  *
  * This file is compiled with the AMX and AVX-512 flags (Makefile); nothing
- * in it may run before mf_bf16_available() (cpu.c) said yes. */
+ * in it may run before mf_bf16_available() (cpu.c) said yes, and the tiles
+ * only where mf_bf16_uses_amx() does. */
 #include "kernels/gemm.h"
+#include "kernels/cpu.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -196,6 +200,7 @@ typedef struct {
     int ldc;
     uint32_t *apack;     /* mt x kb packed tiles, or NULL: each block packs its own */
     uint32_t *bpack;     /* nt x kb */
+    int amx;             /* the blocks on AMX tiles, or on VDPBF16PS */
 } bf16_args;
 
 static inline uint32_t *tile_at(uint32_t *pack, int block, int kb, int kbs)
@@ -320,6 +325,70 @@ static void block_compute(const bf16_args *g, int ti, int tj)
     }
 }
 
+/* The same block on VDPBF16PS (CPUs with AVX512_BF16 but no AMX), from the
+ * same packed tiles: 8 rows at a time, each row's pair (k, k + 1) of an A
+ * tile broadcast against a B tile's row of 16 column pairs, into 8 x 2
+ * vectors of sums. An element is its sum over k blocks and pairs in order,
+ * starting from 0 or (alpha 1, beta 1) from C, whatever its block: the same
+ * contract as the tiles, with VDPBF16PS's own rounding, so other bits. */
+static void block_compute_dp(const bf16_args *g, int ti, int tj)
+{
+    int two_r = ti + 1 < g->mt, two_c = tj + 1 < g->nt;
+    int i0 = ti * TR, j0 = tj * TR, nrows = g->M - i0 < 32 ? g->M - i0 : 32;
+    int direct = g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f);
+    __mmask16 m0 = lanes(g->N - j0), m1 = lanes(g->N - j0 - 16);
+    __m512 alpha = _mm512_set1_ps(g->alpha), beta = _mm512_set1_ps(g->beta);
+    _Alignas(64) uint32_t own[4][TILE_ELEMS / 2]; /* without packed buffers */
+    for (int r0 = 0; r0 < nrows; r0 += 8) {
+        int nr = nrows - r0 < 8 ? nrows - r0 : 8, tile_r = ti + r0 / TR, in_tile = r0 % TR;
+        __m512 acc[8][2];
+        for (int r = 0; r < 8; r++) {
+            float *c = g->C + (size_t)(i0 + r0 + r) * g->ldc + j0;
+            int from_c = direct && g->beta == 1.0f && r < nr;
+            acc[r][0] = from_c ? _mm512_maskz_loadu_ps(m0, c) : _mm512_setzero_ps();
+            acc[r][1] = from_c ? _mm512_maskz_loadu_ps(m1, c + 16) : _mm512_setzero_ps();
+        }
+        for (int k = 0; k < g->kb; k++) {
+            const uint32_t *at, *b0, *b1;
+            if (g->apack) {
+                at = tile_at(g->apack, tile_r, k, g->kb);
+                b0 = tile_at(g->bpack, tj, k, g->kb);
+                b1 = two_c ? tile_at(g->bpack, tj + 1, k, g->kb) : b0;
+            } else {
+                pack_tile(&g->a, tile_r * TR, k * TK, 0, own[0]);
+                pack_tile(&g->bt, tj * TR, k * TK, 1, own[2]);
+                if (two_c) pack_tile(&g->bt, (tj + 1) * TR, k * TK, 1, own[3]);
+                at = own[0], b0 = own[2], b1 = two_c ? own[3] : own[2];
+            }
+            at += in_tile * 16;
+            for (int q = 0; q < 16; q++) {
+                __m512bh vb0 = (__m512bh)_mm512_load_si512(b0 + q * 16);
+                __m512bh vb1 = (__m512bh)_mm512_load_si512(b1 + q * 16);
+                for (int r = 0; r < 8; r++) {
+                    __m512bh va = (__m512bh)_mm512_set1_epi32((int)at[r * 16 + q]);
+                    acc[r][0] = _mm512_dpbf16_ps(acc[r][0], va, vb0);
+                    acc[r][1] = _mm512_dpbf16_ps(acc[r][1], va, vb1);
+                }
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            float *c = g->C + (size_t)(i0 + r0 + r) * g->ldc + j0;
+            for (int h = 0; h < 2; h++) {
+                __mmask16 m = h ? m1 : m0;
+                if (!m) break;
+                __m512 v = acc[r][h];
+                if (!direct) {
+                    v = _mm512_mul_ps(alpha, v);
+                    if (g->beta != 0.0f)
+                        v = _mm512_add_ps(v, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(m, c + 16 * h)));
+                }
+                _mm512_mask_storeu_ps(c + 16 * h, m, v);
+            }
+        }
+    }
+    (void)two_r;
+}
+
 static inline long share(long n, int part, int parts) { return n * part / parts; }
 
 /* Thread tid of nthreads: its share of the packing, then (after all have
@@ -327,7 +396,7 @@ static inline long share(long n, int part, int parts) { return n * part / parts;
  * parallel region that every thread of it enters. */
 static void bf16_part(const bf16_args *g, int tid, int nthreads)
 {
-    tiles_configure();
+    if (g->amx) tiles_configure();
     if (g->apack) {
         long na = (long)g->mt * g->kb, total = na + (long)g->nt * g->kb;
         for (long t = share(total, tid, nthreads); t < share(total, tid + 1, nthreads); t++) {
@@ -345,7 +414,7 @@ static void bf16_part(const bf16_args *g, int tid, int nthreads)
     int bi = (g->mt + 1) / 2, bj = (g->nt + 1) / 2;
     long tasks = (long)bi * bj;
     for (long t = share(tasks, tid, nthreads); t < share(tasks, tid + 1, nthreads); t++)
-        block_compute(g, (int)(t / bj) * 2, (int)(t % bj) * 2);
+        (g->amx ? block_compute : block_compute_dp)(g, (int)(t / bj) * 2, (int)(t % bj) * 2);
 }
 
 void mf_gemm_bf16_held(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -354,6 +423,7 @@ void mf_gemm_bf16_held(int trans_a, int trans_b, int M, int N, int K, float alph
 {
     if (mf_gemm_trivial(M, N, K, beta, C, ldc)) return;
     bf16_args g;
+    g.amx = mf_bf16_uses_amx();
     g.M = M;
     g.N = N;
     g.K = K;

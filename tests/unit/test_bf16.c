@@ -1,6 +1,7 @@
-/* The bf16 matrix multiply (mf_gemm_bf16) and the model's precision switch.
+/* The bf16 matrix multiply (mf_gemm_bf16), on AMX tiles and on VDPBF16PS,
+ * and the model's precision switch.
  *
- * Where the CPU cannot run it (no AMX), only the refusal is tested: asking a
+ * Where the CPU cannot run it (no AVX512_BF16), only the refusal is tested: asking a
  * model for bf16 is MF_ERR_CONFIG with the reason, and the model stays fp32.
  * Where it can: results against a double-precision product of the
  * bf16-rounded operands, round-to-nearest-even, and the determinism
@@ -226,10 +227,20 @@ static void test_held_operands(void)
 int main(void)
 {
     RUN(test_precision_switch);
-    RUN(test_against_reference);
-    RUN(test_rounding);
-    RUN(test_thread_count_invariance);
-    RUN(test_window_consistency);
-    RUN(test_held_operands);
+    /* The kernel on AMX tiles where they are, then on VDPBF16PS (the kernel
+     * of CPUs without AMX), which every CPU with AMX also has. */
+    for (int dp = 0; dp < 2; dp++) {
+        if (dp) {
+            if (!mf_bf16_available() || !mf_bf16_uses_amx()) break;
+            mf_bf16_prefer_dpbf16(1);
+            fprintf(stderr, "the same on VDPBF16PS:\n");
+        }
+        RUN(test_against_reference);
+        RUN(test_rounding);
+        RUN(test_thread_count_invariance);
+        RUN(test_window_consistency);
+        RUN(test_held_operands);
+    }
+    mf_bf16_prefer_dpbf16(0);
     return check_report();
 }
