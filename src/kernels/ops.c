@@ -490,6 +490,20 @@ static inline float gelu_slope(float v, float cdf, float g)
  * still sees no aliasing between what the vector loop reads and writes. */
 #define GELU_COLS 64
 
+/* x rounded to bf16 as the kernel's VCVTNE2PS2BF16 rounds its operands
+ * (tests/unit/test_bf16.c compares them): a denormal to a signed zero, a NaN
+ * kept with its quiet bit set, else to nearest even (overflowing to inf).
+ * Branch-free, so the loop over a row vectorizes. */
+static inline uint16_t bf16_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t nearest = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u, zero = (u >> 16) & 0x8000u;
+    uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? nan : nearest;
+    return (uint16_t)((u & 0x7F800000u) == 0 ? zero : r);
+}
+
 /* One row; the GELU lands in y, or, when y16 is given, in a local block
  * that is then rounded to bf16 into y16 (bf16 products alone read it). */
 static void bias_gelu_row(float *y, uint16_t *y16, float *slope, const float *x, const float *b, int F)
@@ -514,9 +528,8 @@ static void bias_gelu_row(float *y, uint16_t *y16, float *slope, const float *x,
                 o[j] = v[j] * gelu_cdf(v[j], &g);
             }
         }
-#ifdef MF_BF16_KERNEL
-        if (y16) mf_bf16_round(y16 + j0, out, (size_t)n);
-#endif
+        if (y16)
+            for (int j = 0; j < n; j++) y16[j0 + j] = bf16_bits(out[j]);
     }
 }
 

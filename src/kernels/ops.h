@@ -91,8 +91,8 @@ void layernorm_backward_params(float *dw, float *db, const float *dy, const floa
  * NULL, slope = GELU'(x + b), which is all backward needs. slope may be x
  * (overwriting it); y must not overlap either. */
 void bias_gelu_forward(float *y, float *slope, const float *x, const float *b, int M, int F);
-/* The same with y rounded to bf16 (mf_bf16_round), for an activation that
- * only bf16 products read; only where mf_bf16_available(). */
+/* The same with y rounded to bf16 (the bits mf_bf16_round writes), for an
+ * activation that only bf16 products read. */
 void bias_gelu_forward_bf16(uint16_t *y, float *slope, const float *x, const float *b, int M, int F);
 /* d = dL/dy on entry, dL/dx = d * slope on return. */
 void gelu_backward(float *d, const float *slope, size_t n);

@@ -72,8 +72,10 @@ static int dim_size(const mf_config *c, mf_dim_rule r)
 static size_t spec_shape(const mf_config *c, const mf_tensor_spec *s, int shape[3])
 {
     size_t numel = 1;
-    for (int i = 0; i < 3; i++) shape[i] = i < s->ndim ? dim_size(c, s->dim[i]) : 0;
-    for (int i = 0; i < s->ndim; i++) numel *= (size_t)shape[i];
+    for (int i = 0; i < 3; i++) {
+        shape[i] = i < s->ndim ? dim_size(c, s->dim[i]) : 0;
+        if (i < s->ndim) numel *= (size_t)shape[i];
+    }
     return numel;
 }
 

@@ -17,6 +17,7 @@
 #include "gemm_check.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "minformer.h"
 
 /* Round to nearest even onto bfloat16, denormals to zero: the reference for
@@ -224,6 +225,34 @@ static void test_held_operands(void)
         }
 }
 
+/* The GELU the model keeps for bf16 products (bias_gelu_forward_bf16, with
+ * its own rounding in ops.c) is mf_bf16_round of the fp32 GELU, bit for bit:
+ * random pre-activations, tails whose GELU is denormal, NaN and infinities. */
+static void test_held_gelu(void)
+{
+    if (!mf_bf16_available()) SKIP("%s", mf_bf16_unavailable_reason());
+    enum { M = 7, F = 200 };
+    mf_rng rng;
+    mf_rng_seed(&rng, 37);
+    float *x = mf_alloc(M * F * sizeof(float)), *b = mf_alloc(F * sizeof(float));
+    float *y = mf_alloc(M * F * sizeof(float)), *slope = mf_alloc(M * F * sizeof(float));
+    float *slope16 = mf_alloc(M * F * sizeof(float));
+    uint16_t *want = mf_alloc(M * F * sizeof(uint16_t)), *got = mf_alloc(M * F * sizeof(uint16_t));
+    for (int i = 0; i < M * F; i++) x[i] = 8.0f * (2.0f * mf_rng_uniform(&rng) - 1.0f);
+    for (int j = 0; j < F; j++) b[j] = j < 100 ? 0.1f * (mf_rng_uniform(&rng) - 0.5f) : 0.0f;
+    for (int i = 0; i < 60; i++) x[i] = -12.5f - 0.05f * (float)i; /* GELU near and below 2^-126 */
+    x[61] = NAN, x[62] = INFINITY, x[63] = -INFINITY, x[64] = 3e38f, x[65] = -0.0f, x[66] = 1e-40f;
+    bias_gelu_forward(y, slope, x, b, M, F);
+    mf_bf16_round(want, y, (size_t)M * F);
+    bias_gelu_forward_bf16(got, slope16, x, b, M, F);
+    int denormal = 0;
+    for (int i = 0; i < 60; i++) denormal += y[i] != 0.0f && fabsf(y[i]) < 0x1p-126f;
+    CHECK(denormal > 0, "no denormal GELU among the tail inputs");
+    CHECK(memcmp(want, got, M * F * sizeof(uint16_t)) == 0, "the held GELU differs from mf_bf16_round of the fp32 one");
+    CHECK(memcmp(slope, slope16, M * F * sizeof(float)) == 0, "the slopes differ");
+    mf_free(x), mf_free(b), mf_free(y), mf_free(slope), mf_free(slope16), mf_free(want), mf_free(got);
+}
+
 int main(void)
 {
     RUN(test_precision_switch);
@@ -241,6 +270,7 @@ int main(void)
         RUN(test_window_consistency);
         RUN(test_held_operands);
     }
+    RUN(test_held_gelu);
     mf_bf16_prefer_dpbf16(0);
     return check_report();
 }
