@@ -504,32 +504,41 @@ static inline uint16_t bf16_bits(float x)
     return (uint16_t)((u & 0x7F800000u) == 0 ? zero : r);
 }
 
-/* One row; the GELU lands in y, or, when y16 is given, in a local block
- * that is then rounded to bf16 into y16 (bf16 products alone read it). */
+/* One row; the GELU lands in y, or, when y16 is given, rounded to bf16 in
+ * y16 (bf16 products alone read it). Each case its own loop, so that each
+ * vectorizes. */
 static void bias_gelu_row(float *y, uint16_t *y16, float *slope, const float *x, const float *b, int F)
 {
-    float v[GELU_COLS], out[GELU_COLS];
+    float v[GELU_COLS];
     for (int j0 = 0; j0 < F; j0 += GELU_COLS) {
         int n = F - j0 < GELU_COLS ? F - j0 : GELU_COLS;
-        float *o = y16 ? out : y + j0;
         if (b)
             for (int j = 0; j < n; j++) v[j] = x[j0 + j] + b[j0 + j];
         else
             for (int j = 0; j < n; j++) v[j] = x[j0 + j];
-        if (slope) {
+        if (slope && y16) {
             for (int j = 0; j < n; j++) {
                 float g, cdf = gelu_cdf(v[j], &g);
-                o[j] = v[j] * cdf;
+                y16[j0 + j] = bf16_bits(v[j] * cdf);
                 slope[j0 + j] = gelu_slope(v[j], cdf, g);
+            }
+        } else if (slope) {
+            for (int j = 0; j < n; j++) {
+                float g, cdf = gelu_cdf(v[j], &g);
+                y[j0 + j] = v[j] * cdf;
+                slope[j0 + j] = gelu_slope(v[j], cdf, g);
+            }
+        } else if (y16) {
+            for (int j = 0; j < n; j++) {
+                float g;
+                y16[j0 + j] = bf16_bits(v[j] * gelu_cdf(v[j], &g));
             }
         } else {
             for (int j = 0; j < n; j++) {
                 float g;
-                o[j] = v[j] * gelu_cdf(v[j], &g);
+                y[j0 + j] = v[j] * gelu_cdf(v[j], &g);
             }
         }
-        if (y16)
-            for (int j = 0; j < n; j++) y16[j0 + j] = bf16_bits(out[j]);
     }
 }
 
