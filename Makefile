@@ -19,7 +19,7 @@ try-flag = $(shell echo 'int main(void){return 0;}' | $(CC) $(1) -x c - -o /dev/
 MARCH   := $(call try-flag,-march=native)
 # GCC vectorizes for 256-bit registers on AVX-512 CPUs unless told otherwise. The
 # elementwise and row ops (src/kernels/ops.c: GELU, LayerNorm, softmax) ran faster
-# on 512-bit ones (GELU's forward pass 1.9x, docs/PERFORMANCE.md), with the same
+# on 512-bit ones (GELU's forward pass 1.3x, docs/PERFORMANCE.md), with the same
 # bits: each lane does the same IEEE operations, and no reduction is reordered
 # without -ffast-math. The fp32 GEMM ran 4-6% slower so, and keeps the default.
 VEC512  := $(call try-flag,-mprefer-vector-width=512)
