@@ -333,7 +333,7 @@ static void block_compute(const bf16_args *g, int ti, int tj)
  * contract as the tiles, with VDPBF16PS's own rounding, so other bits. */
 static void block_compute_dp(const bf16_args *g, int ti, int tj)
 {
-    int two_r = ti + 1 < g->mt, two_c = tj + 1 < g->nt;
+    int two_c = tj + 1 < g->nt; /* rows of a missing second A tile are never stored */
     int i0 = ti * TR, j0 = tj * TR, nrows = g->M - i0 < 32 ? g->M - i0 : 32;
     int direct = g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f);
     __mmask16 m0 = lanes(g->N - j0), m1 = lanes(g->N - j0 - 16);
@@ -343,10 +343,12 @@ static void block_compute_dp(const bf16_args *g, int ti, int tj)
         int nr = nrows - r0 < 8 ? nrows - r0 : 8, tile_r = ti + r0 / TR, in_tile = r0 % TR;
         __m512 acc[8][2];
         for (int r = 0; r < 8; r++) {
-            float *c = g->C + (size_t)(i0 + r0 + r) * g->ldc + j0;
-            int from_c = direct && g->beta == 1.0f && r < nr;
-            acc[r][0] = from_c ? _mm512_maskz_loadu_ps(m0, c) : _mm512_setzero_ps();
-            acc[r][1] = from_c ? _mm512_maskz_loadu_ps(m1, c + 16) : _mm512_setzero_ps();
+            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+            if (direct && g->beta == 1.0f && r < nr) {
+                const float *c = g->C + (size_t)(i0 + r0 + r) * g->ldc + j0;
+                acc[r][0] = _mm512_maskz_loadu_ps(m0, c);
+                acc[r][1] = _mm512_maskz_loadu_ps(m1, c + 16);
+            }
         }
         for (int k = 0; k < g->kb; k++) {
             const uint32_t *at, *b0, *b1;
@@ -386,7 +388,6 @@ static void block_compute_dp(const bf16_args *g, int ti, int tj)
             }
         }
     }
-    (void)two_r;
 }
 
 static inline long share(long n, int part, int parts) { return n * part / parts; }
