@@ -21,7 +21,7 @@ MARCH   := $(call try-flag,-march=native)
 # elementwise and row ops (src/kernels/ops.c: GELU, LayerNorm, softmax) ran faster
 # on 512-bit ones (GELU's forward pass 1.3x, docs/PERFORMANCE.md), with the same
 # bits: each lane does the same IEEE operations, and no reduction is reordered
-# without -ffast-math. The fp32 GEMM ran 4-6% slower so, and keeps the default.
+# without -ffast-math. The fp32 GEMM ran up to 6% slower so, and keeps the default.
 VEC512  := $(call try-flag,-mprefer-vector-width=512)
 ifneq ($(NO_OMP),1)
 OMPFLAG := $(call try-flag,-fopenmp)

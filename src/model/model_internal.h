@@ -96,9 +96,9 @@ static inline mf_gemm_kind model_gemm(const mf_model *m)
 
 /* The kind of the attention's per-image products (scores, mixing and their
  * gradients, over tiles of T tokens): bf16 with bf16 linear layers when T >
- * 32, else fp32. With operands in cache bf16 ran these products 1.5-2.3x
- * faster at T = 65, 1.2-2.1x at 33 and 49, while at T = 17 three of the four
- * ran 0.84-0.87x as fast (tools/bench_gemm); in the CIFAR-10 model (T = 65)
+ * 32, else fp32. With operands in cache bf16 ran these products 1.6-2.3x
+ * faster at T = 65, 1.2-2.0x at 33 and 49, while at T = 17 three of the four
+ * ran 0.81-0.93x as fast (tools/bench_gemm); in the CIFAR-10 model (T = 65)
  * the step took as long either way (docs/PERFORMANCE.md, "bf16"). */
 #define MODEL_BF16_ATTN_MIN_T 33
 static inline mf_gemm_kind model_attn_gemm(const mf_model *m)
