@@ -220,7 +220,7 @@ int chunk_images(const mf_config *c)
  * bf16 takes at least MIN_CHUNKS_BF16: its products pack every operand into
  * tiles of 16 rows and 32 k, so a chunk of 68 MNIST rows packs as much as it
  * multiplies and pads dW's k from 68 to 96, while at 16 chunks (272 rows)
- * one bf16 step took 13-15% less time (MNIST `unchanged`, one thread;
+ * bf16 trained 12-14% faster (MNIST `unchanged`, one thread;
  * docs/PERFORMANCE.md); the price is that backward uses at most 16 threads
  * or processes at the default batch. Never more chunks than fp32's count,
  * which sizes the buffers. */

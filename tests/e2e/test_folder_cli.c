@@ -23,22 +23,8 @@ static mf_dataset mnist;
 
 static void path_in(char *out, const char *name) { text_printf(out, PATH_MAX, "%s/%s", root, name); }
 
-static int run_line(child_result *r, int want, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int run_line(child_result *r, int want, const char *fmt, ...)
-{
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    child_args a = {0};
-    args_split(&a, line);
-    child_run(r, NULL, TIMEOUT, &a);
-    CHECK(r->status == want, "'minformer %s' exited with %d, expected %d\n  stdout: %.2000s\n"
-          "  stderr: %.2000s", line, r->status, want, r->out, r->err);
-    return r->status == want;
-}
+/* 'minformer LINE' (printf-style) with no --data, checked to exit with want. */
+#define run_line(r, want, ...) child_expect_linef((r), NULL, TIMEOUT, NULL, (want), __VA_ARGS__)
 
 /* The first n images of s as DIR/<split>/<label>/<index>.png. */
 static void write_split(const char *dir, const char *split, const mf_split *s, int n)

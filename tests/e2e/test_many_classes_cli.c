@@ -25,20 +25,8 @@ static const char *const names[K] = {
 
 static char root[PATH_MAX], data_dir[PATH_MAX], folder[PATH_MAX], ck[PATH_MAX];
 
-static int run_line(child_result *r, int want, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int run_line(child_result *r, int want, const char *fmt, ...)
-{
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    child_run_linef(r, NULL, TIMEOUT, NULL, "%s", line);
-    CHECK(r->status == want, "'minformer %s' exited with %d, expected %d\n  stdout: %.2000s\n"
-          "  stderr: %.2000s", line, r->status, want, r->out, r->err);
-    return r->status == want;
-}
+/* 'minformer LINE' (printf-style) with no --data, checked to exit with want. */
+#define run_line(r, want, ...) child_expect_linef((r), NULL, TIMEOUT, NULL, (want), __VA_ARGS__)
 
 /* A 6x4 grey PGM (cropped to its central 4x4 by --center-crop): class k is
  * a bright pixel at position k % 16 of the central square on a dim

@@ -334,6 +334,25 @@ static inline int child_run_linef(child_result *r, const char *cwd, double timeo
     return child_run(r, cwd, timeout, &a);
 }
 
+/* The same, checking (CHECK, from check.h) that it exited with `want`; the
+ * message names the command line and shows what it printed. */
+static inline int child_expect_linef(child_result *r, const char *cwd, double timeout,
+                                     const char *data_dir, int want, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static inline int child_expect_linef(child_result *r, const char *cwd, double timeout,
+                                     const char *data_dir, int want, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    child_run_linef(r, cwd, timeout, data_dir, "%s", line);
+    CHECK(r->status == want, "'minformer %s' exited with %d, expected %d\n  stdout: %.2000s\n"
+          "  stderr: %.2000s", line, r->status, want, r->out, r->err);
+    return r->status == want;
+}
+
 /* The number of lines of s. */
 static inline int count_lines(const char *s)
 {

@@ -6,7 +6,7 @@
  * in its checkpoint: written, read back, absent in older files, and every
  * tampered form refused with one line. Folders of tiny PGM images are made
  * in a temporary directory. */
-#define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
+#define _GNU_SOURCE /* mkdtemp, nftw; child.h */
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -16,19 +16,14 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "child.h" /* read_text, remove_tree */
 #include "minformer.h"
 
 static char root[64];
 
-static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static void fresh_root(void)
 {
-    if (root[0]) nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (root[0]) remove_tree(root);
     snprintf(root, sizeof root, "/tmp/mf-test-classes-XXXXXX");
     if (!mkdtemp(root)) fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
 }
@@ -266,20 +261,6 @@ static unsigned char *ck_data;
 static size_t ck_data_len;
 static char *ck_names[CK];
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static mf_status save_folder_model(const char *path, mf_dataset_kind kind, char *const *names,
                                    mf_error *err)
 {
@@ -386,7 +367,7 @@ static void test_checkpoint_class_names(void)
           "names on an MNIST model: %s", err.message);
 
     size_t len;
-    unsigned char *file = read_all(ck_path, &len);
+    unsigned char *file = (unsigned char *)read_text(ck_path, &len);
     CHECK(file && len > 8, "cannot read %s", ck_path);
     if (!file || len <= 8) return;
     uint64_t hl = 0;
@@ -444,6 +425,6 @@ int main(void)
     RUN(test_class_limit_and_names);
     RUN(test_model_class_limits);
     RUN(test_checkpoint_class_names);
-    if (root[0]) nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (root[0]) remove_tree(root);
     return check_report();
 }
